@@ -1,0 +1,244 @@
+"""The JSON API for the workspace and for other systems: `Authorization: Bearer <key>`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .. import flows
+from ..dialects.base import PbxError, utc
+from ..domain.phones import normalize
+from ..store import calls as call_store
+from ..store import directory, integrations
+from ..store.directory import PhoneTaken
+from .schemas import (
+    CallDetail,
+    CallOut,
+    ClickToCallIn,
+    ClickToCallOut,
+    ClientIn,
+    ClientOut,
+    EmployeeIn,
+    EmployeeOut,
+    EventOut,
+    LegOut,
+    Page,
+    TaskOut,
+)
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from `callbridge apikey create`")
+_known_keys: dict[str, float] = {}
+
+
+def services_of(request: Request) -> flows.Services:
+    return request.app.state.services
+
+
+async def require_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """A valid API key; checked keys are remembered for a minute to keep the database out of the way."""
+    if credentials is None:
+        raise HTTPException(401, "missing API key", headers={"WWW-Authenticate": "Bearer"})
+    digest = integrations.hash_key(credentials.credentials)
+    if _known_keys.get(digest, 0) > time.monotonic():
+        return
+    async with services_of(request).db.read() as session:
+        if not await integrations.api_key_exists(session, credentials.credentials):
+            raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    _known_keys[digest] = time.monotonic() + 60
+
+
+Services = Annotated[flows.Services, Depends(services_of)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_key)])
+
+
+def _phone_or_400(services: flows.Services, raw: str) -> str:
+    phone = normalize(raw, services.settings.default_region)
+    if phone is None:
+        raise HTTPException(400, f"{raw!r} is not a phone number")
+    return phone
+
+
+# ---- calls --------------------------------------------------------------------------------------
+
+
+@router.get("/calls", response_model=Page[CallOut], tags=["calls"])
+async def list_calls(
+    services: Services,
+    phone: str | None = None,
+    employee_id: int | None = None,
+    client_id: int | None = None,
+    result: Literal["answered", "missed", "busy", "no_answer", "unavailable", "not_allowed", "failed"]
+    | None = None,
+    direction: Literal["in", "out"] | None = None,
+    state: Literal["ringing", "talking", "ended"] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+):
+    """Calls, newest first."""
+    where = call_store.CallFilter(
+        phone=_phone_or_400(services, phone) if phone else None,
+        employee_id=employee_id,
+        client_id=client_id,
+        result=result,
+        direction=direction,
+        state=state,
+        since=_aware(since),
+        until=_aware(until),
+    )
+    async with services.db.read() as session:
+        rows, total = await call_store.list_calls(session, where, limit=limit, offset=offset)
+        legs = await call_store.legs_of(session, [r.id for r in rows])
+    items = [_call_out(row, legs[row.id]) for row in rows]
+    return Page[CallOut](items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/calls/{call_id}", response_model=CallDetail, tags=["calls"])
+async def get_call(call_id: int, services: Services):
+    """One call with its legs and every PBX request about it."""
+    async with services.db.read() as session:
+        row = await call_store.get_call(session, call_id)
+        if row is None:
+            raise HTTPException(404, "no such call")
+        legs = (await call_store.legs_of(session, [row.id]))[row.id]
+        events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
+    detail = _call_out(row, legs).model_dump()
+    return CallDetail(**detail, events=[EventOut.model_validate(e) for e in events])
+
+
+@router.post("/calls", response_model=ClickToCallOut, status_code=202, tags=["calls"])
+async def click_to_call(body: ClickToCallIn, services: Services):
+    """Click-to-call: the PBX rings the employee's own phone first, then the client."""
+    try:
+        placed = await flows.click_to_call(
+            services, employee_id=body.employee_id, phone=body.phone, integration_id=body.integration_id
+        )
+    except flows.ClickToCallError as exc:
+        raise HTTPException(400, str(exc)) from None
+    except PbxError as exc:
+        raise HTTPException(502, str(exc)) from None
+    return ClickToCallOut(
+        message="Your phone will ring first; pick it up and the PBX will call the client.",
+        integration_id=placed.integration_id,
+        employee_id=placed.employee_id,
+        phone=placed.phone,
+        pbx_call_id=placed.pbx_call_id,
+    )
+
+
+def _call_out(row, legs) -> CallOut:
+    out = CallOut.model_validate(row)
+    return out.model_copy(update={"legs": [LegOut.model_validate(leg) for leg in legs]})
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return utc(value) if value is not None else None
+
+
+# ---- directory ----------------------------------------------------------------------------------
+
+
+@router.get("/employees", response_model=list[EmployeeOut], tags=["directory"])
+async def list_employees(services: Services):
+    async with services.db.read() as session:
+        return await directory.list_employees(session)
+
+
+@router.post("/employees", response_model=EmployeeOut, status_code=201, tags=["directory"])
+async def add_employee(body: EmployeeIn, services: Services):
+    async with services.db.transaction() as session:
+        return await directory.add_employee(session, **body.model_dump())
+
+
+@router.get("/clients", response_model=Page[ClientOut], tags=["directory"])
+async def list_clients(services: Services, phone: str | None = None, limit: Limit = 50, offset: Offset = 0):
+    """Clients; `phone` finds the one owning a number, however it is written."""
+    async with services.db.read() as session:
+        rows, total = await directory.list_clients(
+            session, phone=_phone_or_400(services, phone) if phone else None, limit=limit, offset=offset
+        )
+        items = await _clients_out(session, rows)
+    return Page[ClientOut](items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post("/clients", response_model=ClientOut, status_code=201, tags=["directory"])
+async def add_client(body: ClientIn, services: Services):
+    phones = [_phone_or_400(services, p) for p in body.phones]
+    try:
+        async with services.db.transaction() as session:
+            if (
+                body.responsible_id is not None
+                and await directory.get_employee(session, body.responsible_id) is None
+            ):
+                raise HTTPException(400, f"employee {body.responsible_id} does not exist")
+            client = await directory.add_client(
+                session, name=body.name, phones=phones, responsible_id=body.responsible_id
+            )
+            return (await _clients_out(session, [client]))[0]
+    except PhoneTaken as exc:
+        raise HTTPException(409, f"phone already belongs to another client: {exc}") from None
+
+
+async def _clients_out(session, clients) -> list[ClientOut]:
+    ids = [c.id for c in clients]
+    phones = await directory.phones_of(session, ids)
+    deals = await directory.deals_of(session, ids)
+    return [
+        ClientOut(
+            id=c.id,
+            name=c.name,
+            responsible_id=c.responsible_id,
+            phones=phones.get(c.id, []),
+            deals=deals.get(c.id, []),
+        )
+        for c in clients
+    ]
+
+
+@router.get("/tasks", response_model=Page[TaskOut], tags=["directory"])
+async def list_tasks(
+    services: Services,
+    status: Literal["open", "done"] | None = None,
+    employee_id: int | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+):
+    async with services.db.read() as session:
+        rows, total = await directory.list_tasks(
+            session, status=status, employee_id=employee_id, limit=limit, offset=offset
+        )
+    return Page[TaskOut](items=rows, total=total, limit=limit, offset=offset)
+
+
+# ---- live call cards ----------------------------------------------------------------------------
+
+
+@router.get("/live", tags=["live"], response_class=StreamingResponse)
+async def live(request: Request, services: Services):
+    """Server-Sent Events: call-card messages (CardShown, CardHidden, CallAnswered, CallEnded, ...)."""
+
+    async def stream():
+        async with services.bus.subscribe() as queue:
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    message = await asyncio.wait_for(queue.get(), 15.0)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: {message['type']}\ndata: {json.dumps(message, ensure_ascii=False)}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

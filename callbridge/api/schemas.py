@@ -1,0 +1,134 @@
+"""What the JSON API reads and returns (this is its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ORM(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class LegOut(ORM):
+    employee_key: str = Field(description="the PBX's name for the employee (login or extension)")
+    employee_id: int | None
+    state: str
+    rang_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+
+
+class CallOut(ORM):
+    id: int
+    integration_id: int
+    pbx_call_id: str
+    direction: str | None
+    phone: str | None
+    virtual_number: str | None
+    state: str
+    result: str | None
+    employee_id: int | None
+    client_id: int | None
+    started_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    wait_seconds: int | None
+    talk_seconds: int | None
+    recording_url: str | None
+    tags: list[str]
+    fields: dict[str, Any]
+    legs: list[LegOut] = []
+
+
+class EventOut(ORM):
+    id: int
+    received_at: datetime
+    command: str | None
+    status: str
+    error: str | None
+    repeats: int
+    params: dict[str, Any]
+
+
+class CallDetail(CallOut):
+    events: list[EventOut]
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class EmployeeIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    extension: str | None = Field(default=None, max_length=32)
+    pbx_login: str | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=200)
+    role: Literal["employee", "manager", "admin"] = "employee"
+
+
+class EmployeeOut(ORM):
+    id: int
+    name: str
+    extension: str | None
+    pbx_login: str | None
+    email: str | None
+    role: str
+    active: bool
+
+
+class ClientIn(BaseModel):
+    name: str = Field(min_length=1, max_length=300)
+    phones: list[str] = Field(default_factory=list, max_length=20)
+    responsible_id: int | None = None
+
+
+class DealOut(ORM):
+    id: int
+    title: str
+    status: str
+    amount: int | None
+    created_at: datetime
+
+
+class ClientOut(ORM):
+    id: int
+    name: str
+    phones: list[str]
+    responsible_id: int | None
+    deals: list[DealOut] = []
+
+
+class TaskOut(ORM):
+    id: int
+    title: str
+    kind: str
+    status: str
+    employee_id: int | None
+    client_id: int | None
+    call_id: int | None
+    created_at: datetime
+    closed_at: datetime | None
+
+
+class ClickToCallIn(BaseModel):
+    employee_id: int
+    phone: str = Field(min_length=1, max_length=64)
+    integration_id: int | None = None
+
+
+class ClickToCallOut(BaseModel):
+    status: Literal["calling_employee"] = "calling_employee"
+    message: str
+    integration_id: int
+    employee_id: int
+    phone: str
+    pbx_call_id: str | None

@@ -1,0 +1,70 @@
+"""ASGI app factory: mounts the dialects' inbound routes and the API, runs the background sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from . import __version__, flows
+from .api.routes import router as api_router
+from .config import Settings
+from .dialects import DIALECTS
+from .store import Database
+
+log = logging.getLogger("callbridge")
+
+
+def build_services(settings: Settings) -> flows.Services:
+    return flows.Services(db=Database(settings.database_url), settings=settings, dialects=DIALECTS)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings)
+        await services.db.migrate()
+        app.state.services = services
+        sweeper = asyncio.create_task(_sweep_forever(services))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await services.close()
+
+    app = FastAPI(title="callbridge", version=__version__, lifespan=lifespan)
+    for dialect in DIALECTS.values():
+        app.include_router(dialect.router)
+    app.include_router(api_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # Nothing was acknowledged: the peer should try again later; the traceback goes to the log.
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse({"error": "Service temporarily unavailable"}, status_code=503)
+
+    return app
+
+
+async def _sweep_forever(services: flows.Services) -> None:
+    """End calls whose last event the PBX never sends (see flows.close_stale_calls)."""
+    while True:
+        await asyncio.sleep(services.settings.sweep_interval_seconds)
+        try:
+            await flows.close_stale_calls(services, datetime.now(UTC))
+        except Exception:
+            log.exception("closing stale calls failed")

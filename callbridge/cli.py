@@ -1,0 +1,225 @@
+"""The `callbridge` command: serve, demo data, integrations, API keys, imports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from . import demo as demo_data
+from . import flows
+from .app import build_services
+from .config import Settings
+from .dialects import DIALECTS
+from .dialects.base import PbxError, stored_settings
+from .importer import import_csv
+from .store import integrations
+
+app = typer.Typer(help="callbridge: the CRM side of your cloud PBX.", no_args_is_help=True)
+integration_app = typer.Typer(help="Connect PBXs: each integration has its own inbound URL and token.")
+apikey_app = typer.Typer(help="Keys for the JSON API (Authorization: Bearer KEY).")
+app.add_typer(integration_app, name="integration")
+app.add_typer(apikey_app, name="apikey")
+console = Console()
+err = Console(stderr=True)
+
+T = TypeVar("T")
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", envvar="CALLBRIDGE_DATABASE_URL", help="SQLAlchemy URL")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+
+
+def _settings(database_url: str | None) -> Settings:
+    return Settings(database_url=database_url) if database_url else Settings()
+
+
+def _run(database_url: str | None, work: Callable[[flows.Services], Awaitable[T]]) -> T:
+    """Run one piece of async work against a migrated database."""
+
+    async def main() -> T:
+        services = build_services(_settings(database_url))
+        try:
+            await services.db.migrate()
+            return await work(services)
+        finally:
+            await services.close()
+
+    return asyncio.run(main())
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    database_url: DatabaseUrl = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="load the demo data first if the database is empty")
+    ] = False,
+    log_level: Annotated[
+        str, typer.Option(help="uvicorn log level (warning turns off the access log)")
+    ] = "info",
+) -> None:
+    """Run the server (SQLite ./callbridge.db unless --database-url says otherwise)."""
+    import uvicorn
+
+    from .app import create_app
+
+    settings = _settings(database_url)
+    if demo:
+        console.print(_run(database_url, demo_data.load))
+    console.print(f"callbridge on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+@app.command()
+def migrate(database_url: DatabaseUrl = None) -> None:
+    """Create or upgrade the database schema."""
+    _run(database_url, lambda s: asyncio.sleep(0))
+    console.print("schema is up to date")
+
+
+@app.command()
+def demo(database_url: DatabaseUrl = None) -> None:
+    """Load demo employees, clients with phones and managers, deals, a demo integration and an API key."""
+    console.print(_run(database_url, demo_data.load))
+
+
+# ---- integrations -------------------------------------------------------------------------------
+
+
+@integration_app.command("add")
+def integration_add(
+    kind: Annotated[str, typer.Argument(help=f"one of: {', '.join(DIALECTS)}")],
+    name: Annotated[str, typer.Option(help="a name people will recognise")],
+    pbx_url: Annotated[str | None, typer.Option(help="the PBX's API address")] = None,
+    pbx_token: Annotated[str | None, typer.Option(help="token for requests to the PBX")] = None,
+    as_json: AsJson = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Connect a PBX; prints the URL and token to paste into the PBX cabinet."""
+    dialect = DIALECTS.get(kind)
+    if dialect is None:
+        raise _fail(f"unknown kind {kind!r}; known: {', '.join(DIALECTS)}")
+    given = {k: v for k, v in {"pbx_url": pbx_url, "pbx_token": pbx_token}.items() if v is not None}
+    try:
+        settings = stored_settings(dialect.settings.model_validate(given))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(problems) from None
+
+    async def work(services: flows.Services) -> dict[str, Any]:
+        async with services.db.transaction() as session:
+            integration = await integrations.add_integration(session, kind=kind, name=name, settings=settings)
+            return _integration_view(services, integration)
+
+    view = _run(database_url, work)
+    if as_json:
+        print(json.dumps(view, ensure_ascii=False))
+        return
+    console.print(f"[green]integration {view['id']} created[/green] ({dialect.title})")
+    console.print(f"Paste into the PBX cabinet:\n  URL:   {view['inbound_url']}\n  token: {view['token']}")
+
+
+@integration_app.command("list")
+def integration_list(as_json: AsJson = False, database_url: DatabaseUrl = None) -> None:
+    """Show the integrations with their inbound URLs."""
+
+    async def work(services: flows.Services) -> list[dict[str, Any]]:
+        async with services.db.read() as session:
+            return [_integration_view(services, i) for i in await integrations.list_integrations(session)]
+
+    views = _run(database_url, work)
+    if as_json:
+        print(json.dumps(views, ensure_ascii=False))
+        return
+    table = Table("id", "kind", "name", "enabled", "inbound URL")
+    for v in views:
+        table.add_row(str(v["id"]), v["kind"], v["name"], "yes" if v["enabled"] else "no", v["inbound_url"])
+    console.print(table)
+
+
+@integration_app.command("remove")
+def integration_remove(integration_id: int, database_url: DatabaseUrl = None) -> None:
+    """Disconnect a PBX and forget its calls."""
+
+    async def work(services: flows.Services) -> bool:
+        async with services.db.transaction() as session:
+            return await integrations.remove_integration(session, integration_id)
+
+    if not _run(database_url, work):
+        raise _fail(f"integration {integration_id} does not exist")
+    console.print(f"integration {integration_id} removed")
+
+
+@integration_app.command("sync")
+def integration_sync(integration_id: int, database_url: DatabaseUrl = None) -> None:
+    """Fetch the PBX's employee accounts and map their logins to employees."""
+    try:
+        report = _run(database_url, lambda s: flows.sync_accounts(s, integration_id))
+    except PbxError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"linked {report.linked}, created {report.created}, unchanged {report.unchanged}")
+
+
+def _integration_view(services: flows.Services, integration) -> dict[str, Any]:
+    dialect = DIALECTS[integration.kind]
+    base = services.settings.public_url.rstrip("/")
+    return {
+        "id": integration.id,
+        "kind": integration.kind,
+        "name": integration.name,
+        "enabled": integration.enabled,
+        "inbound_url": base + dialect.inbound_path(integration.id, integration.token),
+        "token": integration.token,
+    }
+
+
+# ---- API keys and imports -----------------------------------------------------------------------
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="who uses the key")] = "api",
+    as_json: AsJson = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a JSON API key; it is shown once (only its hash is kept)."""
+
+    async def work(services: flows.Services) -> str:
+        async with services.db.transaction() as session:
+            return await integrations.add_api_key(session, name)
+
+    key = _run(database_url, work)
+    print(json.dumps({"name": name, "key": key}) if as_json else key)
+
+
+@app.command("import")
+def import_command(
+    what: Annotated[str, typer.Argument(help="employees or clients")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Import employees or clients from CSV; bad rows are reported by line and skipped."""
+    if what not in ("employees", "clients"):
+        raise _fail("import what? employees or clients")
+    report = _run(database_url, lambda s: import_csv(s, what, file, console))
+    for line, problem in report.errors:
+        err.print(f"[yellow]line {line}:[/yellow] {problem}")
+    console.print(f"imported {report.imported} {what}, skipped {len(report.errors)}")
+    if report.errors and not report.imported:
+        raise typer.Exit(1)

@@ -1,0 +1,23 @@
+"""Settings from the environment (CALLBRIDGE_*) or a .env file."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLBRIDGE_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./callbridge.db"
+    public_url: str = "http://127.0.0.1:8080"  # how PBXs reach us: the base of every inbound URL we print
+    default_region: str = "RU"  # how numbers without a country code are read
+    pbx_timeout_seconds: float = 10.0  # click-to-call and sync requests to a PBX
+    settle_seconds: int = 90  # a call with no ringing phone and no news for this long is over (missed)
+    abandon_seconds: int = 4 * 3600  # any call with no news for this long is over
+    sweep_interval_seconds: float = 15.0
+    max_body_bytes: int = 1_000_000
+    integration_cache_seconds: float = 5.0  # integrations are read on every PBX request
+
+
+def sqlite_url(path: str) -> str:
+    return f"sqlite+aiosqlite:///{path}"

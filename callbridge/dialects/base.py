@@ -1,0 +1,135 @@
+"""What every dialect provides, and the HTTP helpers they share."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+from fastapi import APIRouter
+from pydantic import BaseModel, SecretStr
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from ..domain.calls import CallEvent
+
+
+class WireError(ValueError):
+    """The request is not a valid command of the dialect: the dialect's 400."""
+
+
+class PbxError(RuntimeError):
+    """The PBX refused or could not be reached; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The PBX asks who is calling."""
+
+    phone: str | None
+    call_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Events:
+    """The PBX tells us something about calls."""
+
+    command: str
+    call_key: str | None
+    events: list[CallEvent] = field(default_factory=list)
+
+
+Command = Lookup | Events
+
+
+@dataclass(frozen=True)
+class Account:
+    """An employee as the PBX lists them (for mapping PBX logins to employees)."""
+
+    login: str
+    name: str
+    extension: str | None = None
+    email: str | None = None
+
+
+MakeCall = Callable[[httpx.AsyncClient, dict[str, Any], str, str], Awaitable[str | None]]
+ListAccounts = Callable[[httpx.AsyncClient, dict[str, Any]], Awaitable[list[Account]]]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One PBX vendor's protocol: its inbound routes and what we can ask of the PBX."""
+
+    kind: str
+    title: str
+    settings: type[BaseModel]  # what `integration add` asks for, kept in Integration.settings
+    router: APIRouter
+    inbound_path: Callable[[int, str], str]  # (integration id, token) -> path of the inbound URL
+    make_call: MakeCall | None = None
+    accounts: ListAccounts | None = None
+
+
+def token_matches(given: object, expected: str) -> bool:
+    """Constant-time token comparison."""
+    if not isinstance(given, str) or not given:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def read_params(request: Request, max_bytes: int) -> dict[str, str]:
+    """A flat dict of strings from a form-encoded, multipart or JSON body (PBXs send all three)."""
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise WireError("body too large")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        try:
+            form = await request.form()
+        except Exception as exc:  # starlette raises several types for broken multipart
+            raise WireError(f"broken multipart body: {exc}") from None
+        return {k: v for k, v in form.multi_items() if not isinstance(v, UploadFile)}
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("body is not UTF-8") from None
+    if content_type.endswith("json") or text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise WireError(f"invalid JSON: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise WireError("JSON body must be an object")
+        return {str(k): _flat(v) for k, v in data.items() if v is not None}
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=500))
+    except ValueError as exc:
+        raise WireError(f"invalid form body: {exc}") from None
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def stored_settings(settings: BaseModel) -> dict[str, Any]:
+    """A dialect's validated settings as JSON to keep, secrets in clear (the store is the vault)."""
+    plain = {}
+    for name, value in settings:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        plain[name] = value if isinstance(value, str | int | float | bool | None) else str(value)
+    return plain

@@ -1,0 +1,1 @@
+"""Pure call model: no I/O, no clock, no database."""

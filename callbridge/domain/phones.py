@@ -1,0 +1,27 @@
+"""One phone normaliser for every inbound and stored number."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+DEFAULT_REGION = "RU"
+
+
+def normalize(raw: object, region: str = DEFAULT_REGION) -> str | None:
+    """E.164 for a real number, bare digits for a short extension, None when there is no number at all."""
+    text = str(raw).strip() if raw is not None else ""
+    if not any(ch.isdigit() for ch in text):
+        return None
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is not None and phonenumbers.is_possible_number(number):
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return digits[:32]
+
+
+def wire_digits(e164: str) -> str:
+    """Digits only, as PBXs that reject a leading '+' want them."""
+    return "".join(ch for ch in e164 if ch.isdigit())

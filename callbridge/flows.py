@@ -1,0 +1,287 @@
+"""The one orchestrator: journal -> engine -> store -> live bus, plus lookups and click-to-call."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from .config import Settings
+from .dialects.base import Account, Dialect, Events, PbxError
+from .domain import engine
+from .domain.calls import CallEvent, EventKind
+from .domain.phones import normalize
+from .live import LiveBus
+from .store import Database, directory, integrations
+from .store import calls as call_store
+from .store.directory import CallerInfo
+from .store.tables import Integration
+
+log = logging.getLogger("callbridge.flows")
+
+
+@dataclass
+class Services:
+    """What the flows need, built once per process."""
+
+    db: Database
+    settings: Settings
+    dialects: dict[str, Dialect]
+    bus: LiveBus = field(default_factory=LiveBus)
+    http: httpx.AsyncClient | None = None
+    _integrations: dict[int, tuple[float, Integration | None]] = field(default_factory=dict)
+
+    async def integration(self, integration_id: int) -> Integration | None:
+        """An integration, cached for a few seconds: it is read on every PBX request."""
+        cached = self._integrations.get(integration_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        async with self.db.read() as session:
+            found = await integrations.get_integration(session, integration_id)
+        self._integrations[integration_id] = (
+            time.monotonic() + self.settings.integration_cache_seconds,
+            found,
+        )
+        return found
+
+    def http_client(self) -> httpx.AsyncClient:
+        if self.http is None:
+            self.http = httpx.AsyncClient(timeout=self.settings.pbx_timeout_seconds)
+        return self.http
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+        await self.db.close()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    journal_id: int
+    duplicate: bool = False
+    failed: str | None = None
+    call_ids: tuple[int, ...] = ()
+
+
+def dedupe_key(params: dict[str, str]) -> str:
+    """Two requests with the same parameters are the same request (PBXs repeat themselves)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+# ---- caller lookup ------------------------------------------------------------------------------
+
+
+async def lookup(services: Services, raw_phone: str | None) -> CallerInfo | None:
+    """Who is calling: the client and their responsible manager, or None for an unknown number."""
+    phone = normalize(raw_phone, services.settings.default_region)
+    if phone is None:
+        return None
+    async with services.db.read() as session:
+        return await directory.lookup_caller(session, phone)
+
+
+# ---- call events --------------------------------------------------------------------------------
+
+
+async def ingest(services: Services, integration_id: int, params: dict[str, str], command: Events) -> Outcome:
+    """Journal a PBX request and apply its events, in one transaction.
+
+    A 2xx goes out only after this commits, so an acknowledged request is always journaled and
+    applied. If applying fails, the request is still journaled, as failed, for `replay`.
+    """
+    key = dedupe_key(params)
+    try:
+        async with services.db.transaction() as session:
+            entry = await call_store.journal(
+                session,
+                integration_id=integration_id,
+                dedupe_key=key,
+                command=command.command,
+                call_key=command.call_key,
+                params=params,
+                status="applied",
+            )
+            if entry.status == "applied":
+                return Outcome(entry.id, duplicate=True)
+            if entry.status is not None:
+                await call_store.set_journal_status(session, entry.id, "applied")
+            messages, call_ids = await _apply(session, integration_id, command.events)
+    except Exception as exc:
+        log.exception("applying %s for integration %s failed", command.command, integration_id)
+        reason = f"{exc.__class__.__name__}: {exc}"[:1000]
+        async with services.db.transaction() as session:
+            entry = await call_store.journal(
+                session,
+                integration_id=integration_id,
+                dedupe_key=key,
+                command=command.command,
+                call_key=command.call_key,
+                params=params,
+                status="failed",
+                error=reason,
+            )
+            await call_store.set_journal_status(session, entry.id, "failed", reason)
+        return Outcome(entry.id, failed=reason)
+    for message in messages:
+        services.bus.publish(message)
+    return Outcome(entry.id, call_ids=tuple(call_ids))
+
+
+async def reject(services: Services, integration_id: int, params: dict[str, str], reason: str) -> None:
+    """Journal an authenticated request we could not understand, so nothing a PBX sent is lost."""
+    async with services.db.transaction() as session:
+        await call_store.journal(
+            session,
+            integration_id=integration_id,
+            dedupe_key=dedupe_key(params),
+            command=params.get("cmd"),
+            call_key=None,
+            params=params,
+            status="rejected",
+            error=reason[:1000],
+        )
+
+
+async def _apply(
+    session, integration_id: int, events: list[CallEvent]
+) -> tuple[list[dict[str, Any]], list[int]]:
+    messages: list[dict[str, Any]] = []
+    call_ids: list[int] = []
+    for event in events:
+        row_id, call = await call_store.lock_call(session, integration_id, event.call_key)
+        updated, effects = engine.apply(call, event)
+        if updated != call:
+            await call_store.save_call(session, row_id, updated)
+        call_ids.append(row_id)
+        messages += _messages(row_id, integration_id, effects)
+    return messages, call_ids
+
+
+def _messages(call_id: int, integration_id: int, effects: list[engine.Effect]) -> list[dict[str, Any]]:
+    """Engine effects as live-bus messages."""
+    return [
+        {"type": type(e).__name__, "call_id": call_id, "integration_id": integration_id, **asdict(e)}
+        for e in effects
+    ]
+
+
+async def close_stale_calls(services: Services, now: datetime) -> int:
+    """End calls the PBX will never finish for us (a missed call has no COMPLETED in some dialects).
+
+    A call with no phone ringing is over after `settle_seconds` of silence; any call after
+    `abandon_seconds`. The end is an ordinary END event, so a late real one still merges in.
+    """
+    settings = services.settings
+    async with services.db.read() as session:
+        candidates = await call_store.open_calls_idle_since(
+            session, now - timedelta(seconds=settings.settle_seconds)
+        )
+    closed = 0
+    for _row_id, integration_id, key in candidates:
+        async with services.db.transaction() as session:
+            row_id, call = await call_store.lock_call(session, integration_id, key)
+            if call is None or call.ended_at is not None or call.last_at is None:
+                continue
+            idle = now - call.last_at
+            if call.ringing_employees and idle < timedelta(seconds=settings.abandon_seconds):
+                continue
+            if call.answered and idle < timedelta(seconds=settings.abandon_seconds):
+                continue
+            updated, effects = engine.apply(
+                call, CallEvent(kind=EventKind.END, call_key=key, at=call.last_at)
+            )
+            await call_store.save_call(session, row_id, updated)
+        closed += 1
+        for message in _messages(row_id, integration_id, effects):
+            services.bus.publish(message)
+    return closed
+
+
+# ---- click-to-call and account sync -------------------------------------------------------------
+
+
+class ClickToCallError(ValueError):
+    """Click-to-call cannot start; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class ClickToCall:
+    integration_id: int
+    employee_id: int
+    phone: str
+    pbx_call_id: str | None
+
+
+async def click_to_call(
+    services: Services, *, employee_id: int, phone: str, integration_id: int | None = None
+) -> ClickToCall:
+    """Ask the PBX to ring the employee's phone first, then the client."""
+    number = normalize(phone, services.settings.default_region)
+    if number is None:
+        raise ClickToCallError(f"{phone!r} is not a phone number")
+    async with services.db.read() as session:
+        employee = await directory.get_employee(session, employee_id)
+        candidates = await integrations.list_integrations(session)
+    if employee is None:
+        raise ClickToCallError(f"employee {employee_id} does not exist")
+    user = employee.pbx_login or employee.extension
+    if not user:
+        raise ClickToCallError(f"{employee.name} has no PBX login or extension")
+    usable = [
+        i
+        for i in candidates
+        if i.enabled
+        and i.kind in services.dialects
+        and services.dialects[i.kind].make_call is not None
+        and (integration_id is None or i.id == integration_id)
+    ]
+    if not usable:
+        raise ClickToCallError("no enabled integration can place calls")
+    integration = usable[0]
+    make_call = services.dialects[integration.kind].make_call
+    pbx_call_id = await make_call(services.http_client(), integration.settings, user, number)
+    return ClickToCall(integration.id, employee.id, number, pbx_call_id)
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    linked: int = 0
+    created: int = 0
+    unchanged: int = 0
+
+
+async def sync_accounts(services: Services, integration_id: int) -> SyncReport:
+    """Map the PBX's accounts to employees by login or e-mail, creating the ones we lack."""
+    integration = await services.integration(integration_id)
+    if integration is None:
+        raise PbxError(f"integration {integration_id} does not exist")
+    dialect = services.dialects[integration.kind]
+    if dialect.accounts is None:
+        raise PbxError(f"{dialect.title} does not list its employees")
+    accounts: list[Account] = await dialect.accounts(services.http_client(), integration.settings)
+    linked = created = unchanged = 0
+    async with services.db.transaction() as session:
+        for account in accounts:
+            employee = await directory.find_employee(session, login=account.login, email=account.email)
+            if employee is None:
+                await directory.add_employee(
+                    session,
+                    name=account.name,
+                    pbx_login=account.login,
+                    extension=account.extension,
+                    email=account.email,
+                )
+                created += 1
+            elif employee.pbx_login == account.login and (employee.extension or None) == account.extension:
+                unchanged += 1
+            else:
+                employee.pbx_login = account.login
+                employee.extension = account.extension or employee.extension
+                linked += 1
+    return SyncReport(linked, created, unchanged)

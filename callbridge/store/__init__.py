@@ -1,0 +1,5 @@
+"""Persistence: the only package that speaks SQL."""
+
+from .db import Database
+
+__all__ = ["Database"]

@@ -1,0 +1,246 @@
+"""Calls, their legs, and the journal of inbound requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..domain.calls import Call, CallState, LegState
+from . import directory
+from .tables import CallRow, InboundRequest, LegRow, utcnow
+
+
+def _insert(session: AsyncSession, table):
+    """INSERT with ON CONFLICT support on both engines we run on."""
+    return (pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+# ---- calls --------------------------------------------------------------------------------------
+
+
+async def lock_call(session: AsyncSession, integration_id: int, key: str) -> tuple[int, Call | None]:
+    """The call's row id and facts, creating an empty row if needed, locked until commit.
+
+    Insert-if-missing then SELECT ... FOR UPDATE makes two workers racing on one call's
+    events take turns instead of creating it twice.
+    """
+    await session.execute(
+        _insert(session, CallRow)
+        .values(
+            integration_id=integration_id,
+            pbx_call_id=key,
+            state=CallState.RINGING.value,
+            facts={},
+            tags=[],
+            fields={},
+            updated_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["integration_id", "pbx_call_id"])
+    )
+    row_id, facts = (
+        await session.execute(
+            select(CallRow.id, CallRow.facts)
+            .where(CallRow.integration_id == integration_id, CallRow.pbx_call_id == key)
+            .with_for_update()
+        )
+    ).one()
+    return row_id, (Call.model_validate(facts) if facts else None)
+
+
+async def save_call(session: AsyncSession, row_id: int, call: Call) -> None:
+    """Write the call's facts and its derived view (what queries and the API read)."""
+    keys = {leg.employee for leg in call.legs}
+    employees = await directory.employees_by_keys(session, keys)
+    clients = await directory.client_ids_by_phones(session, [call.phone] if call.phone else [])
+    owner = call.answered_by or call.last_rung or (call.legs[0].employee if call.legs else None)
+    await session.execute(
+        update(CallRow)
+        .where(CallRow.id == row_id)
+        .values(
+            direction=call.direction.value if call.direction else None,
+            phone=call.phone,
+            virtual_number=call.virtual_number,
+            state=call.state.value,
+            result=call.result.value if call.result else None,
+            employee_id=employees.get(owner) if owner else None,
+            client_id=clients.get(call.phone) if call.phone else None,
+            started_at=call.started_at,
+            answered_at=call.answered_at,
+            ended_at=call.ended_at,
+            wait_seconds=call.wait_seconds,
+            talk_seconds=call.talk_seconds,
+            recording_url=call.recording_url,
+            tags=list(call.tags),
+            fields=call.fields,
+            facts=call.model_dump(mode="json"),
+            updated_at=utcnow(),
+        )
+    )
+    await session.execute(delete(LegRow).where(LegRow.call_id == row_id))
+    if call.legs:
+        await session.execute(
+            LegRow.__table__.insert(),
+            [
+                {
+                    "call_id": row_id,
+                    "employee_key": leg.employee,
+                    "employee_id": employees.get(leg.employee),
+                    "state": call.leg_state(leg).value,
+                    "rang_at": leg.rang_at,
+                    "answered_at": leg.answered_at,
+                    "ended_at": leg.closed_at
+                    or (call.ended_at if call.leg_state(leg) is not LegState.RINGING else None),
+                }
+                for leg in call.legs
+            ],
+        )
+
+
+async def open_calls_idle_since(
+    session: AsyncSession, cutoff: datetime, limit: int = 500
+) -> list[tuple[int, int, str]]:
+    """(row id, integration id, PBX call id) of calls not ended and not touched since cutoff."""
+    rows = await session.execute(
+        select(CallRow.id, CallRow.integration_id, CallRow.pbx_call_id)
+        .where(CallRow.state != CallState.ENDED.value, CallRow.updated_at < cutoff)
+        .order_by(CallRow.updated_at)
+        .limit(limit)
+    )
+    return [tuple(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    phone: str | None = None
+    employee_id: int | None = None
+    client_id: int | None = None
+    result: str | None = None
+    direction: str | None = None
+    state: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def apply(self, query: Select) -> Select:
+        equal = {
+            CallRow.phone: self.phone,
+            CallRow.employee_id: self.employee_id,
+            CallRow.client_id: self.client_id,
+            CallRow.result: self.result,
+            CallRow.direction: self.direction,
+            CallRow.state: self.state,
+        }
+        query = query.where(*[column == value for column, value in equal.items() if value is not None])
+        if self.since is not None:
+            query = query.where(CallRow.started_at >= self.since)
+        if self.until is not None:
+            query = query.where(CallRow.started_at < self.until)
+        return query
+
+
+async def list_calls(
+    session: AsyncSession, where: CallFilter, *, limit: int = 50, offset: int = 0
+) -> tuple[list[CallRow], int]:
+    """Calls newest first, with the total that matched."""
+    query = where.apply(select(CallRow))
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await session.scalars(
+        query.order_by(CallRow.started_at.desc(), CallRow.id.desc()).limit(limit).offset(offset)
+    )
+    return list(rows.all()), int(total or 0)
+
+
+async def get_call(session: AsyncSession, call_id: int) -> CallRow | None:
+    return await session.get(CallRow, call_id)
+
+
+async def legs_of(session: AsyncSession, call_ids: list[int]) -> dict[int, list[LegRow]]:
+    result: dict[int, list[LegRow]] = {i: [] for i in call_ids}
+    if call_ids:
+        rows = await session.scalars(
+            select(LegRow).where(LegRow.call_id.in_(call_ids)).order_by(LegRow.rang_at, LegRow.id)
+        )
+        for leg in rows:
+            result[leg.call_id].append(leg)
+    return result
+
+
+# ---- journal ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: int
+    status: str | None  # None: new; otherwise the status the same request got before
+
+
+async def journal(
+    session: AsyncSession,
+    *,
+    integration_id: int,
+    dedupe_key: str,
+    command: str | None,
+    call_key: str | None,
+    params: dict[str, Any],
+    status: str,
+    error: str | None = None,
+) -> JournalEntry:
+    """Keep an inbound request; a repeat is counted on the first one and its earlier status returned."""
+    inserted = await session.scalar(
+        _insert(session, InboundRequest)
+        .values(
+            integration_id=integration_id,
+            dedupe_key=dedupe_key,
+            command=command,
+            call_key=call_key,
+            params=params,
+            status=status,
+            error=error,
+            received_at=utcnow(),
+            repeats=0,
+        )
+        .on_conflict_do_nothing(index_elements=["integration_id", "dedupe_key"])
+        .returning(InboundRequest.id)
+    )
+    if inserted is not None:
+        return JournalEntry(inserted, None)
+    entry_id, previous = (
+        await session.execute(
+            select(InboundRequest.id, InboundRequest.status).where(
+                InboundRequest.integration_id == integration_id, InboundRequest.dedupe_key == dedupe_key
+            )
+        )
+    ).one()
+    await session.execute(
+        update(InboundRequest).where(InboundRequest.id == entry_id).values(repeats=InboundRequest.repeats + 1)
+    )
+    return JournalEntry(entry_id, previous)
+
+
+async def set_journal_status(
+    session: AsyncSession, entry_id: int, status: str, error: str | None = None
+) -> None:
+    await session.execute(
+        update(InboundRequest).where(InboundRequest.id == entry_id).values(status=status, error=error)
+    )
+
+
+async def journal_of_call(session: AsyncSession, integration_id: int, call_key: str) -> list[InboundRequest]:
+    rows = await session.scalars(
+        select(InboundRequest)
+        .where(InboundRequest.integration_id == integration_id, InboundRequest.call_key == call_key)
+        .order_by(InboundRequest.received_at, InboundRequest.id)
+    )
+    return list(rows.all())
+
+
+async def count_journal(session: AsyncSession, integration_id: int | None = None) -> int:
+    query = select(func.count(InboundRequest.id))
+    if integration_id is not None:
+        query = query.where(InboundRequest.integration_id == integration_id)
+    return int(await session.scalar(query) or 0)

@@ -1,0 +1,215 @@
+"""Employees, clients, their phones, deals and tasks, and the caller lookup."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .tables import Client, ClientPhone, Deal, Employee, Task
+
+
+class PhoneTaken(ValueError):
+    """A phone can belong to one client only, so a lookup never has to guess."""
+
+
+@dataclass(frozen=True)
+class CallerInfo:
+    """What a PBX needs to show and route an incoming call."""
+
+    client_id: int
+    client_name: str
+    responsible_id: int | None
+    responsible_name: str | None
+    responsible_login: str | None
+    responsible_extension: str | None
+
+
+async def lookup_caller(session: AsyncSession, e164: str) -> CallerInfo | None:
+    """The client owning this number and their responsible manager: one indexed query."""
+    row = (
+        await session.execute(
+            select(Client.id, Client.name, Employee.id, Employee.name, Employee.pbx_login, Employee.extension)
+            .select_from(ClientPhone)
+            .join(Client, Client.id == ClientPhone.client_id)
+            .outerjoin(Employee, (Employee.id == Client.responsible_id) & Employee.active)
+            .where(ClientPhone.e164 == e164)
+        )
+    ).first()
+    return CallerInfo(*row) if row else None
+
+
+# ---- employees ----------------------------------------------------------------------------------
+
+
+async def add_employee(
+    session: AsyncSession,
+    *,
+    name: str,
+    extension: str | None = None,
+    pbx_login: str | None = None,
+    email: str | None = None,
+    role: str = "employee",
+) -> Employee:
+    employee = Employee(name=name, extension=extension, pbx_login=pbx_login, email=email, role=role)
+    session.add(employee)
+    await session.flush()
+    return employee
+
+
+async def list_employees(session: AsyncSession) -> list[Employee]:
+    return list((await session.scalars(select(Employee).order_by(Employee.id))).all())
+
+
+async def get_employee(session: AsyncSession, employee_id: int) -> Employee | None:
+    return await session.get(Employee, employee_id)
+
+
+async def employees_by_keys(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:
+    """Map PBX user keys (login or extension) to employee ids; a login match beats an extension."""
+    keys = {k for k in keys if k}
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(Employee.id, Employee.pbx_login, Employee.extension)
+        .where(or_(Employee.pbx_login.in_(keys), Employee.extension.in_(keys)))
+        .order_by(Employee.id)
+    )
+    by_ext: dict[str, int] = {}
+    by_login: dict[str, int] = {}
+    for employee_id, login, extension in rows:
+        if login in keys:
+            by_login.setdefault(login, employee_id)
+        if extension in keys:
+            by_ext.setdefault(extension, employee_id)
+    return {**by_ext, **by_login}
+
+
+async def find_employee(session: AsyncSession, *, login: str | None, email: str | None) -> Employee | None:
+    conditions = []
+    if login:
+        conditions.append(Employee.pbx_login == login)
+    if email:
+        conditions.append(Employee.email == email)
+    if not conditions:
+        return None
+    return (await session.scalars(select(Employee).where(or_(*conditions)).order_by(Employee.id))).first()
+
+
+# ---- clients ------------------------------------------------------------------------------------
+
+
+async def add_client(
+    session: AsyncSession, *, name: str, phones: Iterable[str], responsible_id: int | None = None
+) -> Client:
+    """A client with its (already normalised) phones; PhoneTaken if one belongs to someone else."""
+    phones = list(dict.fromkeys(phones))
+    if phones:
+        taken = (await session.scalars(select(ClientPhone.e164).where(ClientPhone.e164.in_(phones)))).all()
+        if taken:
+            raise PhoneTaken(", ".join(sorted(taken)))
+    client = Client(name=name, responsible_id=responsible_id)
+    session.add(client)
+    await session.flush()
+    session.add_all(ClientPhone(client_id=client.id, e164=p) for p in phones)
+    await session.flush()
+    return client
+
+
+async def add_clients_bulk(
+    session: AsyncSession, clients: list[tuple[str, list[str], int | None]]
+) -> list[int]:
+    """Many (name, phones, responsible id) at once, for imports of a whole CRM; phones must be free."""
+    ids = list(
+        await session.scalars(
+            insert(Client).returning(Client.id, sort_by_parameter_order=True),
+            [{"name": name, "responsible_id": responsible} for name, _, responsible in clients],
+        )
+    )
+    phones = [
+        {"client_id": i, "e164": p} for i, (_, numbers, _) in zip(ids, clients, strict=True) for p in numbers
+    ]
+    if phones:
+        await session.execute(insert(ClientPhone), phones)
+    return ids
+
+
+async def list_clients(
+    session: AsyncSession, *, phone: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[Client], int]:
+    query = select(Client)
+    if phone is not None:
+        query = query.join(ClientPhone, ClientPhone.client_id == Client.id).where(ClientPhone.e164 == phone)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await session.scalars(query.order_by(Client.id).limit(limit).offset(offset))
+    return list(rows.all()), int(total or 0)
+
+
+async def phones_of(session: AsyncSession, client_ids: Iterable[int]) -> dict[int, list[str]]:
+    result: dict[int, list[str]] = {}
+    rows = await session.execute(
+        select(ClientPhone.client_id, ClientPhone.e164)
+        .where(ClientPhone.client_id.in_(list(client_ids)))
+        .order_by(ClientPhone.id)
+    )
+    for client_id, e164 in rows:
+        result.setdefault(client_id, []).append(e164)
+    return result
+
+
+async def client_ids_by_phones(session: AsyncSession, phones: Iterable[str]) -> dict[str, int]:
+    phones = [p for p in phones if p]
+    if not phones:
+        return {}
+    rows = await session.execute(
+        select(ClientPhone.e164, ClientPhone.client_id).where(ClientPhone.e164.in_(phones))
+    )
+    return {phone: client_id for phone, client_id in rows}
+
+
+async def count_clients(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count(Client.id))) or 0)
+
+
+# ---- deals and tasks ----------------------------------------------------------------------------
+
+
+async def add_deal(
+    session: AsyncSession, *, client_id: int, title: str, status: str = "active", amount: int | None = None
+) -> Deal:
+    deal = Deal(client_id=client_id, title=title, status=status, amount=amount)
+    session.add(deal)
+    await session.flush()
+    return deal
+
+
+async def deals_of(session: AsyncSession, client_ids: Iterable[int]) -> dict[int, list[Deal]]:
+    result: dict[int, list[Deal]] = {}
+    rows = await session.scalars(
+        select(Deal)
+        .where(Deal.client_id.in_(list(client_ids)))
+        .order_by(Deal.created_at.desc(), Deal.id.desc())
+    )
+    for deal in rows:
+        result.setdefault(deal.client_id, []).append(deal)
+    return result
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    status: str | None = None,
+    employee_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Task], int]:
+    query = select(Task)
+    if status:
+        query = query.where(Task.status == status)
+    if employee_id is not None:
+        query = query.where(Task.employee_id == employee_id)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await session.scalars(query.order_by(Task.id.desc()).limit(limit).offset(offset))
+    return list(rows.all()), int(total or 0)

@@ -1,0 +1,189 @@
+"""The database schema (SQLAlchemy 2 declarative). Alembic migrations are made from this."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime, TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every engine (SQLite forgets the zone, so we put it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Integration(Base):
+    """A connected PBX: its dialect, the token it sends us, and how we reach it."""
+
+    __tablename__ = "integrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    token: Mapped[str] = mapped_column(String(128), unique=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Employee(Base):
+    __tablename__ = "employees"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(200))
+    extension: Mapped[str | None] = mapped_column(String(32), index=True)
+    pbx_login: Mapped[str | None] = mapped_column(String(100), index=True)
+    role: Mapped[str] = mapped_column(String(16), default="employee")
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    responsible_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClientPhone(Base):
+    """One of a client's numbers, in E.164: the caller lookup is one indexed query on it."""
+
+    __tablename__ = "client_phones"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    e164: Mapped[str] = mapped_column(String(32), unique=True)
+
+
+class Deal(Base):
+    __tablename__ = "deals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    amount: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(32), default="manual")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+
+
+class CallRow(Base):
+    """A call's derived view for queries, plus the engine's facts to fold the next event into."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("integration_id", "pbx_call_id"),
+        Index("ix_calls_started", "started_at", "id"),
+        Index("ix_calls_phone", "phone"),
+        Index("ix_calls_open", "state", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))
+    pbx_call_id: Mapped[str] = mapped_column(String(200))
+    direction: Mapped[str | None] = mapped_column(String(8))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    virtual_number: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    result: Mapped[str | None] = mapped_column(String(16))
+    employee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("employees.id", ondelete="SET NULL"), index=True
+    )
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
+    started_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    wait_seconds: Mapped[int | None]
+    talk_seconds: Mapped[int | None]
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    facts: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LegRow(Base):
+    __tablename__ = "call_legs"
+    __table_args__ = (UniqueConstraint("call_id", "employee_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    employee_key: Mapped[str] = mapped_column(String(100))
+    employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16))
+    rang_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+
+class InboundRequest(Base):
+    """The journal: every authenticated request from a PBX, kept before it is applied."""
+
+    __tablename__ = "inbound_requests"
+    __table_args__ = (
+        UniqueConstraint("integration_id", "dedupe_key"),
+        Index("ix_inbound_call", "integration_id", "call_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str | None] = mapped_column(String(32))
+    call_key: Mapped[str | None] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))  # applied | rejected | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    repeats: Mapped[int] = mapped_column(default=0)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

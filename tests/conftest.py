@@ -1,0 +1,78 @@
+"""Fixtures: every database test runs on SQLite and, where a server answers, on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from callbridge.app import build_services
+from callbridge.config import Settings, sqlite_url
+from callbridge.store.tables import Base
+
+from .helpers import running_server
+
+PG_ADMIN_URL = os.environ.get(
+    "CALLBRIDGE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+async def _pg_database() -> str:
+    """A fresh PostgreSQL database for this run; skips the PostgreSQL half when no server answers."""
+    name = f"callbridge_test_{uuid.uuid4().hex[:10]}"
+    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await asyncio.wait_for(connection.execute(text(f'CREATE DATABASE "{name}"')), 10)
+    except Exception as exc:  # no server, refused, no rights: the SQLite half still runs
+        pytest.skip(
+            f"PostgreSQL server not reachable at {PG_ADMIN_URL} ({exc.__class__.__name__}): skipping its half"
+        )
+    finally:
+        await engine.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def _drop_pg(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+async def database_url(request, tmp_path_factory):
+    """A migrated database URL, one per backend for the whole run."""
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path_factory.mktemp("db") / "callbridge.db")
+    else:
+        url = await _pg_database()
+    services = build_services(Settings(database_url=url))
+    await services.db.migrate()
+    await services.close()
+    yield url
+    if request.param == "postgresql":
+        await _drop_pg(url)
+
+
+@pytest.fixture
+async def services(database_url):
+    """Fresh services (and caches) on an emptied database."""
+    services = build_services(Settings(database_url=database_url, integration_cache_seconds=0.5))
+    async with services.db.transaction() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            await session.execute(table.delete())
+    yield services
+    await services.close()
+
+
+@pytest.fixture
+async def server(services):
+    """A real callbridge HTTP server on loopback, on the same database as `services`."""
+    with running_server(services.settings) as base_url:
+        yield base_url

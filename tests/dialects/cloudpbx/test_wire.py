@@ -1,0 +1,170 @@
+"""cloudpbx wire format: each spec sample parses to the right events; nothing else gets past."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from callbridge.dialects.base import Events, Lookup, WireError
+from callbridge.dialects.cloudpbx import wire
+from callbridge.domain.calls import CallResult, Direction, EventKind, LegState
+
+SAMPLES = Path(__file__).with_name("samples")
+NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+
+
+def sample(name: str) -> dict[str, str]:
+    body = (SAMPLES / name).read_text()
+    params = json.loads(body) if name.endswith(".json") else dict(parse_qsl(body))
+    params = {k: str(v) for k, v in params.items()}
+    params.pop("crm_token")
+    return params
+
+
+def parse(params):
+    return wire.parse(params, received_at=NOW, region="RU")
+
+
+@pytest.mark.parametrize(
+    "name, kind, employee, direction, extra",
+    [
+        ("event_incoming.form", EventKind.RING, "andy", Direction.IN, {}),
+        ("event_incoming.json", EventKind.RING, "andy", Direction.IN, {"virtual_number": "+74950000000"}),
+        ("event_outgoing.form", EventKind.RING, "andy", Direction.OUT, {"virtual_number": "+74950000000"}),
+        ("event_accepted.form", EventKind.ANSWER, "andy", None, {}),
+        ("event_completed.form", EventKind.END, "andy", None, {"result": None}),
+        ("event_cancelled.form", EventKind.LEG_END, "andy", None, {"leg_state": LegState.CANCELLED}),
+        ("event_transferred.form", EventKind.NOTE, "andy", None, {"fields": {"transferred_to": "B11"}}),
+        ("rating.form", EventKind.NOTE, "andy", None, {"fields": {"rating": "5"}}),
+    ],
+)
+def test_event_samples(name, kind, employee, direction, extra):
+    command = parse(sample(name))
+    assert isinstance(command, Events)
+    (event,) = command.events
+    assert event.kind is kind and event.employee == employee and event.direction == direction
+    assert event.call_key in {"B10D0EB124F4E64AF4EA-1511", "D30"}
+    assert event.at == NOW
+    for field, value in extra.items():
+        assert getattr(event, field) == value
+
+
+def test_history_success_is_an_answered_end_with_recording():
+    for name in ("history_in_success.form", "history_in_success.json"):
+        (event,) = parse(sample(name)).events
+        assert event.kind is EventKind.END and event.result is CallResult.ANSWERED
+        assert event.direction is Direction.IN and event.phone == "+79101234567"
+        assert event.total_seconds == 124 and event.recording_url == "https://link/file.mp3"
+        assert event.started_at is None and event.at == NOW
+
+
+def test_history_with_start_time_and_busy_status():
+    (event,) = parse(sample("history_out_busy.form")).events
+    assert event.result is CallResult.BUSY and event.direction is Direction.OUT
+    assert event.started_at == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    assert event.at == event.started_at and event.virtual_number == "+74950000000"
+
+
+def test_history_status_is_case_insensitive():
+    (event,) = parse(sample("history_out_lowercase_status.form")).events
+    assert event.result is CallResult.UNAVAILABLE and event.phone == "+79161112233"
+
+
+def test_unknown_history_status_is_kept_not_guessed():
+    params = sample("history_in_success.form") | {"status": "Teleported"}
+    (event,) = parse(params).events
+    assert event.result is None and event.fields["pbx_status"] == "Teleported"
+
+
+def test_contact_is_a_lookup():
+    command = parse(sample("contact.form"))
+    assert command == Lookup(phone="+79101234567", call_key="B10D0EB124F4E64AF4EA-1511")
+
+
+@pytest.mark.parametrize(
+    "raw", ["79101234567", "+79101234567", "89101234567", "8 (910) 123-45-67", "9101234567"]
+)
+def test_phone_spellings_all_normalise(raw):
+    assert parse({"cmd": "contact", "phone": raw}).phone == "+79101234567"
+
+
+def test_hidden_number_is_a_call_without_a_number():
+    (event,) = parse(sample("history_in_success.form") | {"phone": "anonymous"}).events
+    assert event.phone is None and event.fields == {"pbx_phone": "anonymous"}
+    assert parse({"cmd": "contact", "phone": "anonymous"}) == Lookup(phone=None, call_key=None)
+
+
+def test_group_login_is_not_an_employee():
+    (event,) = parse(sample("event_incoming.form") | {"user": "g_sales"}).events
+    assert event.employee is None
+
+
+def test_start_accepts_iso_too():
+    params = sample("history_out_busy.form") | {"start": "2026-11-24T12:00:00+03:00"}
+    (event,) = parse(params).events
+    assert event.started_at == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    assert event.at - event.started_at == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"cmd": ""}, "cmd is missing"),
+        ({"cmd": "reboot"}, "unknown cmd"),
+        ({"callid": ""}, "callid is missing"),
+        ({"type": "sideways"}, "type must be in or out"),
+        ({"duration": "long"}, "duration must be a number"),
+        ({"duration": "-5"}, "out of range"),
+        ({"phone": ""}, "phone is missing"),
+        ({"status": ""}, "status is missing"),
+        ({"start": "yesterday"}, "is not a time"),
+        ({"link": "x" * 5000}, "too long"),
+        ({"callid": "c" * 300}, "call_key"),
+        ({"user": "u" * 150}, "employee"),
+    ],
+)
+def test_bad_history_is_refused_with_a_reason(change, reason):
+    with pytest.raises(WireError, match=reason):
+        parse(sample("history_in_success.form") | change)
+
+
+def test_bad_event_type_is_refused():
+    with pytest.raises(WireError, match="unknown event type"):
+        parse(sample("event_incoming.form") | {"type": "EXPLODED"})
+
+
+def test_contact_reply_shapes():
+    assert wire.contact_reply("ООО Ромашка", "daria") == {
+        "contact_name": "ООО Ромашка",
+        "responsible": "daria",
+    }
+    assert wire.contact_reply("ООО Ромашка", None) == {"contact_name": "ООО Ромашка"}
+    assert wire.contact_reply(None, None) == {}
+
+
+keys = st.sampled_from(
+    ["cmd", "type", "phone", "user", "callid", "duration", "status", "start", "link", "ext", "x"]
+)
+values = st.one_of(
+    st.sampled_from(
+        ["history", "event", "contact", "rating", "INCOMING", "in", "Success", "79101234567", "12"]
+    ),
+    st.text(max_size=40),
+    st.text(alphabet="abc0123456789+-", min_size=90, max_size=400),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(keys, values, max_size=10))
+def test_any_parameters_parse_or_are_refused_cleanly(params):
+    try:
+        command = parse(params)
+    except WireError:
+        return
+    assert isinstance(command, Lookup | Events)

@@ -1,0 +1,172 @@
+"""The `callbridge` command as an admin uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from callbridge.app import build_services
+from callbridge.cli import app
+from callbridge.config import Settings, sqlite_url
+from callbridge.store import directory, integrations
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(tmp_path) -> str:
+    return sqlite_url(tmp_path / "cli.db")
+
+
+def cli(db: str, *args: str):
+    return runner.invoke(app, [*args, "--database-url", db])
+
+
+def query(db: str, work):
+    async def main():
+        services = build_services(Settings(database_url=db))
+        try:
+            async with services.db.read() as session:
+                return await work(session)
+        finally:
+            await services.close()
+
+    return asyncio.run(main())
+
+
+def test_integration_add_list_remove(db):
+    added = cli(
+        db,
+        "integration",
+        "add",
+        "cloudpbx",
+        "--name",
+        "MegaFon",
+        "--pbx-url",
+        "https://acme.megapbx.ru/sys/crm_api.wcgp",
+        "--pbx-token",
+        "secret",
+        "--json",
+    )
+    assert added.exit_code == 0, added.output
+    view = json.loads(added.stdout)
+    assert (
+        view["kind"] == "cloudpbx"
+        and view["inbound_url"] == f"http://127.0.0.1:8080/hooks/cloudpbx/{view['id']}"
+    )
+    assert len(view["token"]) >= 32
+    listed = json.loads(cli(db, "integration", "list", "--json").stdout)
+    assert [i["id"] for i in listed] == [view["id"]]
+    stored = query(db, lambda s: integrations.get_integration(s, view["id"]))
+    assert stored.settings == {"pbx_url": "https://acme.megapbx.ru/sys/crm_api.wcgp", "pbx_token": "secret"}
+    assert cli(db, "integration", "remove", str(view["id"])).exit_code == 0
+    assert json.loads(cli(db, "integration", "list", "--json").stdout) == []
+    missing = cli(db, "integration", "remove", str(view["id"]))
+    assert missing.exit_code == 1 and "does not exist" in missing.stderr
+
+
+def test_integration_add_explains_bad_settings(db):
+    bad_url = cli(
+        db, "integration", "add", "cloudpbx", "--name", "X", "--pbx-url", "megapbx", "--pbx-token", "t"
+    )
+    assert bad_url.exit_code == 1 and "--pbx-url" in bad_url.stderr
+    no_token = cli(db, "integration", "add", "cloudpbx", "--name", "X", "--pbx-url", "https://a.ru/x")
+    assert no_token.exit_code == 1 and "--pbx-token" in no_token.stderr
+    unknown = cli(db, "integration", "add", "nokia", "--name", "X")
+    assert unknown.exit_code == 1 and "unknown kind" in unknown.stderr
+
+
+def test_apikey_is_shown_once_and_stored_hashed(db):
+    created = json.loads(cli(db, "apikey", "create", "--name", "crm", "--json").stdout)
+    assert created["name"] == "crm" and created["key"].startswith("cb_")
+    assert query(db, lambda s: integrations.api_key_exists(s, created["key"]))
+    assert not query(db, lambda s: integrations.api_key_exists(s, created["key"] + "x"))
+
+
+def test_import_keeps_good_rows_and_reports_bad_ones_by_line(db, tmp_path):
+    employees = tmp_path / "employees.csv"
+    employees.write_text(
+        "name,extension,pbx_login,role\nАндрей,102,andy,employee\n,103,mike,employee\n"
+        "Дария,101,daria,boss\nСергей,104,serg,manager\n",
+        encoding="utf-8",
+    )
+    result = cli(db, "import", "employees", str(employees))
+    assert result.exit_code == 0, result.output
+    assert "imported 3 employees" not in result.stdout and "imported 2 employees, skipped 2" in result.stdout
+    assert "line 3:" in result.stderr and "line 4:" in result.stderr and "role" in result.stderr
+
+    clients = tmp_path / "clients.csv"
+    clients.write_text(
+        "name,phones,responsible\nООО Ромашка,+7 495 123-45-67; 8 916 555-01-02,andy\n"
+        "Без номера,,\nДубль,84951234567,\nПлохой,звоните,\nЧужой,79001112233,nobody\n",
+        encoding="utf-8",
+    )
+    result = cli(db, "import", "clients", str(clients))
+    assert "imported 2 clients, skipped 3" in result.stdout
+    assert "line 4:" in result.stderr and "already belongs" in result.stderr
+    assert "line 5:" in result.stderr and "line 6:" in result.stderr
+    found = query(db, lambda s: directory.lookup_caller(s, "+79165550102"))
+    assert found.client_name == "ООО Ромашка" and found.responsible_login == "andy"
+
+
+def test_demo_loads_once(db):
+    first = cli(db, "demo")
+    assert first.exit_code == 0 and "demo loaded" in first.stdout and "crm_token" in first.stdout
+    assert "already" in cli(db, "demo").stdout
+    assert len(query(db, directory.list_employees)) == 5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_as_a_user_runs_it(tmp_path):
+    """`callbridge serve --demo` in a real process answers the PBX's lookup with the demo data."""
+    exe = shutil.which("callbridge", path=str(Path(sys.executable).parent)) or "callbridge"
+    env = os.environ | {"CALLBRIDGE_DATABASE_URL": sqlite_url(tmp_path / "serve.db")}
+    port = free_port()
+    process = subprocess.Popen(
+        [exe, "serve", "--demo", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        (pbx,) = json.loads(
+            subprocess.run(
+                [exe, "integration", "list", "--json"], env=env, check=True, capture_output=True, text=True
+            ).stdout
+        )
+        answer = httpx.post(
+            f"{base}/hooks/cloudpbx/{pbx['id']}",
+            data={"cmd": "contact", "phone": "79101234567", "crm_token": pbx["token"]},
+        )
+        assert answer.json() == {"contact_name": "Менеджер ЗАО Рога и копыта", "responsible": "andy"}
+    finally:
+        process.terminate()
+        process.wait(10)
