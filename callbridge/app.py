@@ -33,13 +33,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         await services.db.migrate()
         app.state.services = services
-        sweeper = asyncio.create_task(_sweep_forever(services))
+        workers = [
+            asyncio.create_task(_sweep_forever(services)),
+            asyncio.create_task(_journal_lookups(services)),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for worker in workers:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
             await services.close()
 
     app = FastAPI(title="callbridge", version=__version__, lifespan=lifespan)
@@ -58,6 +62,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"error": "Service temporarily unavailable"}, status_code=503)
 
     return app
+
+
+async def _journal_lookups(services: flows.Services) -> None:
+    while True:
+        await asyncio.sleep(services.settings.lookup_journal_seconds)
+        try:
+            await services.lookups.flush(services.db)
+        except Exception:
+            log.exception("journaling caller lookups failed")
 
 
 async def _sweep_forever(services: flows.Services) -> None:

@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     abandon_seconds: int = 4 * 3600  # any call with no news for this long is over
     sweep_interval_seconds: float = 15.0
     max_body_bytes: int = 1_000_000
+    lookup_journal_seconds: float = 0.5  # caller lookups are journaled in batches this often
     integration_cache_seconds: float = 5.0  # integrations are read on every PBX request
 
 

@@ -26,6 +26,40 @@ from .store.tables import Integration
 log = logging.getLogger("callbridge.flows")
 
 
+class LookupJournal:
+    """Caller lookups, journaled in batches right after they are answered.
+
+    A lookup holds a ringing call and changes nothing, so it never waits for a write.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[int, dict[str, str], dict[str, Any]]] = []
+
+    def add(self, integration_id: int, params: dict[str, str], reply: dict[str, Any]) -> None:
+        self._pending.append((integration_id, params, reply))
+
+    async def flush(self, db: Database) -> int:
+        batch, self._pending = self._pending, []
+        if batch:
+            async with db.transaction() as session:
+                await call_store.journal_many(
+                    session,
+                    [
+                        {
+                            "integration_id": integration_id,
+                            "dedupe_key": dedupe_key(params),
+                            "command": params.get("cmd"),
+                            "call_key": params.get("callid") or None,
+                            "params": params,
+                            "reply": reply,
+                            "status": "answered",
+                        }
+                        for integration_id, params, reply in batch
+                    ],
+                )
+        return len(batch)
+
+
 @dataclass
 class Services:
     """What the flows need, built once per process."""
@@ -34,6 +68,7 @@ class Services:
     settings: Settings
     dialects: dict[str, Dialect]
     bus: LiveBus = field(default_factory=LiveBus)
+    lookups: LookupJournal = field(default_factory=LookupJournal)
     http: httpx.AsyncClient | None = None
     _integrations: dict[int, tuple[float, Integration | None]] = field(default_factory=dict)
 
@@ -56,6 +91,7 @@ class Services:
         return self.http
 
     async def close(self) -> None:
+        await self.lookups.flush(self.db)
         if self.http is not None:
             await self.http.aclose()
         await self.db.close()
@@ -82,8 +118,8 @@ async def lookup(services: Services, raw_phone: str | None) -> CallerInfo | None
     phone = normalize(raw_phone, services.settings.default_region)
     if phone is None:
         return None
-    async with services.db.read() as session:
-        return await directory.lookup_caller(session, phone)
+    async with services.db.connect() as connection:
+        return await directory.lookup_caller(connection, phone)
 
 
 # ---- call events --------------------------------------------------------------------------------

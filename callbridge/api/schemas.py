@@ -51,6 +51,7 @@ class EventOut(ORM):
     error: str | None
     repeats: int
     params: dict[str, Any]
+    reply: dict[str, Any] | None
 
 
 class CallDetail(CallOut):

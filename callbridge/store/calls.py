@@ -189,6 +189,7 @@ async def journal(
     params: dict[str, Any],
     status: str,
     error: str | None = None,
+    reply: dict[str, Any] | None = None,
 ) -> JournalEntry:
     """Keep an inbound request; a repeat is counted on the first one and its earlier status returned."""
     inserted = await session.scalar(
@@ -199,6 +200,7 @@ async def journal(
             command=command,
             call_key=call_key,
             params=params,
+            reply=reply,
             status=status,
             error=error,
             received_at=utcnow(),
@@ -220,6 +222,22 @@ async def journal(
         update(InboundRequest).where(InboundRequest.id == entry_id).values(repeats=InboundRequest.repeats + 1)
     )
     return JournalEntry(entry_id, previous)
+
+
+async def journal_many(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
+    """Keep many requests in one statement; a repeat only raises the first one's count."""
+    if not entries:
+        return
+    statement = _insert(session, InboundRequest)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["integration_id", "dedupe_key"], set_={"repeats": InboundRequest.repeats + 1}
+        ),
+        [
+            {"received_at": utcnow(), "repeats": 0, "error": None, "call_key": None, "reply": None} | e
+            for e in entries
+        ],
+    )
 
 
 async def set_journal_status(

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .tables import Client, ClientPhone, Deal, Employee, Task
 
@@ -27,7 +27,7 @@ class CallerInfo:
     responsible_extension: str | None
 
 
-async def lookup_caller(session: AsyncSession, e164: str) -> CallerInfo | None:
+async def lookup_caller(session: AsyncSession | AsyncConnection, e164: str) -> CallerInfo | None:
     """The client owning this number and their responsible manager: one indexed query."""
     row = (
         await session.execute(

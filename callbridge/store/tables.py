@@ -175,7 +175,8 @@ class InboundRequest(Base):
     command: Mapped[str | None] = mapped_column(String(32))
     call_key: Mapped[str | None] = mapped_column(String(200))
     params: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16))  # applied | rejected | failed
+    reply: Mapped[dict[str, Any] | None]  # what we answered, where the answer carries data (lookups)
+    status: Mapped[str] = mapped_column(String(16))  # applied | answered | rejected | failed
     error: Mapped[str | None] = mapped_column(Text)
     repeats: Mapped[int] = mapped_column(default=0)
 

@@ -74,7 +74,7 @@ async def calls(world, **query) -> list[dict]:
     return response.json()["items"]
 
 
-async def test_contact_lookup_returns_name_and_responsible(world):
+async def test_contact_lookup_returns_name_and_responsible(world, services):
     response = await world["pbx"].sample("contact.form")
     assert response.status_code == 200
     assert response.json() == {"contact_name": "Менеджер ЗАО Рога и копыта", "responsible": "andy"}
@@ -82,6 +82,21 @@ async def test_contact_lookup_returns_name_and_responsible(world):
     assert unknown.status_code == 200 and unknown.json() == {}
     written = await world["pbx"].sample("contact.form", phone="8 (910) 123-45-67")
     assert written.json()["responsible"] == "andy"
+    await world["pbx"].sample("contact.form")  # the PBX asks again: counted, not a new entry
+
+    async def journaled():
+        async with services.db.read() as session:
+            return await call_store.journal_of_call(session, world["integration"].id, CALL)
+
+    for _ in range(50):  # lookups are journaled in batches right after they are answered
+        if len(entries := await journaled()) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert [(e.command, e.status, e.params["phone"], e.reply, e.repeats) for e in entries] == [
+        ("contact", "answered", "79101234567", response.json(), 1),
+        ("contact", "answered", "79990000000", {}, 0),
+        ("contact", "answered", "8 (910) 123-45-67", written.json(), 0),
+    ]
 
 
 async def test_group_call_lands_in_the_journal_with_legs(world):

@@ -45,6 +45,8 @@ async def inbound(integration_id: str, request: Request) -> JSONResponse:
         return _error(400, "Invalid parameters")
     if isinstance(command, Lookup):
         info = await flows.lookup(services, command.phone)
-        return JSONResponse(wire.contact_reply(info and info.client_name, info and info.responsible_login))
+        reply = wire.contact_reply(info and info.client_name, info and info.responsible_login)
+        services.lookups.add(integration.id, params, reply)
+        return JSONResponse(reply)
     await flows.ingest(services, integration.id, params, command)
     return JSONResponse({})

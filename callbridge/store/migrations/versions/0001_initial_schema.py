@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 08:51:37.061477
 """
 
 import sqlalchemy as sa
@@ -73,6 +72,7 @@ def upgrade() -> None:
         sa.Column("command", sa.String(length=32), nullable=True),
         sa.Column("call_key", sa.String(length=200), nullable=True),
         sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("reply", sa.JSON(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("repeats", sa.Integer(), nullable=False),
