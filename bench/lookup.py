@@ -99,9 +99,7 @@ async def measure(url: str, bodies: list[dict[str, str]], concurrency: int) -> d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=8)
@@ -137,17 +135,13 @@ def main() -> None:
             port = free_port()
             process = start([*command, "--port", str(port), "--log-level", "warning"], port, env)
             try:
-                results[name] = asyncio.run(
-                    measure(f"http://127.0.0.1:{port}{path}", bodies, args.concurrency)
-                )
+                results[name] = asyncio.run(measure(f"http://127.0.0.1:{port}{path}", bodies, args.concurrency))
             finally:
                 process.terminate()
                 process.wait(10)
 
     bare, ours = results["bare Starlette"], results["callbridge lookup"]
-    table = Table(
-        title=f"caller lookup, {args.clients:,} clients, {args.requests:,} requests, {url.split(':')[0]}"
-    )
+    table = Table(title=f"caller lookup, {args.clients:,} clients, {args.requests:,} requests, {url.split(':')[0]}")
     for column in ("", "p50 ms (1 client)", "p99 ms (1 client)", f"req/s ({args.concurrency} clients)"):
         table.add_column(column, justify="right")
     for name, r in results.items():

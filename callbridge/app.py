@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from . import __version__, flows
+from . import __version__, flows, recordings
 from .api.routes import router as api_router
 from .config import Settings
 from .dialects import DIALECTS
@@ -34,8 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await services.db.migrate()
         app.state.services = services
         workers = [
-            asyncio.create_task(_sweep_forever(services)),
-            asyncio.create_task(_journal_lookups(services)),
+            asyncio.create_task(_every(settings.sweep_interval_seconds, flows.close_stale_calls, services)),
+            asyncio.create_task(_every(settings.lookup_journal_seconds, _flush_lookups, services)),
+            asyncio.create_task(_every(settings.recording_poll_seconds, recordings.fetch_due, services)),
         ]
         try:
             yield
@@ -64,20 +65,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _journal_lookups(services: flows.Services) -> None:
-    while True:
-        await asyncio.sleep(services.settings.lookup_journal_seconds)
-        try:
-            await services.lookups.flush(services.db)
-        except Exception:
-            log.exception("journaling caller lookups failed")
+async def _flush_lookups(services: flows.Services, _now: datetime) -> None:
+    await services.lookups.flush(services.db)
 
 
-async def _sweep_forever(services: flows.Services) -> None:
-    """End calls whose last event the PBX never sends (see flows.close_stale_calls)."""
+async def _every(seconds: float, job, services: flows.Services) -> None:
+    """Run a background job forever; a failure is logged and the job runs again next time."""
     while True:
-        await asyncio.sleep(services.settings.sweep_interval_seconds)
+        await asyncio.sleep(seconds)
         try:
-            await flows.close_stale_calls(services, datetime.now(UTC))
+            await job(services, datetime.now(UTC))
         except Exception:
-            log.exception("closing stale calls failed")
+            log.exception("background job %s failed", job.__name__)

@@ -28,7 +28,7 @@ apikey_app = typer.Typer(help="Keys for the JSON API (Authorization: Bearer KEY)
 app.add_typer(integration_app, name="integration")
 app.add_typer(apikey_app, name="apikey")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
 DatabaseUrl = Annotated[
@@ -65,12 +65,8 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
     database_url: DatabaseUrl = None,
-    demo: Annotated[
-        bool, typer.Option("--demo", help="load the demo data first if the database is empty")
-    ] = False,
-    log_level: Annotated[
-        str, typer.Option(help="uvicorn log level (warning turns off the access log)")
-    ] = "info",
+    demo: Annotated[bool, typer.Option("--demo", help="load the demo data first if the database is empty")] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level (warning turns off the access log)")] = "info",
 ) -> None:
     """Run the server (SQLite ./callbridge.db unless --database-url says otherwise)."""
     import uvicorn
@@ -117,22 +113,50 @@ def integration_add(
     try:
         settings = stored_settings(dialect.settings.model_validate(given))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
         raise _fail(problems) from None
 
     async def work(services: flows.Services) -> dict[str, Any]:
         async with services.db.transaction() as session:
-            integration = await integrations.add_integration(session, kind=kind, name=name, settings=settings)
-            return _integration_view(services, integration)
+            integration = await integrations.add_integration(
+                session, kind=kind, name=name, settings=settings, enabled=dialect.enable is None
+            )
+        problem = await _try_enable(services, integration.id) if dialect.enable else None
+        return _integration_view(services, await services.integration(integration.id)) | {"error": problem}
 
     view = _run(database_url, work)
     if as_json:
         print(json.dumps(view, ensure_ascii=False))
-        return
-    console.print(f"[green]integration {view['id']} created[/green] ({dialect.title})")
-    console.print(f"Paste into the PBX cabinet:\n  URL:   {view['inbound_url']}\n  token: {view['token']}")
+    else:
+        console.print(f"[green]integration {view['id']} created[/green] ({dialect.title})")
+        console.print(f"Paste into the PBX cabinet:\n  URL:   {view['inbound_url']}\n  token: {view['token']}")
+    if view["error"]:
+        raise _fail(f"the PBX refused to switch the integration on: {view['error']}\n"
+                    f"fix it on the PBX side, then run: callbridge integration enable {view['id']}")  # fmt: skip
+
+
+@integration_app.command("enable")
+def integration_enable(integration_id: int, database_url: DatabaseUrl = None) -> None:
+    """Switch an integration on (the PBX is told our URL and token where the dialect does that)."""
+    problem = _run(database_url, lambda s: _try_enable(s, integration_id))
+    if problem:
+        raise _fail(f"not enabled: {problem}")
+    console.print(f"integration {integration_id} enabled")
+
+
+@integration_app.command("disable")
+def integration_disable(integration_id: int, database_url: DatabaseUrl = None) -> None:
+    """Switch an integration off: its PBX's requests are refused until it is enabled again."""
+    _run(database_url, lambda s: flows.set_enabled(s, integration_id, False))
+    console.print(f"integration {integration_id} disabled")
+
+
+async def _try_enable(services: flows.Services, integration_id: int) -> str | None:
+    try:
+        await flows.enable_integration(services, integration_id)
+    except PbxError as exc:
+        return str(exc)
+    return None
 
 
 @integration_app.command("list")
@@ -177,14 +201,12 @@ def integration_sync(integration_id: int, database_url: DatabaseUrl = None) -> N
 
 
 def _integration_view(services: flows.Services, integration) -> dict[str, Any]:
-    dialect = DIALECTS[integration.kind]
-    base = services.settings.public_url.rstrip("/")
     return {
         "id": integration.id,
         "kind": integration.kind,
         "name": integration.name,
         "enabled": integration.enabled,
-        "inbound_url": base + dialect.inbound_path(integration.id, integration.token),
+        "inbound_url": flows.inbound_url(services, integration),
         "token": integration.token,
     }
 

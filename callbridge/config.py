@@ -16,6 +16,12 @@ class Settings(BaseSettings):
     abandon_seconds: int = 4 * 3600  # any call with no news for this long is over
     sweep_interval_seconds: float = 15.0
     max_body_bytes: int = 1_000_000
+    recordings_dir: str = "./recordings"  # where downloaded call recordings are kept
+    keep_recordings: bool = True  # download every recording; temporary links are always downloaded
+    recording_max_bytes: int = 200_000_000
+    recording_attempts: int = 8  # then the recording is marked failed, with the reason
+    recording_retry_seconds: float = 30.0  # first retry; doubles each time, up to an hour, with jitter
+    recording_poll_seconds: float = 2.0
     lookup_journal_seconds: float = 0.5  # caller lookups are journaled in batches this often
     integration_cache_seconds: float = 5.0  # integrations are read on every PBX request
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .domain.phones import normalize
-from .flows import Services
+from .flows import Services, inbound_url
 from .store import directory, integrations
 
 EMPLOYEES = [  # the PBX accounts of the ITooLabs spec example, plus a manager and an admin
@@ -43,9 +43,7 @@ async def load(services: Services) -> str:
             return "the database already has employees: demo data not loaded again"
         by_login = {}
         for name, login, extension, role in EMPLOYEES:
-            employee = await directory.add_employee(
-                session, name=name, pbx_login=login, extension=extension, role=role
-            )
+            employee = await directory.add_employee(session, name=name, pbx_login=login, extension=extension, role=role)
             by_login[login] = employee.id
         region = services.settings.default_region
         for name, phones, responsible, deals in CLIENTS:
@@ -56,9 +54,7 @@ async def load(services: Services) -> str:
                 responsible_id=by_login.get(responsible),
             )
             for title, status, amount in deals:
-                await directory.add_deal(
-                    session, client_id=client.id, title=title, status=status, amount=amount
-                )
+                await directory.add_deal(session, client_id=client.id, title=title, status=status, amount=amount)
         pbx = await integrations.add_integration(
             session,
             kind="cloudpbx",
@@ -66,10 +62,9 @@ async def load(services: Services) -> str:
             settings={"pbx_url": "http://127.0.0.1:9/sys/crm_api.wcgp", "pbx_token": "demo"},
         )
         key = await integrations.add_api_key(session, "demo")
-    base = services.settings.public_url.rstrip("/")
     return (
         f"demo loaded: {len(EMPLOYEES)} employees, {len(CLIENTS)} clients\n"
-        f"cloudpbx inbound URL: {base}{services.dialects['cloudpbx'].inbound_path(pbx.id, pbx.token)}\n"
+        f"cloudpbx inbound URL: {inbound_url(services, pbx)}\n"
         f"crm_token: {pbx.token}\n"
         f"API key: {key}"
     )

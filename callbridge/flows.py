@@ -13,13 +13,14 @@ from typing import Any
 import httpx
 
 from .config import Settings
-from .dialects.base import Account, Dialect, Events, PbxError
+from .dialects.base import Account, Dialect, Events, PbxError, PbxUser
 from .domain import engine
 from .domain.calls import CallEvent, EventKind
 from .domain.phones import normalize
 from .live import LiveBus
 from .store import Database, directory, integrations
 from .store import calls as call_store
+from .store import recordings as recording_store
 from .store.directory import CallerInfo
 from .store.tables import Integration
 
@@ -27,7 +28,7 @@ log = logging.getLogger("callbridge.flows")
 
 
 class LookupJournal:
-    """Caller lookups, journaled in batches right after they are answered.
+    """Requests that only ask (caller lookups, pings), journaled in batches right after they are answered.
 
     A lookup holds a ringing call and changes nothing, so it never waits for a write.
     """
@@ -147,7 +148,7 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
                 return Outcome(entry.id, duplicate=True)
             if entry.status is not None:
                 await call_store.set_journal_status(session, entry.id, "applied")
-            messages, call_ids = await _apply(session, integration_id, command.events)
+            messages, call_ids = await _apply(services, session, integration_id, command.events)
     except Exception as exc:
         log.exception("applying %s for integration %s failed", command.command, integration_id)
         reason = f"{exc.__class__.__name__}: {exc}"[:1000]
@@ -185,7 +186,7 @@ async def reject(services: Services, integration_id: int, params: dict[str, str]
 
 
 async def _apply(
-    session, integration_id: int, events: list[CallEvent]
+    services: Services, session, integration_id: int, events: list[CallEvent]
 ) -> tuple[list[dict[str, Any]], list[int]]:
     messages: list[dict[str, Any]] = []
     call_ids: list[int] = []
@@ -194,6 +195,9 @@ async def _apply(
         updated, effects = engine.apply(call, event)
         if updated != call:
             await call_store.save_call(session, row_id, updated)
+        for effect in effects:
+            if isinstance(effect, engine.RecordingReady) and (services.settings.keep_recordings or effect.temporary):
+                await recording_store.queue(session, row_id, effect.url, effect.temporary)
         call_ids.append(row_id)
         messages += _messages(row_id, integration_id, effects)
     return messages, call_ids
@@ -202,8 +206,7 @@ async def _apply(
 def _messages(call_id: int, integration_id: int, effects: list[engine.Effect]) -> list[dict[str, Any]]:
     """Engine effects as live-bus messages."""
     return [
-        {"type": type(e).__name__, "call_id": call_id, "integration_id": integration_id, **asdict(e)}
-        for e in effects
+        {"type": type(e).__name__, "call_id": call_id, "integration_id": integration_id, **asdict(e)} for e in effects
     ]
 
 
@@ -215,9 +218,7 @@ async def close_stale_calls(services: Services, now: datetime) -> int:
     """
     settings = services.settings
     async with services.db.read() as session:
-        candidates = await call_store.open_calls_idle_since(
-            session, now - timedelta(seconds=settings.settle_seconds)
-        )
+        candidates = await call_store.open_calls_idle_since(session, now - timedelta(seconds=settings.settle_seconds))
     closed = 0
     for _row_id, integration_id, key in candidates:
         async with services.db.transaction() as session:
@@ -229,9 +230,7 @@ async def close_stale_calls(services: Services, now: datetime) -> int:
                 continue
             if call.answered and idle < timedelta(seconds=settings.abandon_seconds):
                 continue
-            updated, effects = engine.apply(
-                call, CallEvent(kind=EventKind.END, call_key=key, at=call.last_at)
-            )
+            updated, effects = engine.apply(call, CallEvent(kind=EventKind.END, call_key=key, at=call.last_at))
             await call_store.save_call(session, row_id, updated)
         closed += 1
         for message in _messages(row_id, integration_id, effects):
@@ -266,8 +265,7 @@ async def click_to_call(
         candidates = await integrations.list_integrations(session)
     if employee is None:
         raise ClickToCallError(f"employee {employee_id} does not exist")
-    user = employee.pbx_login or employee.extension
-    if not user:
+    if not (employee.pbx_login or employee.extension):
         raise ClickToCallError(f"{employee.name} has no PBX login or extension")
     usable = [
         i
@@ -281,8 +279,37 @@ async def click_to_call(
         raise ClickToCallError("no enabled integration can place calls")
     integration = usable[0]
     make_call = services.dialects[integration.kind].make_call
+    user = PbxUser(login=employee.pbx_login, extension=employee.extension)
     pbx_call_id = await make_call(services.http_client(), integration.settings, user, number)
     return ClickToCall(integration.id, employee.id, number, pbx_call_id)
+
+
+def inbound_url(services: Services, integration: Integration) -> str:
+    """The URL to paste into the PBX cabinet."""
+    path = services.dialects[integration.kind].inbound_path(integration.id, integration.token)
+    return services.settings.public_url.rstrip("/") + path
+
+
+async def enable_integration(services: Services, integration_id: int) -> None:
+    """Switch an integration on, first telling its PBX where we are when the dialect does that (`setup`).
+
+    PbxError (with the PBX's own words) if the PBX refuses; the integration then stays off.
+    """
+    integration = await services.integration(integration_id)
+    if integration is None:
+        raise PbxError(f"integration {integration_id} does not exist")
+    dialect = services.dialects[integration.kind]
+    if dialect.enable is not None:
+        await dialect.enable(
+            services.http_client(), integration.settings, integration.token, inbound_url(services, integration)
+        )
+    await set_enabled(services, integration_id, True)
+
+
+async def set_enabled(services: Services, integration_id: int, enabled: bool) -> None:
+    async with services.db.transaction() as session:
+        await integrations.update_integration(session, integration_id, enabled=enabled)
+    services._integrations.pop(integration_id, None)
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,7 @@ async def _add_employee(_services: Services, session, row: dict[str, str]) -> No
 
 
 async def _add_client(services: Services, session, row: dict[str, str]) -> None:
-    raw_phones = [
-        p for p in (row.get("phones") or row.get("phone") or "").replace(",", ";").split(";") if p.strip()
-    ]
+    raw_phones = [p for p in (row.get("phones") or row.get("phone") or "").replace(",", ";").split(";") if p.strip()]
     phones = []
     for raw in raw_phones:
         phone = normalize(raw, services.settings.default_region)

@@ -16,9 +16,7 @@ from callbridge.store.tables import Base
 
 from .helpers import running_server
 
-PG_ADMIN_URL = os.environ.get(
-    "CALLBRIDGE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
+PG_ADMIN_URL = os.environ.get("CALLBRIDGE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 
 
 async def _pg_database() -> str:
@@ -29,9 +27,7 @@ async def _pg_database() -> str:
         async with engine.connect() as connection:
             await asyncio.wait_for(connection.execute(text(f'CREATE DATABASE "{name}"')), 10)
     except Exception as exc:  # no server, refused, no rights: the SQLite half still runs
-        pytest.skip(
-            f"PostgreSQL server not reachable at {PG_ADMIN_URL} ({exc.__class__.__name__}): skipping its half"
-        )
+        pytest.skip(f"PostgreSQL server not reachable at {PG_ADMIN_URL} ({exc.__class__.__name__}): skipping its half")
     finally:
         await engine.dispose()
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
@@ -60,10 +56,23 @@ async def database_url(request, tmp_path_factory):
         await _drop_pg(url)
 
 
+def settings_for(database_url: str, tmp_path, **overrides) -> Settings:
+    """Settings for a test: quick background jobs, recordings in the test's folder, only temporary ones kept."""
+    values = dict(
+        database_url=database_url,
+        integration_cache_seconds=0.5,
+        recording_poll_seconds=0.1,
+        recording_retry_seconds=0.2,
+        recordings_dir=str(tmp_path / "recordings"),
+        keep_recordings=False,  # the spec samples' links (https://link/file.mp3) lead nowhere
+    )
+    return Settings(**(values | overrides))
+
+
 @pytest.fixture
-async def services(database_url):
+async def services(database_url, tmp_path):
     """Fresh services (and caches) on an emptied database."""
-    services = build_services(Settings(database_url=database_url, integration_cache_seconds=0.5))
+    services = build_services(settings_for(database_url, tmp_path))
     async with services.db.transaction() as session:
         for table in reversed(Base.metadata.sorted_tables):
             await session.execute(table.delete())

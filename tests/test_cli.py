@@ -61,10 +61,7 @@ def test_integration_add_list_remove(db):
     )
     assert added.exit_code == 0, added.output
     view = json.loads(added.stdout)
-    assert (
-        view["kind"] == "cloudpbx"
-        and view["inbound_url"] == f"http://127.0.0.1:8080/hooks/cloudpbx/{view['id']}"
-    )
+    assert view["kind"] == "cloudpbx" and view["inbound_url"] == f"http://127.0.0.1:8080/hooks/cloudpbx/{view['id']}"
     assert len(view["token"]) >= 32
     listed = json.loads(cli(db, "integration", "list", "--json").stdout)
     assert [i["id"] for i in listed] == [view["id"]]
@@ -77,9 +74,7 @@ def test_integration_add_list_remove(db):
 
 
 def test_integration_add_explains_bad_settings(db):
-    bad_url = cli(
-        db, "integration", "add", "cloudpbx", "--name", "X", "--pbx-url", "megapbx", "--pbx-token", "t"
-    )
+    bad_url = cli(db, "integration", "add", "cloudpbx", "--name", "X", "--pbx-url", "megapbx", "--pbx-token", "t")
     assert bad_url.exit_code == 1 and "--pbx-url" in bad_url.stderr
     no_token = cli(db, "integration", "add", "cloudpbx", "--name", "X", "--pbx-url", "https://a.ru/x")
     assert no_token.exit_code == 1 and "--pbx-token" in no_token.stderr

@@ -9,14 +9,15 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .. import flows
+from .. import flows, recordings
 from ..dialects.base import PbxError, utc
 from ..domain.phones import normalize
 from ..store import calls as call_store
 from ..store import directory, integrations
+from ..store import recordings as recording_store
 from ..store.directory import PhoneTaken
 from .schemas import (
     CallDetail,
@@ -79,8 +80,7 @@ async def list_calls(
     phone: str | None = None,
     employee_id: int | None = None,
     client_id: int | None = None,
-    result: Literal["answered", "missed", "busy", "no_answer", "unavailable", "not_allowed", "failed"]
-    | None = None,
+    result: Literal["answered", "missed", "busy", "no_answer", "unavailable", "not_allowed", "failed"] | None = None,
     direction: Literal["in", "out"] | None = None,
     state: Literal["ringing", "talking", "ended"] | None = None,
     since: datetime | None = None,
@@ -102,7 +102,8 @@ async def list_calls(
     async with services.db.read() as session:
         rows, total = await call_store.list_calls(session, where, limit=limit, offset=offset)
         legs = await call_store.legs_of(session, [r.id for r in rows])
-    items = [_call_out(row, legs[row.id]) for row in rows]
+        kept = await recording_store.of_calls(session, [r.id for r in rows])
+    items = [_call_out(row, legs[row.id], kept.get(row.id)) for row in rows]
     return Page[CallOut](items=items, total=total, limit=limit, offset=offset)
 
 
@@ -115,7 +116,8 @@ async def get_call(call_id: int, services: Services):
             raise HTTPException(404, "no such call")
         legs = (await call_store.legs_of(session, [row.id]))[row.id]
         events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
-    detail = _call_out(row, legs).model_dump()
+        recording = await recording_store.get(session, row.id)
+    detail = _call_out(row, legs, recording).model_dump()
     return CallDetail(**detail, events=[EventOut.model_validate(e) for e in events])
 
 
@@ -139,9 +141,32 @@ async def click_to_call(body: ClickToCallIn, services: Services):
     )
 
 
-def _call_out(row, legs) -> CallOut:
-    out = CallOut.model_validate(row)
-    return out.model_copy(update={"legs": [LegOut.model_validate(leg) for leg in legs]})
+@router.get(
+    "/calls/{call_id}/recording",
+    tags=["calls"],
+    response_class=FileResponse,
+    responses={200: {"content": {"audio/mpeg": {}}}, 404: {"description": "no recording kept (yet)"}},
+)
+async def get_recording(call_id: int, services: Services):
+    """The call's recording as we keep it; supports HTTP range requests, so players can seek."""
+    async with services.db.read() as session:
+        recording = await recording_store.get(session, call_id)
+    path = recordings.path_of(services, recording) if recording else None
+    if path is None:
+        raise HTTPException(404, "no recording kept for this call" + (f" ({recording.status})" if recording else ""))
+    return FileResponse(path, media_type=recording.content_type, filename=f"call-{call_id}{path.suffix}")
+
+
+def _call_out(row, legs, recording=None) -> CallOut:
+    waiting = row.recording_expected and not row.recording_url
+    status = recording.status if recording else ("pending" if waiting else None)
+    return CallOut.model_validate(row).model_copy(
+        update={
+            "legs": [LegOut.model_validate(leg) for leg in legs],
+            "recording_status": status,
+            "recording_error": recording.error if recording else None,
+        }
+    )
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -179,10 +204,7 @@ async def add_client(body: ClientIn, services: Services):
     phones = [_phone_or_400(services, p) for p in body.phones]
     try:
         async with services.db.transaction() as session:
-            if (
-                body.responsible_id is not None
-                and await directory.get_employee(session, body.responsible_id) is None
-            ):
+            if body.responsible_id is not None and await directory.get_employee(session, body.responsible_id) is None:
                 raise HTTPException(400, f"employee {body.responsible_id} does not exist")
             client = await directory.add_client(
                 session, name=body.name, phones=phones, responsible_id=body.responsible_id

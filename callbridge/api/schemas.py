@@ -37,7 +37,13 @@ class CallOut(ORM):
     ended_at: datetime | None
     wait_seconds: int | None
     talk_seconds: int | None
-    recording_url: str | None
+    recording_url: str | None = Field(description="the PBX's link")
+    recording_status: Literal["pending", "queued", "kept", "failed"] | None = Field(
+        default=None,
+        description="pending: recorded, link not sent yet; queued: downloading; kept: ours at "
+        "/api/calls/{id}/recording; failed: see recording_error",
+    )
+    recording_error: str | None = None
     tags: list[str]
     fields: dict[str, Any]
     legs: list[LegOut] = []

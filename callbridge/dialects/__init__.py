@@ -2,5 +2,6 @@
 
 from .base import Dialect
 from .cloudpbx import DIALECT as _cloudpbx
+from .planfix import DIALECT as _planfix
 
-DIALECTS: dict[str, Dialect] = {d.kind: d for d in (_cloudpbx,)}
+DIALECTS: dict[str, Dialect] = {d.kind: d for d in (_cloudpbx, _planfix)}

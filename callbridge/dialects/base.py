@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 from fastapi import APIRouter
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, HttpUrl, SecretStr
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
@@ -44,7 +44,12 @@ class Events:
     events: list[CallEvent] = field(default_factory=list)
 
 
-Command = Lookup | Events
+@dataclass(frozen=True)
+class Ping:
+    """The PBX checks that we are there and configured."""
+
+
+Command = Lookup | Events | Ping
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,26 @@ class Account:
     email: str | None = None
 
 
-MakeCall = Callable[[httpx.AsyncClient, dict[str, Any], str, str], Awaitable[str | None]]
+@dataclass(frozen=True)
+class PbxUser:
+    """How the PBX may know an employee; each dialect picks the one its PBX wants."""
+
+    login: str | None
+    extension: str | None
+
+
+class PbxSettings(BaseModel):
+    """The PBX's API address and the token for our requests to it, as its cabinet shows them."""
+
+    pbx_url: HttpUrl = Field(description="the PBX's API address")
+    pbx_token: SecretStr = Field(description="token from the PBX cabinet for requests to the PBX")
+
+
+# (http, stored settings, employee, E.164 number) -> the PBX's call id, if it gives one
+MakeCall = Callable[[httpx.AsyncClient, dict[str, Any], PbxUser, str], Awaitable[str | None]]
 ListAccounts = Callable[[httpx.AsyncClient, dict[str, Any]], Awaitable[list[Account]]]
+# (http, stored settings, our token, our inbound URL): tell the PBX we are on; PbxError says why not
+Enable = Callable[[httpx.AsyncClient, dict[str, Any], str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,7 @@ class Dialect:
     inbound_path: Callable[[int, str], str]  # (integration id, token) -> path of the inbound URL
     make_call: MakeCall | None = None
     accounts: ListAccounts | None = None
+    enable: Enable | None = None
 
 
 def token_matches(given: object, expected: str) -> bool:
@@ -123,6 +147,25 @@ def _flat(value: Any) -> str:
 
 def utc(value: datetime) -> datetime:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def post_form(http: httpx.AsyncClient, settings: dict[str, Any], data: dict[str, str]) -> httpx.Response:
+    """POST a form with `token` to the PBX's API address; PbxError with the PBX's own words if it refuses."""
+    config = PbxSettings.model_validate(settings)
+    try:
+        response = await http.post(str(config.pbx_url), data=data | {"token": config.pbx_token.get_secret_value()})
+    except httpx.HTTPError as exc:
+        raise PbxError(f"PBX did not answer: {exc.__class__.__name__}") from None
+    if response.status_code != 200:
+        raise PbxError(f"PBX answered {response.status_code}: {_error_text(response)}")
+    return response
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error") or response.text)[:300]
+    except (ValueError, AttributeError):
+        return response.text.strip()[:300] or response.reason_phrase
 
 
 def stored_settings(settings: BaseModel) -> dict[str, Any]:

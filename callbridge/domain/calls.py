@@ -76,6 +76,8 @@ class CallEvent(BaseModel):
     wait_seconds: int | None = Field(default=None, ge=0)
     total_seconds: int | None = Field(default=None, ge=0)
     recording_url: str | None = None
+    recording_temporary: bool = False  # the link works once: keep the file now or lose it
+    recording_expected: bool = False  # the PBX recorded the call and will send the link later
     fields: dict[str, str] = Field(default_factory=dict)
     tags: tuple[str, ...] = ()
 
@@ -99,9 +101,7 @@ class Leg(BaseModel):
             answered=self.answered or other.answered,
             answered_at=_min(self.answered_at, other.answered_at),
             closed_at=_max(self.closed_at, other.closed_at),
-            closed_as=max(
-                (s for s in (self.closed_as, other.closed_as) if s), key=_CLOSE_RANK.get, default=None
-            ),
+            closed_as=max((s for s in (self.closed_as, other.closed_as) if s), key=_CLOSE_RANK.get, default=None),
         )
 
 
@@ -121,7 +121,8 @@ class Call(BaseModel):
     talk_given: int | None = None
     wait_given: int | None = None
     total_given: int | None = None
-    recording: tuple[int, str] | None = None  # (rank, url): a dedicated recording event beats a link on END
+    recording: tuple[int, str, bool] | None = None  # (rank, url, temporary): a recording event beats END
+    recording_expected: bool = False
     fields: dict[str, str] = Field(default_factory=dict)
     tags: tuple[str, ...] = ()
     legs: tuple[Leg, ...] = ()
@@ -173,6 +174,10 @@ class Call(BaseModel):
     @property
     def recording_url(self) -> str | None:
         return self.recording[1] if self.recording else None
+
+    @property
+    def recording_temporary(self) -> bool:
+        return bool(self.recording and self.recording[2])
 
     def leg_state(self, leg: Leg) -> LegState:
         if leg.answered:
@@ -235,7 +240,7 @@ class Call(BaseModel):
         recording = self.recording
         if event.recording_url:
             rank = 1 if event.kind is EventKind.RECORDING else 0
-            recording = max(r for r in (recording, (rank, event.recording_url)) if r)
+            recording = max(r for r in (recording, (rank, event.recording_url, event.recording_temporary)) if r)
         fields = dict(self.fields)
         for name, value in event.fields.items():
             fields[name] = max(fields.get(name, value), value)
@@ -256,6 +261,7 @@ class Call(BaseModel):
             wait_given=_max(self.wait_given, event.wait_seconds),
             total_given=_max(self.total_given, event.total_seconds),
             recording=recording,
+            recording_expected=self.recording_expected or event.recording_expected,
             fields=dict(sorted(fields.items())),
             tags=tuple(sorted(set(self.tags) | set(event.tags))),
             legs=tuple(sorted(legs.values(), key=lambda leg: leg.employee)),

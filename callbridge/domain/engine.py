@@ -45,7 +45,10 @@ class CallEnded:
 
 @dataclass(frozen=True)
 class RecordingReady:
+    """A (new) recording link: keep the file, at once if the link is temporary."""
+
     url: str
+    temporary: bool = False
 
 
 Effect = CallOpened | CardShown | CardHidden | CallAnswered | CallEnded | RecordingReady
@@ -72,5 +75,5 @@ def _diff(before: Call, after: Call) -> list[Effect]:
     if after.result is not None and after.result != before.result:
         effects.append(CallEnded(after.result))
     if after.recording_url and after.recording_url != before.recording_url:
-        effects.append(RecordingReady(after.recording_url))
+        effects.append(RecordingReady(after.recording_url, after.recording_temporary))
     return effects

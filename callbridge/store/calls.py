@@ -7,19 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.calls import Call, CallState, LegState
 from . import directory
+from .db import insert_for
 from .tables import CallRow, InboundRequest, LegRow, utcnow
-
-
-def _insert(session: AsyncSession, table):
-    """INSERT with ON CONFLICT support on both engines we run on."""
-    return (pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert)(table)
-
 
 # ---- calls --------------------------------------------------------------------------------------
 
@@ -31,7 +24,7 @@ async def lock_call(session: AsyncSession, integration_id: int, key: str) -> tup
     events take turns instead of creating it twice.
     """
     await session.execute(
-        _insert(session, CallRow)
+        insert_for(session, CallRow)
         .values(
             integration_id=integration_id,
             pbx_call_id=key,
@@ -76,6 +69,7 @@ async def save_call(session: AsyncSession, row_id: int, call: Call) -> None:
             wait_seconds=call.wait_seconds,
             talk_seconds=call.talk_seconds,
             recording_url=call.recording_url,
+            recording_expected=call.recording_expected,
             tags=list(call.tags),
             fields=call.fields,
             facts=call.model_dump(mode="json"),
@@ -193,7 +187,7 @@ async def journal(
 ) -> JournalEntry:
     """Keep an inbound request; a repeat is counted on the first one and its earlier status returned."""
     inserted = await session.scalar(
-        _insert(session, InboundRequest)
+        insert_for(session, InboundRequest)
         .values(
             integration_id=integration_id,
             dedupe_key=dedupe_key,
@@ -228,21 +222,16 @@ async def journal_many(session: AsyncSession, entries: list[dict[str, Any]]) -> 
     """Keep many requests in one statement; a repeat only raises the first one's count."""
     if not entries:
         return
-    statement = _insert(session, InboundRequest)
+    statement = insert_for(session, InboundRequest)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["integration_id", "dedupe_key"], set_={"repeats": InboundRequest.repeats + 1}
         ),
-        [
-            {"received_at": utcnow(), "repeats": 0, "error": None, "call_key": None, "reply": None} | e
-            for e in entries
-        ],
+        [{"received_at": utcnow(), "repeats": 0, "error": None, "call_key": None, "reply": None} | e for e in entries],
     )
 
 
-async def set_journal_status(
-    session: AsyncSession, entry_id: int, status: str, error: str | None = None
-) -> None:
+async def set_journal_status(session: AsyncSession, entry_id: int, status: str, error: str | None = None) -> None:
     await session.execute(
         update(InboundRequest).where(InboundRequest.id == entry_id).values(status=status, error=error)
     )

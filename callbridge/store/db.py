@@ -10,6 +10,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -80,6 +82,11 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def insert_for(session: AsyncSession, table):
+    """INSERT with ON CONFLICT support on both engines we run on."""
+    return (pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def alembic_config() -> Config:

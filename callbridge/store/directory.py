@@ -118,9 +118,7 @@ async def add_client(
     return client
 
 
-async def add_clients_bulk(
-    session: AsyncSession, clients: list[tuple[str, list[str], int | None]]
-) -> list[int]:
+async def add_clients_bulk(session: AsyncSession, clients: list[tuple[str, list[str], int | None]]) -> list[int]:
     """Many (name, phones, responsible id) at once, for imports of a whole CRM; phones must be free."""
     ids = list(
         await session.scalars(
@@ -128,9 +126,7 @@ async def add_clients_bulk(
             [{"name": name, "responsible_id": responsible} for name, _, responsible in clients],
         )
     )
-    phones = [
-        {"client_id": i, "e164": p} for i, (_, numbers, _) in zip(ids, clients, strict=True) for p in numbers
-    ]
+    phones = [{"client_id": i, "e164": p} for i, (_, numbers, _) in zip(ids, clients, strict=True) for p in numbers]
     if phones:
         await session.execute(insert(ClientPhone), phones)
     return ids
@@ -163,9 +159,7 @@ async def client_ids_by_phones(session: AsyncSession, phones: Iterable[str]) -> 
     phones = [p for p in phones if p]
     if not phones:
         return {}
-    rows = await session.execute(
-        select(ClientPhone.e164, ClientPhone.client_id).where(ClientPhone.e164.in_(phones))
-    )
+    rows = await session.execute(select(ClientPhone.e164, ClientPhone.client_id).where(ClientPhone.e164.in_(phones)))
     return {phone: client_id for phone, client_id in rows}
 
 
@@ -188,9 +182,7 @@ async def add_deal(
 async def deals_of(session: AsyncSession, client_ids: Iterable[int]) -> dict[int, list[Deal]]:
     result: dict[int, list[Deal]] = {}
     rows = await session.scalars(
-        select(Deal)
-        .where(Deal.client_id.in_(list(client_ids)))
-        .order_by(Deal.created_at.desc(), Deal.id.desc())
+        select(Deal).where(Deal.client_id.in_(list(client_ids))).order_by(Deal.created_at.desc(), Deal.id.desc())
     )
     for deal in rows:
         result.setdefault(deal.client_id, []).append(deal)

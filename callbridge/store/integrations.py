@@ -18,9 +18,9 @@ def new_secret() -> str:
 
 
 async def add_integration(
-    session: AsyncSession, *, kind: str, name: str, settings: dict[str, Any]
+    session: AsyncSession, *, kind: str, name: str, settings: dict[str, Any], enabled: bool = True
 ) -> Integration:
-    integration = Integration(kind=kind, name=name, token=new_secret(), settings=settings, enabled=True)
+    integration = Integration(kind=kind, name=name, token=new_secret(), settings=settings, enabled=enabled)
     session.add(integration)
     await session.flush()
     return integration
@@ -38,9 +38,7 @@ async def list_integrations(session: AsyncSession, kind: str | None = None) -> l
 
 
 async def update_integration(session: AsyncSession, integration_id: int, **values: Any) -> bool:
-    result = await session.execute(
-        update(Integration).where(Integration.id == integration_id).values(**values)
-    )
+    result = await session.execute(update(Integration).where(Integration.id == integration_id).values(**values))
     return result.rowcount > 0
 
 

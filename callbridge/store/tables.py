@@ -129,9 +129,7 @@ class CallRow(Base):
     virtual_number: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16))
     result: Mapped[str | None] = mapped_column(String(16))
-    employee_id: Mapped[int | None] = mapped_column(
-        ForeignKey("employees.id", ondelete="SET NULL"), index=True
-    )
+    employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"), index=True)
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
     started_at: Mapped[datetime | None]
     answered_at: Mapped[datetime | None]
@@ -139,9 +137,29 @@ class CallRow(Base):
     wait_seconds: Mapped[int | None]
     talk_seconds: Mapped[int | None]
     recording_url: Mapped[str | None] = mapped_column(Text)
+    recording_expected: Mapped[bool] = mapped_column(default=False)
     tags: Mapped[list[str]] = mapped_column(default=list)
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     facts: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Recording(Base):
+    """A call's recording: the PBX's link, and our own copy once it is downloaded."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (Index("ix_recordings_due", "status", "next_attempt_at"),)
+
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    temporary: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16))  # queued | kept | failed
+    file: Mapped[str | None] = mapped_column(String(300))
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    size: Mapped[int | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

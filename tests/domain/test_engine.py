@@ -49,9 +49,7 @@ GROUP_CALL = [  # Planfix spec scenario 1: the whole group rings, one answers
     ev(EventKind.ANSWER, 7, "102"),
     ev(EventKind.LEG_END, 7, "101", leg_state=LegState.CANCELLED),
     ev(EventKind.LEG_END, 7, "103", leg_state=LegState.CANCELLED),
-    ev(
-        EventKind.END, 67, "102", result=CallResult.ANSWERED, talk_seconds=60, recording_url="https://r/1.mp3"
-    ),
+    ev(EventKind.END, 67, "102", result=CallResult.ANSWERED, talk_seconds=60, recording_url="https://r/1.mp3"),
 ]
 
 HUNTING = [  # Planfix spec scenario 2: one after another until the third answers
@@ -152,13 +150,9 @@ def test_outgoing_busy_keeps_the_pbx_result():
 
 
 def test_end_without_result_is_missed_incoming_and_no_answer_outgoing():
+    assert fold([ev(EventKind.RING, 0, "1", direction=Direction.IN), ev(EventKind.END, 9)]).result is CallResult.MISSED
     assert (
-        fold([ev(EventKind.RING, 0, "1", direction=Direction.IN), ev(EventKind.END, 9)]).result
-        is CallResult.MISSED
-    )
-    assert (
-        fold([ev(EventKind.RING, 0, "1", direction=Direction.OUT), ev(EventKind.END, 9)]).result
-        is CallResult.NO_ANSWER
+        fold([ev(EventKind.RING, 0, "1", direction=Direction.OUT), ev(EventKind.END, 9)]).result is CallResult.NO_ANSWER
     )
 
 
@@ -186,9 +180,7 @@ def test_history_after_live_events_keeps_the_live_start():
 
 
 def test_completed_before_accepted_still_ends_answered():
-    call = fold(
-        [ev(EventKind.RING, 0, "a", **RING_IN), ev(EventKind.END, 60, "a"), ev(EventKind.ANSWER, 5, "a")]
-    )
+    call = fold([ev(EventKind.RING, 0, "a", **RING_IN), ev(EventKind.END, 60, "a"), ev(EventKind.ANSWER, 5, "a")])
     assert call.result is CallResult.ANSWERED and call.talk_seconds == 55
 
 

@@ -183,9 +183,7 @@ async def test_out_of_order_events_end_the_same(world):
     ],
 )
 async def test_unreadable_bodies_get_400_invalid_parameters(world, body, content_type):
-    response = await world["http"].post(
-        world["pbx"].url, content=body, headers={"content-type": content_type}
-    )
+    response = await world["http"].post(world["pbx"].url, content=body, headers={"content-type": content_type})
     assert response.status_code == 400 and response.json() == {"error": "Invalid parameters"}
 
 
@@ -245,9 +243,7 @@ async def test_api_filters_and_pages(world):
     assert [c["pbx_call_id"] for c in await calls(world, phone="8 910 123 45 62")] == ["h2"]
     page = (await world["api"].get("/api/calls", params={"limit": 2, "offset": 4})).json()
     assert page["total"] == 5 and len(page["items"]) == 1
-    assert (await world["api"].get("/api/calls", params={"since": "2100-01-01T00:00:00Z"})).json()[
-        "total"
-    ] == 0
+    assert (await world["api"].get("/api/calls", params={"since": "2100-01-01T00:00:00Z"})).json()["total"] == 0
     assert (await world["api"].get("/api/calls", params={"phone": "nope"})).status_code == 400
     assert (await world["api"].get("/api/calls", params={"limit": 0})).status_code == 422
     assert (await world["api"].get("/api/calls/424242")).status_code == 404
@@ -287,9 +283,7 @@ async def test_api_directory(world):
 
 
 async def test_shuffled_replays_of_every_sample_leave_the_same_calls(world):
-    names = sorted(
-        p.name for p in SAMPLES.iterdir() if p.stem.split("_")[0] in ("event", "history", "rating")
-    )
+    names = sorted(p.name for p in SAMPLES.iterdir() if p.stem.split("_")[0] in ("event", "history", "rating"))
     for name in names:
         await world["pbx"].sample(name)
     first = await calls(world)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from callbridge import flows
 from callbridge.dialects.base import PbxError
@@ -19,11 +19,20 @@ from ..helpers import serve_app
 SAMPLES = Path(__file__).parents[1] / "dialects" / "cloudpbx" / "samples"
 
 
+def make_call(form: dict[str, str]) -> Response:
+    """As the spec: 400 unless `user` is given and `phone` is digits."""
+    if not form.get("user") or not form.get("phone", "").isdigit():
+        return JSONResponse({"error": "Invalid parameters"}, status_code=400)
+    return Response(status_code=200)
+
+
 @pytest.fixture
 def fake_pbx():
-    pbx = FakePbx(accounts=json.loads((SAMPLES / "accounts_reply.json").read_text()))
+    accounts = json.loads((SAMPLES / "accounts_reply.json").read_text())
+    pbx = FakePbx(replies={"accounts": lambda _form: JSONResponse(accounts), "makeCall": make_call})
     with serve_app(pbx.app()) as url:
-        pbx.url = f"{url}/sys/crm_api.wcgp"
+        pbx.url = f"{url}/api"
+        pbx.accounts = accounts
         yield pbx
 
 
@@ -41,9 +50,7 @@ async def api(services, server):
         key = await integrations.add_api_key(session, "tests")
         andy = await directory.add_employee(session, name="Петров Андрей", pbx_login="andy")
         nobody = await directory.add_employee(session, name="Без логина")
-    async with httpx.AsyncClient(
-        base_url=server, headers={"Authorization": f"Bearer {key}"}, timeout=20
-    ) as client:
+    async with httpx.AsyncClient(base_url=server, headers={"Authorization": f"Bearer {key}"}, timeout=20) as client:
         client.andy, client.nobody = andy.id, nobody.id
         yield client
 
@@ -55,13 +62,11 @@ async def test_click_to_call_rings_the_employee_then_the_client(services, api, f
     body = response.json()
     assert body["status"] == "calling_employee" and "phone will ring first" in body["message"]
     assert body["phone"] == "+79101234567" and body["pbx_call_id"] is None
-    assert fake_pbx.received == [
-        {"cmd": "makeCall", "user": "andy", "phone": "79101234567", "token": "pbx-secret"}
-    ]
+    assert fake_pbx.received == [{"cmd": "makeCall", "user": "andy", "phone": "79101234567", "token": "pbx-secret"}]
 
 
 async def test_click_to_call_returns_the_pbx_call_id(services, api, fake_pbx):
-    fake_pbx.make_call_reply = JSONResponse({"uuid": "a1b2"})
+    fake_pbx.replies["makeCall"] = JSONResponse({"uuid": "a1b2"})
     await connect(services, fake_pbx.url, fake_pbx.token)
     response = await api.post("/api/calls", json={"employee_id": api.andy, "phone": "89101234567"})
     assert response.json()["pbx_call_id"] == "a1b2"
@@ -97,9 +102,7 @@ async def test_click_to_call_refuses_what_cannot_work(services, api, fake_pbx, b
 
 async def test_click_to_call_without_integration(services, api):
     response = await api.post("/api/calls", json={"employee_id": api.andy, "phone": "89101234567"})
-    assert (
-        response.status_code == 400 and response.json()["detail"] == "no enabled integration can place calls"
-    )
+    assert response.status_code == 400 and response.json()["detail"] == "no enabled integration can place calls"
 
 
 async def test_sync_maps_pbx_accounts_to_employees(services, fake_pbx):

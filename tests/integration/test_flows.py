@@ -81,9 +81,7 @@ async def test_a_request_that_fails_to_apply_is_journaled_as_failed(services, in
         (entry,) = await call_store.journal_of_call(session, integration_id, "f1")
     assert entry.status == "failed" and "call_legs" in entry.error
     # the PBX repeats itself: this time the store works and the same request is applied
-    again = await post(
-        services, integration_id, EventKind.RING, "f1", datetime.fromisoformat(entry.params["at"])
-    )
+    again = await post(services, integration_id, EventKind.RING, "f1", datetime.fromisoformat(entry.params["at"]))
     assert not again.failed and not again.duplicate
     async with services.db.read() as session:
         (entry,) = await call_store.journal_of_call(session, integration_id, "f1")
@@ -107,9 +105,7 @@ async def test_live_stream_shows_and_hides_call_cards(services, server):
     hook = f"{server}/hooks/cloudpbx/{pbx.id}"
     base = {"phone": "79101234567", "callid": "L1", "crm_token": pbx.token, "cmd": "event"}
     async with httpx.AsyncClient(timeout=10) as http:
-        async with http.stream(
-            "GET", f"{server}/api/live", headers={"Authorization": f"Bearer {key}"}
-        ) as stream:
+        async with http.stream("GET", f"{server}/api/live", headers={"Authorization": f"Bearer {key}"}) as stream:
             lines = stream.aiter_lines()
             assert await anext(lines) == ": connected"
             for user in ("andy", "mike"):

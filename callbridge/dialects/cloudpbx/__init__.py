@@ -1,14 +1,12 @@
 """ITooLabs "REST API for CRM": MegaFon, Gravitel, Dom.ru and other cloud PBXs on that platform."""
 
-from ..base import Dialect
-from . import client, routes
+from .. import hooks
+from . import client, wire
 
-DIALECT = Dialect(
-    kind=routes.KIND,
+HOOK = hooks.TokenHook(kind="cloudpbx", token_field=wire.TOKEN_FIELD, parse=wire.parse, lookup_reply=wire.contact_reply)
+DIALECT = hooks.dialect(
+    HOOK,
     title="Cloud PBX (ITooLabs: MegaFon, Gravitel, Dom.ru)",
-    settings=client.CloudPbxSettings,
-    router=routes.router,
-    inbound_path=routes.inbound_path,
     make_call=client.make_call,
     accounts=client.accounts,
 )

@@ -1,0 +1,87 @@
+"""The inbound handler shared by the token-in-the-body dialects (cloudpbx, planfix).
+
+read the body -> check the token -> parse -> answer a lookup or a ping, or journal and apply events.
+Errors are these dialects' documented ones: 400 Invalid parameters, 401 Invalid token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from .. import flows
+from ..store.directory import CallerInfo
+from ..store.tables import Integration
+from .base import Command, Dialect, Lookup, PbxSettings, Ping, WireError, read_params, token_matches
+
+
+@dataclass(frozen=True)
+class TokenHook:
+    """How one dialect's PBX posts to us."""
+
+    kind: str
+    token_field: str
+    parse: Callable[..., Command]  # (params, *, received_at, region) -> Command
+    lookup_reply: Callable[[CallerInfo | None], dict[str, Any]]
+    ping_reply: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+
+
+def _error(status: int, text: str) -> JSONResponse:
+    return JSONResponse({"error": text}, status_code=status)
+
+
+async def handle(hook: TokenHook, integration_id: str, request: Request) -> JSONResponse:
+    services: flows.Services = request.app.state.services
+    try:
+        params = await read_params(request, services.settings.max_body_bytes)
+    except WireError:
+        return _error(400, "Invalid parameters")
+    integration = await services.integration(int(integration_id)) if integration_id.isdigit() else None
+    if not _authentic(hook, integration, params.pop(hook.token_field, None)):
+        return _error(401, "Invalid token")
+    try:
+        command = hook.parse(params, received_at=datetime.now(UTC), region=services.settings.default_region)
+    except WireError as exc:
+        await flows.reject(services, integration.id, params, str(exc))
+        return _error(400, "Invalid parameters")
+    if isinstance(command, Lookup):
+        reply = hook.lookup_reply(await flows.lookup(services, command.phone))
+    elif isinstance(command, Ping) and hook.ping_reply is not None:
+        reply = hook.ping_reply(integration.settings)
+    else:
+        await flows.ingest(services, integration.id, params, command)
+        return JSONResponse({})
+    services.lookups.add(integration.id, params, reply)
+    return JSONResponse(reply)
+
+
+def _authentic(hook: TokenHook, integration: Integration | None, token: object) -> bool:
+    return (
+        integration is not None
+        and integration.kind == hook.kind
+        and integration.enabled
+        and token_matches(token, integration.token)
+    )
+
+
+def dialect(hook: TokenHook, *, title: str, **outbound: Any) -> Dialect:
+    """A token-in-the-body dialect: its inbound route is `/hooks/<kind>/<integration id>`."""
+    router = APIRouter()
+
+    @router.post(f"/hooks/{hook.kind}/{{integration_id}}", include_in_schema=False)
+    async def inbound(integration_id: str, request: Request) -> JSONResponse:
+        return await handle(hook, integration_id, request)
+
+    return Dialect(
+        kind=hook.kind,
+        title=title,
+        settings=PbxSettings,
+        router=router,
+        inbound_path=lambda integration_id, _token: f"/hooks/{hook.kind}/{integration_id}",
+        **outbound,
+    )

@@ -1,0 +1,106 @@
+"""Planfix "API for telephonies" wire format: pure parsing.
+
+PBX -> us: `contact`, `event`, `record`, `ping`, each with `planfix_token`. Employees are extensions (`ext`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ...domain.calls import CallEvent, CallResult, Direction, EventKind, LegState
+from ...domain.phones import normalize
+from ...store.directory import CallerInfo
+from ..base import Command, Events, Lookup, Ping, WireError
+from ..params import analytics, choice, flag, guarded, hidden_phone, phone, required, seconds
+
+TOKEN_FIELD = "planfix_token"
+
+_DIRECTION = {"in": Direction.IN, "out": Direction.OUT}
+_EVENT = {"incoming": EventKind.RING, "outgoing": EventKind.RING, "accepted": EventKind.ANSWER, "completed": None}
+# COMPLETED status; "cancelled" closes one employee's leg only (the group was answered elsewhere, or hunting).
+_STATUS = {
+    "success": CallResult.ANSWERED,
+    "missed": CallResult.MISSED,
+    "cancelled": None,
+    "busy": CallResult.BUSY,
+    "noanswer": CallResult.NO_ANSWER,
+    "notavailable": CallResult.UNAVAILABLE,
+    "notallowed": CallResult.NOT_ALLOWED,
+}
+
+
+@guarded
+def parse(params: Mapping[str, str], *, received_at: datetime, region: str) -> Command:
+    """Turn one request's parameters into a lookup, a ping or call events; WireError if it is none of them."""
+    cmd = params.get("cmd", "").strip()
+    if cmd == "contact":
+        return Lookup(phone=phone(params, "phone", region, required=True), call_key=params.get("callid") or None)
+    if cmd == "ping":
+        return Ping()
+    if cmd == "event":
+        return _event(params, received_at, region)
+    if cmd == "record":
+        key = required(params, "callid")
+        event = CallEvent(
+            kind=EventKind.RECORDING,
+            call_key=key,
+            at=received_at,
+            recording_url=required(params, "record_link"),
+            recording_temporary=flag(params, "is_temp"),
+        )
+        return Events(cmd, key, [event])
+    raise WireError(f"unknown cmd {cmd!r}" if cmd else "cmd is missing")
+
+
+def contact_reply(caller: CallerInfo | None) -> dict[str, Any]:
+    """`contact` answer: the name and the manager's extension (a number, as in the spec), `{}` if unknown."""
+    reply: dict[str, Any] = {}
+    if caller is not None:
+        reply["contact_name"] = caller.client_name
+        extension = caller.responsible_extension
+        if extension:
+            reply["responsible"] = int(extension) if extension.isdigit() else extension
+    return reply
+
+
+def ping_reply(settings: Mapping[str, Any]) -> dict[str, str]:
+    """`ping` answer: the PBX address and token we have for it, so the PBX can check them."""
+    return {"pbxToken": str(settings.get("pbx_token", "")), "pbxUrl": str(settings.get("pbx_url", ""))}
+
+
+def _event(params: Mapping[str, str], received_at: datetime, region: str) -> Events:
+    key = required(params, "callid")
+    name = required(params, "event").lower()
+    if name not in _EVENT:
+        raise WireError(f"event must be one of INCOMING, OUTGOING, ACCEPTED, COMPLETED, not {name.upper()!r}")
+    event = CallEvent(
+        kind=_EVENT[name] or EventKind.END,
+        call_key=key,
+        at=received_at,
+        direction=choice(params, "type", _DIRECTION),
+        phone=phone(params, "phone", region, required=False),
+        virtual_number=normalize(params.get("diversion"), region),
+        employee=params.get("ext", "").strip() or None,
+        fields=hidden_phone(params, "phone", region) | analytics(params),
+    )
+    if name != "completed":
+        return Events("event", key, [event])
+    status = params.get("status", "").strip()
+    normalized = status.lower().replace("_", "").replace(" ", "")
+    if normalized and normalized not in _STATUS:
+        raise WireError(f"status must be one of Success, Missed, Cancelled, Busy, NoAnswer, NotAvailable, "
+                        f"NotAllowed, not {status!r}")  # fmt: skip
+    if normalized == "cancelled":
+        closed = event.model_copy(update={"kind": EventKind.LEG_END, "leg_state": LegState.CANCELLED})
+        return Events("event", key, [closed])
+    completed = event.model_copy(
+        update={
+            "result": _STATUS.get(normalized),
+            "total_seconds": seconds(params, "duration"),
+            "recording_expected": flag(params, "is_recorded"),
+            "recording_url": params.get("record_link", "").strip() or None,
+        }
+    )
+    return Events("event", key, [completed])

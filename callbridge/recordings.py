@@ -1,0 +1,132 @@
+"""Keep call recordings: download the PBX's links to our storage, temporary links first, with retries."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import filetype
+import httpx
+
+from .flows import Services
+from .store import recordings as recording_store
+from .store.tables import Recording
+
+log = logging.getLogger("callbridge.recordings")
+
+AUDIO_TYPES = {
+    "audio/mpeg",
+    "audio/x-wav",
+    "audio/ogg",
+    "video/mp4",
+    "audio/mp4",
+    "audio/x-m4a",
+    "audio/webm",
+}
+LEASE = timedelta(minutes=10)  # how long a claimed download is left to its worker
+
+
+@dataclass
+class FetchError(Exception):
+    reason: str
+    final: bool  # retrying cannot help
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def audio_type(head: bytes) -> filetype.Type | None:
+    """The audio format by content (mp3, mp4, wav, ogg), whatever the name or the header claims."""
+    kind = filetype.guess(head)
+    return kind if kind is not None and kind.mime in AUDIO_TYPES else None
+
+
+def retry_delay(settings, attempts: int) -> timedelta:
+    """Exponential backoff with jitter, so many failed links do not all come back at once."""
+    base = min(settings.recording_retry_seconds * 2 ** (attempts - 1), 3600.0)
+    return timedelta(seconds=base * random.uniform(0.5, 1.5))
+
+
+async def fetch_due(services: Services, now: datetime, limit: int = 5) -> int:
+    """Try the recordings that are due; returns how many were tried."""
+    async with services.db.transaction() as session:
+        due = await recording_store.claim_due(session, now, LEASE, limit)
+    for recording in due:
+        await _keep(services, recording, now)
+    return len(due)
+
+
+async def _keep(services: Services, recording: Recording, now: datetime) -> None:
+    settings = services.settings
+    attempts = recording.attempts + 1
+    try:
+        name, content_type, size = await _download(services, recording)
+    except FetchError as exc:
+        final = exc.final or attempts >= settings.recording_attempts
+        log.warning("recording of call %s: %s%s", recording.call_id, exc, " (giving up)" if final else "")
+        values = {
+            "status": "failed" if final else "queued",
+            "attempts": attempts,
+            "error": exc.reason,
+            "next_attempt_at": now + retry_delay(settings, attempts),
+        }
+    else:
+        values = {"status": "kept", "attempts": attempts, "error": None, "file": name,
+                  "content_type": content_type, "size": size}  # fmt: skip
+    async with services.db.transaction() as session:
+        await recording_store.mark(session, recording.call_id, recording.url, **values)
+
+
+async def _download(services: Services, recording: Recording) -> tuple[str, str, int]:
+    settings = services.settings
+    if not recording.url.lower().startswith(("http://", "https://")):
+        raise FetchError("the link is not an http(s) address", final=True)
+    folder = Path(settings.recordings_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{recording.call_id}.part"
+    try:
+        size, head = await _stream_to(services.http_client(), recording, partial, settings.recording_max_bytes)
+        kind = audio_type(head)
+        if kind is None:
+            raise FetchError("the link did not give an audio file (mp3, mp4, wav, ogg)", final=True)
+        name = f"{recording.call_id}.{kind.extension}"
+        partial.replace(folder / name)
+        return name, kind.mime, size
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+async def _stream_to(http: httpx.AsyncClient, recording: Recording, target: Path, limit: int) -> tuple[int, bytes]:
+    size, head = 0, b""
+    try:
+        async with http.stream("GET", recording.url, follow_redirects=True) as response:
+            if response.status_code != 200:
+                gone = response.status_code in (404, 410)
+                client_error = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+                raise FetchError(
+                    f"the PBX answered {response.status_code}",
+                    final=(gone and recording.temporary) or (client_error and not gone),
+                )
+            if int(response.headers.get("content-length") or 0) > limit:
+                raise FetchError(f"larger than {limit} bytes", final=True)
+            with target.open("wb") as out:
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise FetchError(f"larger than {limit} bytes", final=True)
+                    head += chunk[: max(0, 262 - len(head))]
+                    out.write(chunk)
+    except httpx.HTTPError as exc:
+        raise FetchError(f"download failed: {exc.__class__.__name__}", final=False) from None
+    return size, head
+
+
+def path_of(services: Services, recording: Recording) -> Path | None:
+    """Where a kept recording's file is, if it is there."""
+    if recording.status != "kept" or not recording.file:
+        return None
+    path = Path(services.settings.recordings_dir) / recording.file
+    return path if path.is_file() else None
