@@ -16,6 +16,7 @@ from rich.table import Table
 from . import demo as demo_data
 from . import flows
 from .app import build_services
+from .automation import Rules
 from .config import Settings
 from .dialects import DIALECTS
 from .dialects.base import PbxError, stored_settings
@@ -149,6 +150,59 @@ def integration_disable(integration_id: int, database_url: DatabaseUrl = None) -
     """Switch an integration off: its PBX's requests are refused until it is enabled again."""
     _run(database_url, lambda s: flows.set_enabled(s, integration_id, False))
     console.print(f"integration {integration_id} disabled")
+
+
+@integration_app.command("set")
+def integration_set(
+    integration_id: int,
+    changes: Annotated[
+        list[str], typer.Argument(help="NAME=VALUE, e.g. missed_call_tasks=true listed_employee_ids=3,5")
+    ],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Change an integration's CRM automations (see `integration show ID` for the names)."""
+    parsed = {}
+    for change in changes:
+        name, sep, value = change.partition("=")
+        field = Rules.model_fields.get(name)
+        if not sep or field is None:
+            raise _fail(f"{change!r}: expected NAME=VALUE with NAME one of {', '.join(Rules.model_fields)}")
+        empty = value.strip().lower() in ("", "none", "null")
+        is_list = "list" in str(field.annotation)
+        parsed[name] = [v for v in value.split(",") if v.strip()] if is_list else None if empty else value
+
+    async def work(services: flows.Services) -> Rules:
+        current = await services.rules(integration_id)
+        if await services.integration(integration_id) is None:
+            raise LookupError(f"integration {integration_id} does not exist")
+        rules = Rules.model_validate(current.model_dump() | parsed)
+        await flows.set_rules(services, integration_id, rules)
+        return rules
+
+    try:
+        rules = _run(database_url, work)
+    except ValidationError as exc:
+        raise _fail("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+    except LookupError as exc:
+        raise _fail(str(exc)) from None
+    _print_rules(rules)
+
+
+@integration_app.command("show")
+def integration_show(integration_id: int, as_json: AsJson = False, database_url: DatabaseUrl = None) -> None:
+    """Show an integration's CRM automations."""
+    rules = _run(database_url, lambda s: s.rules(integration_id))
+    if as_json:
+        print(rules.model_dump_json())
+    else:
+        _print_rules(rules)
+
+
+def _print_rules(rules: Rules) -> None:
+    table = Table("rule", "value", "what it does")
+    for name, field in Rules.model_fields.items():
+        table.add_row(name, json.dumps(getattr(rules, name)), field.description or "")
+    console.print(table)
 
 
 async def _try_enable(services: flows.Services, integration_id: int) -> str | None:

@@ -12,13 +12,14 @@ from typing import Any
 
 import httpx
 
+from . import automation
 from .config import Settings
 from .dialects.base import Account, Dialect, Events, PbxError, PbxUser
 from .domain import engine
-from .domain.calls import CallEvent, EventKind
+from .domain.calls import Call, CallEvent, EventKind
 from .domain.phones import normalize
 from .live import LiveBus
-from .store import Database, directory, integrations
+from .store import Database, crm, directory, integrations
 from .store import calls as call_store
 from .store import recordings as recording_store
 from .store.directory import CallerInfo
@@ -73,6 +74,10 @@ class Services:
     http: httpx.AsyncClient | None = None
     _integrations: dict[int, tuple[float, Integration | None]] = field(default_factory=dict)
 
+    async def rules(self, integration_id: int) -> automation.Rules:
+        integration = await self.integration(integration_id)
+        return automation.Rules.model_validate(integration.automation if integration else {})
+
     async def integration(self, integration_id: int) -> Integration | None:
         """An integration, cached for a few seconds: it is read on every PBX request."""
         cached = self._integrations.get(integration_id)
@@ -114,13 +119,23 @@ def dedupe_key(params: dict[str, str]) -> str:
 # ---- caller lookup ------------------------------------------------------------------------------
 
 
-async def lookup(services: Services, raw_phone: str | None) -> CallerInfo | None:
-    """Who is calling: the client and their responsible manager, or None for an unknown number."""
+async def lookup(services: Services, raw_phone: str | None, integration_id: int) -> CallerInfo | None:
+    """Who is calling: the client and who to route the call to, or None for an unknown number.
+
+    A responsible manager who is away (or no longer active) is replaced by the integration's
+    fallback employee, or left out so the PBX routes the call its own way.
+    """
     phone = normalize(raw_phone, services.settings.default_region)
     if phone is None:
         return None
     async with services.db.connect() as connection:
-        return await directory.lookup_caller(connection, phone)
+        info = await directory.lookup_caller(connection, phone)
+    if info is None or info.responsible_id is None or info.responsible_available:
+        return info
+    rules = await services.rules(integration_id)
+    async with services.db.read() as session:
+        fallback = await crm.available_employee(session, rules.routing_fallback_employee_id)
+    return info.routed_to(fallback)
 
 
 # ---- call events --------------------------------------------------------------------------------
@@ -192,22 +207,31 @@ async def _apply(
     call_ids: list[int] = []
     for event in events:
         row_id, call = await call_store.lock_call(session, integration_id, event.call_key)
-        updated, effects = engine.apply(call, event)
-        if updated != call:
-            await call_store.save_call(session, row_id, updated)
-        for effect in effects:
-            if isinstance(effect, engine.RecordingReady) and (services.settings.keep_recordings or effect.temporary):
-                await recording_store.queue(session, row_id, effect.url, effect.temporary)
+        messages += await _fold(services, session, integration_id, row_id, call, event)
         call_ids.append(row_id)
-        messages += _messages(row_id, integration_id, effects)
     return messages, call_ids
 
 
-def _messages(call_id: int, integration_id: int, effects: list[engine.Effect]) -> list[dict[str, Any]]:
-    """Engine effects as live-bus messages."""
-    return [
-        {"type": type(e).__name__, "call_id": call_id, "integration_id": integration_id, **asdict(e)} for e in effects
-    ]
+async def _fold(
+    services: Services, session, integration_id: int, row_id: int, call: Call | None, event: CallEvent
+) -> list[dict[str, Any]]:
+    """Fold one event into a locked call: engine, store, recordings, CRM rules; returns the live messages."""
+    updated, effects = engine.apply(call, event)
+    if updated == call:
+        return []
+    await call_store.save_call(session, row_id, updated)
+    rules = await services.rules(integration_id)
+    await automation.reconcile(session, rules, row_id)
+    messages = []
+    for effect in effects:
+        if isinstance(effect, engine.RecordingReady) and (services.settings.keep_recordings or effect.temporary):
+            await recording_store.queue(session, row_id, effect.url, effect.temporary)
+        message = {"type": type(effect).__name__, "call_id": row_id, "integration_id": integration_id}
+        message |= asdict(effect)
+        if isinstance(effect, engine.CardShown | engine.CardHidden):
+            message["recipients"] = await automation.card_recipients(session, rules, row_id, effect.employee)
+        messages.append(message)
+    return messages
 
 
 async def close_stale_calls(services: Services, now: datetime) -> int:
@@ -225,15 +249,13 @@ async def close_stale_calls(services: Services, now: datetime) -> int:
             row_id, call = await call_store.lock_call(session, integration_id, key)
             if call is None or call.ended_at is not None or call.last_at is None:
                 continue
-            idle = now - call.last_at
-            if call.ringing_employees and idle < timedelta(seconds=settings.abandon_seconds):
+            busy = call.ringing_employees or call.answered
+            if busy and now - call.last_at < timedelta(seconds=settings.abandon_seconds):
                 continue
-            if call.answered and idle < timedelta(seconds=settings.abandon_seconds):
-                continue
-            updated, effects = engine.apply(call, CallEvent(kind=EventKind.END, call_key=key, at=call.last_at))
-            await call_store.save_call(session, row_id, updated)
+            end = CallEvent(kind=EventKind.END, call_key=key, at=call.last_at)
+            messages = await _fold(services, session, integration_id, row_id, call, end)
         closed += 1
-        for message in _messages(row_id, integration_id, effects):
+        for message in messages:
             services.bus.publish(message)
     return closed
 
@@ -304,6 +326,14 @@ async def enable_integration(services: Services, integration_id: int) -> None:
             services.http_client(), integration.settings, integration.token, inbound_url(services, integration)
         )
     await set_enabled(services, integration_id, True)
+
+
+async def set_rules(services: Services, integration_id: int, rules: automation.Rules) -> None:
+    """Replace an integration's CRM automations (LookupError if there is no such integration)."""
+    async with services.db.transaction() as session:
+        if not await integrations.update_integration(session, integration_id, automation=rules.model_dump()):
+            raise LookupError(f"integration {integration_id} does not exist")
+    services._integrations.pop(integration_id, None)
 
 
 async def set_enabled(services: Services, integration_id: int, enabled: bool) -> None:

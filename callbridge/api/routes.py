@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .. import flows, recordings
+from ..automation import Rules
 from ..dialects.base import PbxError, utc
 from ..domain.phones import normalize
 from ..store import calls as call_store
@@ -28,7 +29,9 @@ from .schemas import (
     ClientOut,
     EmployeeIn,
     EmployeeOut,
+    EmployeePatch,
     EventOut,
+    IntegrationOut,
     LegOut,
     Page,
     TaskOut,
@@ -188,6 +191,15 @@ async def add_employee(body: EmployeeIn, services: Services):
         return await directory.add_employee(session, **body.model_dump())
 
 
+@router.patch("/employees/{employee_id}", response_model=EmployeeOut, tags=["directory"])
+async def update_employee(employee_id: int, body: EmployeePatch, services: Services):
+    async with services.db.transaction() as session:
+        employee = await directory.update_employee(session, employee_id, **body.model_dump(exclude_unset=True))
+        if employee is None:
+            raise HTTPException(404, "no such employee")
+        return EmployeeOut.model_validate(employee)
+
+
 @router.get("/clients", response_model=Page[ClientOut], tags=["directory"])
 async def list_clients(services: Services, phone: str | None = None, limit: Limit = 50, offset: Offset = 0):
     """Clients; `phone` finds the one owning a number, however it is written."""
@@ -222,6 +234,7 @@ async def _clients_out(session, clients) -> list[ClientOut]:
         ClientOut(
             id=c.id,
             name=c.name,
+            kind=c.kind,
             responsible_id=c.responsible_id,
             phones=phones.get(c.id, []),
             deals=deals.get(c.id, []),
@@ -245,12 +258,59 @@ async def list_tasks(
     return Page[TaskOut](items=rows, total=total, limit=limit, offset=offset)
 
 
+# ---- integrations and their automations ---------------------------------------------------------
+
+
+@router.get("/integrations", response_model=list[IntegrationOut], tags=["integrations"])
+async def list_integrations(services: Services):
+    async with services.db.read() as session:
+        rows = await integrations.list_integrations(session)
+    return [
+        IntegrationOut(
+            id=i.id,
+            kind=i.kind,
+            name=i.name,
+            enabled=i.enabled,
+            token=i.token,
+            inbound_url=flows.inbound_url(services, i),
+        )  # fmt: skip
+        for i in rows
+    ]
+
+
+@router.get("/integrations/{integration_id}/automation", response_model=Rules, tags=["integrations"])
+async def get_automation(integration_id: int, services: Services):
+    """The CRM automations of this integration."""
+    async with services.db.read() as session:
+        integration = await integrations.get_integration(session, integration_id)
+    if integration is None:
+        raise HTTPException(404, "no such integration")
+    return Rules.model_validate(integration.automation)
+
+
+@router.put("/integrations/{integration_id}/automation", response_model=Rules, tags=["integrations"])
+async def put_automation(integration_id: int, rules: Rules, services: Services):
+    """Replace the CRM automations of this integration."""
+    try:
+        await flows.set_rules(services, integration_id, rules)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return rules
+
+
 # ---- live call cards ----------------------------------------------------------------------------
 
 
 @router.get("/live", tags=["live"], response_class=StreamingResponse)
-async def live(request: Request, services: Services):
-    """Server-Sent Events: call-card messages (CardShown, CardHidden, CallAnswered, CallEnded, ...)."""
+async def live(request: Request, services: Services, employee_id: int | None = None):
+    """Server-Sent Events: call-card messages (CardShown, CardHidden, CallAnswered, CallEnded, ...).
+
+    With `employee_id`, only what that employee should see: cards addressed to them or to everyone.
+    """
+
+    def for_them(message: dict) -> bool:
+        recipients = message.get("recipients")
+        return employee_id is None or recipients is None or employee_id in recipients
 
     async def stream():
         async with services.bus.subscribe() as queue:
@@ -260,6 +320,8 @@ async def live(request: Request, services: Services):
                     message = await asyncio.wait_for(queue.get(), 15.0)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
+                    continue
+                if not for_them(message):
                     continue
                 yield f"event: {message['type']}\ndata: {json.dumps(message, ensure_ascii=False)}\n\n"
 

@@ -32,6 +32,7 @@ class CallOut(ORM):
     result: str | None
     employee_id: int | None
     client_id: int | None
+    deal_id: int | None
     started_at: datetime | None
     answered_at: datetime | None
     ended_at: datetime | None
@@ -90,6 +91,28 @@ class EmployeeOut(ORM):
     email: str | None
     role: str
     active: bool
+    away: bool
+
+
+class EmployeePatch(BaseModel):
+    """Change some of an employee's fields; `away` keeps calls from being routed to them."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    extension: str | None = Field(default=None, max_length=32)
+    pbx_login: str | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=200)
+    role: Literal["employee", "manager", "admin"] | None = None
+    active: bool | None = None
+    away: bool | None = None
+
+
+class IntegrationOut(BaseModel):
+    id: int
+    kind: str
+    name: str
+    enabled: bool
+    inbound_url: str
+    token: str
 
 
 class ClientIn(BaseModel):
@@ -109,6 +132,7 @@ class DealOut(ORM):
 class ClientOut(ORM):
     id: int
     name: str
+    kind: str
     phones: list[str]
     responsible_id: int | None
     deals: list[DealOut] = []
@@ -122,6 +146,7 @@ class TaskOut(ORM):
     employee_id: int | None
     client_id: int | None
     call_id: int | None
+    phone: str | None
     created_at: datetime
     closed_at: datetime | None
 

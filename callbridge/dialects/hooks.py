@@ -50,7 +50,7 @@ async def handle(hook: TokenHook, integration_id: str, request: Request) -> JSON
         await flows.reject(services, integration.id, params, str(exc))
         return _error(400, "Invalid parameters")
     if isinstance(command, Lookup):
-        reply = hook.lookup_reply(await flows.lookup(services, command.phone))
+        reply = hook.lookup_reply(await flows.lookup(services, command.phone, integration.id))
     elif isinstance(command, Ping) and hook.ping_reply is not None:
         reply = hook.ping_reply(integration.settings)
     else:

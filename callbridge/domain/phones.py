@@ -25,3 +25,12 @@ def normalize(raw: object, region: str = DEFAULT_REGION) -> str | None:
 def wire_digits(e164: str) -> str:
     """Digits only, as PBXs that reject a leading '+' want them."""
     return "".join(ch for ch in e164 if ch.isdigit())
+
+
+def display(e164: str) -> str:
+    """A number as people write it: +7 910 123-45-67."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

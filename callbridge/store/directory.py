@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -25,20 +25,40 @@ class CallerInfo:
     responsible_name: str | None
     responsible_login: str | None
     responsible_extension: str | None
+    responsible_available: bool = True
+
+    def routed_to(self, employee: Employee | None) -> CallerInfo:
+        """The same caller, routed to another employee (or to nobody: the PBX's own default)."""
+        if employee is None:
+            return replace(self, responsible_id=None, responsible_name=None, responsible_login=None,
+                           responsible_extension=None, responsible_available=False)  # fmt: skip
+        return replace(self, responsible_id=employee.id, responsible_name=employee.name,
+                       responsible_login=employee.pbx_login, responsible_extension=employee.extension,
+                       responsible_available=True)  # fmt: skip
 
 
 async def lookup_caller(session: AsyncSession | AsyncConnection, e164: str) -> CallerInfo | None:
     """The client owning this number and their responsible manager: one indexed query."""
     row = (
         await session.execute(
-            select(Client.id, Client.name, Employee.id, Employee.name, Employee.pbx_login, Employee.extension)
+            select(
+                Client.id,
+                Client.name,
+                Employee.id,
+                Employee.name,
+                Employee.pbx_login,
+                Employee.extension,
+                Employee.active & ~Employee.away,
+            )
             .select_from(ClientPhone)
             .join(Client, Client.id == ClientPhone.client_id)
-            .outerjoin(Employee, (Employee.id == Client.responsible_id) & Employee.active)
+            .outerjoin(Employee, Employee.id == Client.responsible_id)
             .where(ClientPhone.e164 == e164)
         )
     ).first()
-    return CallerInfo(*row) if row else None
+    if row is None:
+        return None
+    return CallerInfo(*row[:6], responsible_available=bool(row[6]))
 
 
 # ---- employees ----------------------------------------------------------------------------------
@@ -65,6 +85,15 @@ async def list_employees(session: AsyncSession) -> list[Employee]:
 
 async def get_employee(session: AsyncSession, employee_id: int) -> Employee | None:
     return await session.get(Employee, employee_id)
+
+
+async def update_employee(session: AsyncSession, employee_id: int, **values) -> Employee | None:
+    employee = await session.get(Employee, employee_id)
+    if employee is not None:
+        for name, value in values.items():
+            setattr(employee, name, value)
+        await session.flush()
+    return employee
 
 
 async def employees_by_keys(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:

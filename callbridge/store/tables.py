@@ -48,6 +48,7 @@ class Integration(Base):
     name: Mapped[str] = mapped_column(String(200))
     token: Mapped[str] = mapped_column(String(128), unique=True)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    automation: Mapped[dict[str, Any]] = mapped_column(default=dict)  # see automation.Rules
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -62,6 +63,7 @@ class Employee(Base):
     pbx_login: Mapped[str | None] = mapped_column(String(100), index=True)
     role: Mapped[str] = mapped_column(String(16), default="employee")
     active: Mapped[bool] = mapped_column(default=True)
+    away: Mapped[bool] = mapped_column(default=False)  # calls are not routed to them (holiday, sick leave)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -70,7 +72,9 @@ class Client(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16), default="client")  # client | lead
     responsible_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
+    created_by_call_id: Mapped[int | None]  # provenance only (no FK: calls already point at clients)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -105,6 +109,7 @@ class Task(Base):
     employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None]
@@ -131,6 +136,7 @@ class CallRow(Base):
     result: Mapped[str | None] = mapped_column(String(16))
     employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"), index=True)
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"), index=True)
     started_at: Mapped[datetime | None]
     answered_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
@@ -161,6 +167,22 @@ class Recording(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Interaction(Base):
+    """A contact record on a client: one per call, kept in step with the call."""
+
+    __tablename__ = "interactions"
+
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
+    employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
+    at: Mapped[datetime | None]
+    direction: Mapped[str | None] = mapped_column(String(8))
+    result: Mapped[str | None] = mapped_column(String(16))
+    talk_seconds: Mapped[int | None]
+    recording_url: Mapped[str | None] = mapped_column(Text)
 
 
 class LegRow(Base):

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("pbx_login", sa.String(length=100), nullable=True),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("away", sa.Boolean(), nullable=False),
         sa.Column("created_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -49,6 +50,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("token", sa.String(length=128), nullable=False),
         sa.Column("settings", sa.JSON(), nullable=False),
+        sa.Column("automation", sa.JSON(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -58,7 +60,9 @@ def upgrade() -> None:
         "clients",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=300), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("responsible_id", sa.Integer(), nullable=True),
+        sa.Column("created_by_call_id", sa.Integer(), nullable=True),
         sa.Column("created_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["responsible_id"], ["employees.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
@@ -82,42 +86,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("inbound_requests", schema=None) as batch_op:
         batch_op.create_index("ix_inbound_call", ["integration_id", "call_key"], unique=False)
-
-    op.create_table(
-        "calls",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("integration_id", sa.Integer(), nullable=False),
-        sa.Column("pbx_call_id", sa.String(length=200), nullable=False),
-        sa.Column("direction", sa.String(length=8), nullable=True),
-        sa.Column("phone", sa.String(length=32), nullable=True),
-        sa.Column("virtual_number", sa.String(length=32), nullable=True),
-        sa.Column("state", sa.String(length=16), nullable=False),
-        sa.Column("result", sa.String(length=16), nullable=True),
-        sa.Column("employee_id", sa.Integer(), nullable=True),
-        sa.Column("client_id", sa.Integer(), nullable=True),
-        sa.Column("started_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("answered_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("wait_seconds", sa.Integer(), nullable=True),
-        sa.Column("talk_seconds", sa.Integer(), nullable=True),
-        sa.Column("recording_url", sa.Text(), nullable=True),
-        sa.Column("recording_expected", sa.Boolean(), nullable=False),
-        sa.Column("tags", sa.JSON(), nullable=False),
-        sa.Column("fields", sa.JSON(), nullable=False),
-        sa.Column("facts", sa.JSON(), nullable=False),
-        sa.Column("updated_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["client_id"], ["clients.id"], ondelete="SET NULL"),
-        sa.ForeignKeyConstraint(["employee_id"], ["employees.id"], ondelete="SET NULL"),
-        sa.ForeignKeyConstraint(["integration_id"], ["integrations.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("integration_id", "pbx_call_id"),
-    )
-    with op.batch_alter_table("calls", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_calls_client_id"), ["client_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_calls_employee_id"), ["employee_id"], unique=False)
-        batch_op.create_index("ix_calls_open", ["state", "updated_at"], unique=False)
-        batch_op.create_index("ix_calls_phone", ["phone"], unique=False)
-        batch_op.create_index("ix_calls_started", ["started_at", "id"], unique=False)
 
     op.create_table(
         "client_phones",
@@ -146,6 +114,45 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_deals_client_id"), ["client_id"], unique=False)
 
     op.create_table(
+        "calls",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("integration_id", sa.Integer(), nullable=False),
+        sa.Column("pbx_call_id", sa.String(length=200), nullable=False),
+        sa.Column("direction", sa.String(length=8), nullable=True),
+        sa.Column("phone", sa.String(length=32), nullable=True),
+        sa.Column("virtual_number", sa.String(length=32), nullable=True),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("result", sa.String(length=16), nullable=True),
+        sa.Column("employee_id", sa.Integer(), nullable=True),
+        sa.Column("client_id", sa.Integer(), nullable=True),
+        sa.Column("deal_id", sa.Integer(), nullable=True),
+        sa.Column("started_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("answered_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("wait_seconds", sa.Integer(), nullable=True),
+        sa.Column("talk_seconds", sa.Integer(), nullable=True),
+        sa.Column("recording_url", sa.Text(), nullable=True),
+        sa.Column("recording_expected", sa.Boolean(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("fields", sa.JSON(), nullable=False),
+        sa.Column("facts", sa.JSON(), nullable=False),
+        sa.Column("updated_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["client_id"], ["clients.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["deal_id"], ["deals.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["employee_id"], ["employees.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["integration_id"], ["integrations.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("integration_id", "pbx_call_id"),
+    )
+    with op.batch_alter_table("calls", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_calls_client_id"), ["client_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_calls_deal_id"), ["deal_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_calls_employee_id"), ["employee_id"], unique=False)
+        batch_op.create_index("ix_calls_open", ["state", "updated_at"], unique=False)
+        batch_op.create_index("ix_calls_phone", ["phone"], unique=False)
+        batch_op.create_index("ix_calls_started", ["started_at", "id"], unique=False)
+
+    op.create_table(
         "call_legs",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("call_id", sa.Integer(), nullable=False),
@@ -160,6 +167,26 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("call_id", "employee_key"),
     )
+    op.create_table(
+        "interactions",
+        sa.Column("call_id", sa.Integer(), nullable=False),
+        sa.Column("client_id", sa.Integer(), nullable=False),
+        sa.Column("deal_id", sa.Integer(), nullable=True),
+        sa.Column("employee_id", sa.Integer(), nullable=True),
+        sa.Column("at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("direction", sa.String(length=8), nullable=True),
+        sa.Column("result", sa.String(length=16), nullable=True),
+        sa.Column("talk_seconds", sa.Integer(), nullable=True),
+        sa.Column("recording_url", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["call_id"], ["calls.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["client_id"], ["clients.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["deal_id"], ["deals.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["employee_id"], ["employees.id"], ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("call_id"),
+    )
+    with op.batch_alter_table("interactions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_interactions_client_id"), ["client_id"], unique=False)
+
     op.create_table(
         "recordings",
         sa.Column("call_id", sa.Integer(), nullable=False),
@@ -188,6 +215,7 @@ def upgrade() -> None:
         sa.Column("employee_id", sa.Integer(), nullable=True),
         sa.Column("client_id", sa.Integer(), nullable=True),
         sa.Column("call_id", sa.Integer(), nullable=True),
+        sa.Column("phone", sa.String(length=32), nullable=True),
         sa.Column("dedupe_key", sa.String(length=200), nullable=True),
         sa.Column("created_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.Column("closed_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=True),
@@ -197,17 +225,36 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("dedupe_key"),
     )
+    with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tasks_phone"), ["phone"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tasks_phone"))
+
     op.drop_table("tasks")
     with op.batch_alter_table("recordings", schema=None) as batch_op:
         batch_op.drop_index("ix_recordings_due")
 
     op.drop_table("recordings")
+    with op.batch_alter_table("interactions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_interactions_client_id"))
+
+    op.drop_table("interactions")
     op.drop_table("call_legs")
+    with op.batch_alter_table("calls", schema=None) as batch_op:
+        batch_op.drop_index("ix_calls_started")
+        batch_op.drop_index("ix_calls_phone")
+        batch_op.drop_index("ix_calls_open")
+        batch_op.drop_index(batch_op.f("ix_calls_employee_id"))
+        batch_op.drop_index(batch_op.f("ix_calls_deal_id"))
+        batch_op.drop_index(batch_op.f("ix_calls_client_id"))
+
+    op.drop_table("calls")
     with op.batch_alter_table("deals", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_deals_client_id"))
 
@@ -216,14 +263,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_client_phones_client_id"))
 
     op.drop_table("client_phones")
-    with op.batch_alter_table("calls", schema=None) as batch_op:
-        batch_op.drop_index("ix_calls_started")
-        batch_op.drop_index("ix_calls_phone")
-        batch_op.drop_index("ix_calls_open")
-        batch_op.drop_index(batch_op.f("ix_calls_employee_id"))
-        batch_op.drop_index(batch_op.f("ix_calls_client_id"))
-
-    op.drop_table("calls")
     with op.batch_alter_table("inbound_requests", schema=None) as batch_op:
         batch_op.drop_index("ix_inbound_call")
 

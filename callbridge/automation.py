@@ -1,0 +1,134 @@
+"""The CRM automations: what happens in the CRM when a call happens.
+
+Rules do not react to single events: after every change to a call they bring the CRM in line with
+the call as it now stands (a missed-call task exists while the call is missed, a contact record
+mirrors the call, ...). Duplicates and events in any order therefore end in the same CRM state.
+They run inside the transaction that updates the call.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .domain.phones import display
+from .store import calls as call_store
+from .store import crm, directory
+from .store.tables import CallRow, utcnow
+
+
+class Rules(BaseModel):
+    """One integration's automations (the RBS plugin options of seed 001, the scenarios of seed 004)."""
+
+    notify_responsible_only: bool = Field(
+        False,
+        description="the call card goes to the client's responsible manager; unknown number: to the "
+        "employee whose phone rang; no such employee: to the listed employees",
+    )
+    record_interactions: bool = Field(False, description="a contact record on the client for every call")
+    add_to_last_deal: bool = Field(False, description="add the call to the client's last active deal")
+    missed_call_tasks: bool = Field(
+        False,
+        description="a 'missed call' task for the responsible manager (unknown number: the first listed "
+        "employee); it closes itself when the client is reached",
+    )
+    unknown_numbers_client_id: int | None = Field(
+        None, description="records of unknown numbers go to this client instead of a new one"
+    )
+    leads_for_missed_unknown: bool = Field(False, description="a lead for a missed call from an unknown number")
+    senior_manager_id: int | None = Field(None, description="who gets those leads")
+    clients_for_outgoing_unknown: bool = Field(False, description="a client for an outgoing call to an unknown number")
+    default_employee_id: int | None = Field(None, description="calls of PBX employees not mapped to anyone")
+    listed_employee_ids: list[int] = Field(default_factory=list, description="the integration's employees")
+    routing_fallback_employee_id: int | None = Field(
+        None, description="routed to in the caller lookup when the responsible manager is away"
+    )
+
+
+MISSED_CALL = "missed_call"
+
+
+async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
+    """Bring the CRM in line with this call as it now stands."""
+    call = await call_store.get_call(session, call_id, fresh=True)
+    client_id = await _client_of(session, rules, call)
+    deal_id = await crm.last_active_deal(session, client_id) if rules.add_to_last_deal and client_id else None
+    employee_id = call.employee_id or rules.default_employee_id
+    await crm.link_call(session, call_id, client_id=client_id, deal_id=deal_id, employee_id=employee_id)
+    ended = call.state == "ended"
+
+    if rules.record_interactions and client_id is not None and ended:
+        interaction = {"client_id": client_id, "deal_id": deal_id, "employee_id": employee_id, "at": call.started_at,
+                       "direction": call.direction, "result": call.result, "talk_seconds": call.talk_seconds,
+                       "recording_url": call.recording_url}  # fmt: skip
+        await crm.upsert_interaction(session, call_id, interaction)
+    else:
+        await crm.drop_interaction(session, call_id)
+
+    key = f"{MISSED_CALL}:{call_id}"
+    if rules.missed_call_tasks and ended and call.result == "missed" and call.direction != "out":
+        await _missed_call_task(session, rules, call, key, client_id)
+    else:
+        await crm.drop_open_task(session, key)
+    if call.result == "answered" and call.started_at is not None:
+        await crm.close_missed_tasks(
+            session, client_id=client_id, phone=call.phone, before=call.started_at, when=utcnow()
+        )
+
+
+async def _client_of(session: AsyncSession, rules: Rules, call: CallRow) -> int | None:
+    """The call's client: the owner of the number, a client the rules create for it, or the fixed one."""
+    made = await crm.created_by_call(session, call.id)
+    if call.client_id is not None and (made is None or made.id != call.client_id):
+        return call.client_id  # a number someone already owned
+    kind = _new_client_kind(rules, call)
+    if made is not None and made.kind != kind:
+        await crm.remove_client(session, made.id)  # the call turned out otherwise (a missed call answered after all)
+        made = None
+    if made is not None:
+        return made.id
+    if kind is not None and call.phone:
+        responsible = rules.senior_manager_id if kind == "lead" else call.employee_id or rules.default_employee_id
+        name = ("Лид " if kind == "lead" else "") + display(call.phone)
+        return await crm.create_client_for_call(
+            session, call_id=call.id, phone=call.phone, name=name, kind=kind, responsible_id=responsible
+        )
+    fixed = rules.unknown_numbers_client_id
+    return fixed if fixed is not None and await crm.client_exists(session, fixed) else None
+
+
+def _new_client_kind(rules: Rules, call: CallRow) -> str | None:
+    """Which record an unknown number gets from the rules: a lead, a client, or none."""
+    if rules.leads_for_missed_unknown and call.direction == "in" and call.result == "missed":
+        return "lead"
+    if rules.clients_for_outgoing_unknown and call.direction == "out":
+        return "client"
+    if rules.record_interactions and rules.unknown_numbers_client_id is None and call.state == "ended":
+        return "client"  # a contact record needs a client; without a fixed one, the number gets its own
+    return None
+
+
+async def _missed_call_task(session: AsyncSession, rules: Rules, call: CallRow, key: str, client_id) -> None:
+    owner = await crm.responsible_of(session, client_id) if client_id else None
+    if owner is None and rules.listed_employee_ids:
+        owner = rules.listed_employee_ids[0]
+    reached = call.started_at is not None and await crm.reached_since(
+        session, client_id=client_id, phone=call.phone, since=call.started_at
+    )
+    values = {"title": f"Пропущенный звонок: {display(call.phone) if call.phone else 'номер скрыт'}",
+              "kind": MISSED_CALL, "employee_id": owner, "client_id": client_id, "call_id": call.id,
+              "phone": call.phone}  # fmt: skip
+    await crm.put_task(session, key, values, done=reached)
+
+
+async def card_recipients(session: AsyncSession, rules: Rules, call_id: int, employee_key: str) -> list[int] | None:
+    """Who sees the call card of this ringing leg; None means everyone."""
+    leg_employee = (await directory.employees_by_keys(session, [employee_key])).get(employee_key)
+    if rules.notify_responsible_only:
+        call = await call_store.get_call(session, call_id, fresh=True)
+        responsible = await crm.responsible_of(session, call.client_id) if call.client_id else None
+        if responsible is not None:
+            return [responsible]
+    if leg_employee is not None:
+        return [leg_employee]
+    return list(rules.listed_employee_ids) or None
