@@ -165,3 +165,22 @@ def test_serve_as_a_user_runs_it(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_integration_rules_are_set_and_shown(db):
+    cli(db, "demo")
+    changed = cli(db, "integration", "set", "1", "missed_call_tasks=true", "listed_employee_ids=2,3",
+                  "senior_manager_id=1")  # fmt: skip
+    assert changed.exit_code == 0, changed.output
+    shown = json.loads(cli(db, "integration", "show", "1", "--json").stdout)
+    assert shown["missed_call_tasks"] is True and shown["listed_employee_ids"] == [2, 3]
+    assert shown["senior_manager_id"] == 1 and shown["record_interactions"] is False
+    cleared = cli(db, "integration", "set", "1", "senior_manager_id=none")
+    assert cleared.exit_code == 0 and json.loads(cli(db, "integration", "show", "1", "--json").stdout)[
+        "senior_manager_id"] is None  # fmt: skip
+    bad = cli(db, "integration", "set", "1", "missed_call_tasks=maybe")
+    assert bad.exit_code == 1 and "missed_call_tasks" in bad.stderr
+    unknown = cli(db, "integration", "set", "1", "colour=red")
+    assert unknown.exit_code == 1 and "NAME one of" in unknown.stderr
+    missing = cli(db, "integration", "set", "99", "missed_call_tasks=true")
+    assert missing.exit_code == 1 and "does not exist" in missing.stderr

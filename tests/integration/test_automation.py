@@ -305,3 +305,24 @@ async def test_lookup_routes_around_an_away_manager(world, services):
     async with services.db.transaction() as session:
         await directory.update_employee(session, world.people["mike"], away=True)
     assert (await world.http.post(world.hook, data=contact)).json() == {"contact_name": "Рога и копыта"}
+
+
+async def test_rules_through_the_api(world, services):
+    key = await _api_key(services)
+    await world.fresh_pass()
+    api = httpx.AsyncClient(base_url=world.server, headers={"Authorization": f"Bearer {key}"})
+    (integration,) = [i for i in (await api.get("/api/integrations")).json() if world.hook.endswith(f"/{i['id']}")]
+    url = f"/api/integrations/{integration['id']}/automation"
+    assert (await api.get(url)).json() == Rules().model_dump()
+    put = await api.put(url, json={"missed_call_tasks": True, "listed_employee_ids": [world.people["mike"]]})
+    assert put.status_code == 200 and put.json()["missed_call_tasks"] is True
+    for params in SCENARIOS["missed_unknown"]:  # the server applies the new rules at once
+        await world.post(params)
+    assert [t[2] for t in (await world.crm())["tasks"]] == ["Михаил"]
+    assert (await api.put(url, json={"missed_call_tasks": "maybe"})).status_code == 422
+    assert (await api.put("/api/integrations/999999/automation", json={})).status_code == 404
+    assert (await api.get("/api/integrations/999999/automation")).status_code == 404
+    away = await api.patch(f"/api/employees/{world.people['andy']}", json={"away": True})
+    assert away.status_code == 200 and away.json()["away"] is True
+    assert (await api.patch("/api/employees/999999", json={"away": True})).status_code == 404
+    await api.aclose()
