@@ -103,18 +103,31 @@ def integration_add(
     name: Annotated[str, typer.Option(help="a name people will recognise")],
     pbx_url: Annotated[str | None, typer.Option(help="the PBX's API address")] = None,
     pbx_token: Annotated[str | None, typer.Option(help="token for requests to the PBX")] = None,
+    login: Annotated[str | None, typer.Option(help="uis: UIS cabinet login")] = None,
+    password: Annotated[str | None, typer.Option(help="uis: UIS cabinet password")] = None,
+    api_key: Annotated[str | None, typer.Option(help="uis: a permanent Call API key")] = None,
+    virtual_number: Annotated[str | None, typer.Option(help="uis: the virtual number clients see")] = None,
     as_json: AsJson = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Connect a PBX; prints the URL and token to paste into the PBX cabinet."""
+    """Connect a PBX; prints the URL and token to paste into the PBX cabinet (and, for UIS, the notifications)."""
     dialect = DIALECTS.get(kind)
     if dialect is None:
         raise _fail(f"unknown kind {kind!r}; known: {', '.join(DIALECTS)}")
-    given = {k: v for k, v in {"pbx_url": pbx_url, "pbx_token": pbx_token}.items() if v is not None}
+    options = {"pbx_url": pbx_url, "pbx_token": pbx_token, "login": login, "password": password,
+               "api_key": api_key, "virtual_number": virtual_number}  # fmt: skip
+    unknown = [
+        f"--{k.replace('_', '-')}"
+        for k, v in options.items()
+        if v is not None and k not in dialect.settings.model_fields
+    ]
+    if unknown:
+        raise _fail(f"{kind} does not take {', '.join(unknown)}")
+    given = {k: v for k, v in options.items() if v is not None}
     try:
         settings = stored_settings(dialect.settings.model_validate(given))
     except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise _fail(problems) from None
 
     async def work(services: flows.Services) -> dict[str, Any]:
@@ -123,7 +136,8 @@ def integration_add(
                 session, kind=kind, name=name, settings=settings, enabled=dialect.enable is None
             )
         problem = await _try_enable(services, integration.id) if dialect.enable else None
-        return _integration_view(services, await services.integration(integration.id)) | {"error": problem}
+        view = _integration_view(services, await services.integration(integration.id)) | {"error": problem}
+        return view | ({"notifications": dialect.instructions()} if dialect.instructions else {})
 
     view = _run(database_url, work)
     if as_json:
@@ -131,9 +145,19 @@ def integration_add(
     else:
         console.print(f"[green]integration {view['id']} created[/green] ({dialect.title})")
         console.print(f"Paste into the PBX cabinet:\n  URL:   {view['inbound_url']}\n  token: {view['token']}")
+        for number, notification in enumerate(view.get("notifications", []), 1):
+            console.print(f"\nNotification {number}: event type «{notification['event_type']}», "
+                          f"HTTP {notification['method']} to the URL above, body:")  # fmt: skip
+            console.print(notification["body"], markup=False, highlight=False)
     if view["error"]:
         raise _fail(f"the PBX refused to switch the integration on: {view['error']}\n"
                     f"fix it on the PBX side, then run: callbridge integration enable {view['id']}")  # fmt: skip
+
+
+def _problem(error: dict) -> str:
+    """A settings validation error, named by the command-line option it came from."""
+    where = "-".join(map(str, error["loc"])).replace("_", "-")
+    return f"--{where}: {error['msg']}" if where else error["msg"].removeprefix("Value error, ")
 
 
 @integration_app.command("enable")

@@ -184,3 +184,20 @@ def test_integration_rules_are_set_and_shown(db):
     assert unknown.exit_code == 1 and "NAME one of" in unknown.stderr
     missing = cli(db, "integration", "set", "99", "missed_call_tasks=true")
     assert missing.exit_code == 1 and "does not exist" in missing.stderr
+
+
+def test_integration_add_uis_prints_the_notifications_to_create(db):
+    added = cli(db, "integration", "add", "uis", "--name", "UIS", "--login", "crm@acme", "--password", "p",
+                "--virtual-number", "+74950000000", "--json")  # fmt: skip
+    assert added.exit_code == 0, added.output
+    view = json.loads(added.stdout)
+    assert view["inbound_url"] == f"http://127.0.0.1:8080/hooks/uis/{view['id']}/{view['token']}"
+    events = [n["event_type"] for n in view["notifications"]]
+    assert events == ["Входящий звонок на виртуальный номер", "Ожидание ответа", "Исходящий звонок",
+                      "Начало разговора", "Завершение звонка", "Записанный разговор", "Потерянный звонок"]  # fmt: skip
+    assert all(json.loads(n["body"])["call_session_id"] == "{{call_session_id}}" for n in view["notifications"])
+    no_secret = cli(db, "integration", "add", "uis", "--name", "UIS", "--virtual-number", "+74950000000")
+    assert no_secret.exit_code == 1 and "give --api-key, or --login and --password" in no_secret.stderr
+    foreign = cli(db, "integration", "add", "uis", "--name", "UIS", "--pbx-token", "x", "--api-key", "k",
+                  "--virtual-number", "+74950000000")  # fmt: skip
+    assert foreign.exit_code == 1 and "uis does not take --pbx-token" in foreign.stderr

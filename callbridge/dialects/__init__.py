@@ -3,5 +3,6 @@
 from .base import Dialect
 from .cloudpbx import DIALECT as _cloudpbx
 from .planfix import DIALECT as _planfix
+from .uis import DIALECT as _uis
 
-DIALECTS: dict[str, Dialect] = {d.kind: d for d in (_cloudpbx, _planfix)}
+DIALECTS: dict[str, Dialect] = {d.kind: d for d in (_cloudpbx, _planfix, _uis)}

@@ -96,6 +96,7 @@ class Dialect:
     make_call: MakeCall | None = None
     accounts: ListAccounts | None = None
     enable: Enable | None = None
+    instructions: Callable[[], list[dict[str, str]]] | None = None  # what to set up in the PBX cabinet
 
 
 def token_matches(given: object, expected: str) -> bool:

@@ -42,7 +42,7 @@ async def handle(hook: TokenHook, integration_id: str, request: Request) -> JSON
     except WireError:
         return _error(400, "Invalid parameters")
     integration = await services.integration(int(integration_id)) if integration_id.isdigit() else None
-    if not _authentic(hook, integration, params.pop(hook.token_field, None)):
+    if not authentic(hook.kind, integration, params.pop(hook.token_field, None)):
         return _error(401, "Invalid token")
     try:
         command = hook.parse(params, received_at=datetime.now(UTC), region=services.settings.default_region)
@@ -60,10 +60,11 @@ async def handle(hook: TokenHook, integration_id: str, request: Request) -> JSON
     return JSONResponse(reply)
 
 
-def _authentic(hook: TokenHook, integration: Integration | None, token: object) -> bool:
+def authentic(kind: str, integration: Integration | None, token: object) -> bool:
+    """The integration exists, is of this dialect, is on, and the token is its own (constant time)."""
     return (
         integration is not None
-        and integration.kind == hook.kind
+        and integration.kind == kind
         and integration.enabled
         and token_matches(token, integration.token)
     )

@@ -1,0 +1,47 @@
+"""UIS (CoMagic): notifications in, Call API out. UIS sends no token, so the secret is in the URL's path."""
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ... import flows
+from .. import hooks
+from ..base import Dialect, WireError
+from . import client, templates, wire
+
+KIND = "uis"
+router = APIRouter()
+
+
+@router.post("/hooks/uis/{integration_id}/{secret}", include_in_schema=False)
+async def inbound(integration_id: str, secret: str, request: Request) -> JSONResponse:
+    services: flows.Services = request.app.state.services
+    body = await request.body()
+    integration = await services.integration(int(integration_id)) if integration_id.isdigit() else None
+    if not hooks.authentic(KIND, integration, secret):
+        return JSONResponse({"error": "unknown notification address"}, status_code=404)
+    params: dict[str, str] = {}
+    try:
+        if len(body) > services.settings.max_body_bytes:
+            raise WireError("body too large")
+        params = wire.flatten(wire.read_json(body))
+        zone = integration.settings.get("timezone") or "Europe/Moscow"
+        command = wire.parse(params, received_at=datetime.now(UTC), region=services.settings.default_region, zone=zone)
+    except WireError as exc:
+        kept = params or {"body": body[:20_000].decode("utf-8", "replace")}  # nothing a PBX sent is lost
+        await flows.reject(services, integration.id, kept, str(exc))
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    await flows.ingest(services, integration.id, params, command)
+    return JSONResponse({})
+
+
+DIALECT = Dialect(
+    kind=KIND,
+    title="UIS (CoMagic)",
+    settings=client.UisSettings,
+    router=router,
+    inbound_path=lambda integration_id, token: f"/hooks/{KIND}/{integration_id}/{token}",
+    make_call=client.make_call,
+    instructions=templates.notification_bodies,
+)

@@ -1,0 +1,121 @@
+"""UIS Call API (JSON-RPC 2.0): click-to-call with `start.employee_call`, authorised by a permanent API key
+or by `login.user` tokens that are renewed before they expire."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from ...domain.phones import wire_digits
+from ..base import PbxError, PbxUser
+
+CALL_API = "https://callapi.uiscom.ru/v4.0"
+_ids = itertools.count(1)
+_tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (api url, login) -> (token, expires at, monotonic)
+
+
+class UisSettings(BaseModel):
+    """What the UIS cabinet gives: a login and password, or an API key; and the number clients see."""
+
+    login: str | None = Field(None, description="UIS cabinet login (with --password)")
+    password: SecretStr | None = Field(None, description="UIS cabinet password")
+    api_key: SecretStr | None = Field(None, description="a permanent Call API key, instead of login and password")
+    virtual_number: str = Field(pattern=r"^\+?\d{10,15}$", description="the virtual number clients see")
+    call_api_url: str = Field(CALL_API, description="the Call API address")
+    timezone: str = Field("Europe/Moscow", description="the account's time zone, for times without one")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> UisSettings:
+        if self.api_key is None and not (self.login and self.password):
+            raise ValueError("give --api-key, or --login and --password")
+        return self
+
+
+# Call API errors, in words a user can act on.
+_EXPLAINED = {
+    "access_token_expired": "the UIS session expired",
+    "access_token_invalid": "UIS did not accept the API key or login: check them in the integration",
+    "access_token_blocked": "UIS blocked this API key",
+    "ip_not_whitelisted": "UIS refuses requests from this server's address: allow it under Call API in the UIS cabinet",
+    "component_disabled": "the Call API option is off in the UIS cabinet",
+    "limit_exceeded": "the UIS Call API limit is reached; try again later",
+    "employee_not_found": "UIS does not know this employee: check their UIS employee id (the PBX login in callbridge)",
+    "no_active_phone_number": "the employee has no active phone in UIS",
+    "contact_in_blacklist": "the client's number is on the UIS blacklist",
+}
+
+
+class CallApiError(PbxError):
+    def __init__(self, code: int | None, mnemonic: str | None, message: str) -> None:
+        self.code, self.mnemonic = code, mnemonic
+        explained = _EXPLAINED.get(mnemonic or "")
+        if explained is None and code == -32007:
+            explained = "UIS does not accept the virtual number: check it in the integration"
+        super().__init__(explained or f"UIS Call API error {code}: {message}")
+
+
+async def _rpc(http: httpx.AsyncClient, url: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    body = {"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": params}
+    try:
+        response = await http.post(url, json=body, headers={"Content-Type": "application/json; charset=UTF-8"})
+    except httpx.HTTPError as exc:
+        raise PbxError(f"UIS did not answer: {exc.__class__.__name__}") from None
+    try:
+        reply = response.json()
+    except ValueError:
+        raise PbxError(f"UIS answered {response.status_code} without JSON") from None
+    if not isinstance(reply, dict):
+        raise PbxError("UIS answered something that is not a JSON-RPC reply")
+    if error := reply.get("error"):
+        data = error.get("data") or {}
+        raise CallApiError(error.get("code"), data.get("mnemonic"), str(error.get("message", "")))
+    return (reply.get("result") or {}).get("data") or {}
+
+
+async def _token(http: httpx.AsyncClient, config: UisSettings, *, renew: bool = False) -> str:
+    """The API key, or a session token from `login.user` reused until a minute before it expires."""
+    if config.api_key is not None:
+        return config.api_key.get_secret_value()
+    cache_key = (config.call_api_url, config.login or "")
+    cached = _tokens.get(cache_key)
+    if cached and not renew and cached[1] > time.monotonic():
+        return cached[0]
+    data = await _rpc(
+        http,
+        config.call_api_url,
+        "login.user",
+        {"login": config.login, "password": config.password.get_secret_value() if config.password else ""},
+    )
+    token = data.get("access_token")
+    if not token:
+        raise PbxError("UIS did not give an access token")
+    lifetime = max(0.0, float(data.get("expire_at", 0)) - time.time()) if data.get("expire_at") else 3600.0
+    _tokens[cache_key] = (token, time.monotonic() + lifetime - 60)
+    return token
+
+
+async def make_call(http: httpx.AsyncClient, settings: dict[str, Any], user: PbxUser, phone: str) -> str | None:
+    """`start.employee_call`: UIS rings the employee first, then the client; returns the call session id."""
+    config = UisSettings.model_validate(settings)
+    if not (user.login or "").isdigit():
+        raise PbxError("the employee has no UIS employee id: set it as their PBX login")
+    employee: dict[str, Any] = {"id": int(user.login)}
+    if user.extension and len(wire_digits(user.extension)) >= 10:  # a real number, not a short extension
+        employee["phone_number"] = wire_digits(user.extension)
+    params = {"first_call": "employee", "virtual_phone_number": wire_digits(config.virtual_number),
+              "contact": wire_digits(phone), "employee": employee}  # fmt: skip
+    for attempt in (1, 2):
+        token = await _token(http, config, renew=attempt == 2)
+        try:
+            data = await _rpc(http, config.call_api_url, "start.employee_call", params | {"access_token": token})
+        except CallApiError as exc:
+            if exc.mnemonic == "access_token_expired" and attempt == 1 and config.api_key is None:
+                continue  # renew the session token once
+            raise
+        session = data.get("call_session_id")
+        return str(session) if session is not None else None
+    return None

@@ -1,0 +1,209 @@
+"""UIS (CoMagic) notifications: pure parsing of the JSON bodies customers write in the UIS cabinet.
+
+The body is a template with `{{variable}}` placeholders, so keys, value types and even JSON validity
+vary. A body says what happened in one of three ways, tried in order: our own `callbridge_event` key
+(in the bodies `integration add uis` prints), `call_state` (the RBS plugin's four templates, seed 001),
+or the variables it carries (the eight notifications of seed 000).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ...domain.calls import CallEvent, CallResult, Direction, EventKind, LegState
+from ...domain.phones import normalize
+from ..base import Events, WireError
+from ..params import guarded, hidden_phone, seconds
+
+# What each kind of notification means for the call.
+INCOMING = "incoming_call"  # 1. a call reached a virtual number
+CALL_END = "call_end"  # 2. the whole call is over, with durations
+RECORDED = "recorded_call"  # 3. the recording is ready
+WAITING = "waiting_for_answer"  # 4. an employee's phone rings (one leg)
+OUTGOING = "outgoing_call"  # 5. an employee dials out
+TALK_START = "talk_start"  # 6. an employee picked up
+TALK_END = "talk_end"  # 7. an employee's conversation ended
+LOST = "lost_call"  # 8. nobody answered
+KINDS = (INCOMING, CALL_END, RECORDED, WAITING, OUTGOING, TALK_START, TALK_END, LOST)
+
+_CALL_STATE = {"ringing": WAITING, "answered": TALK_START, "hangup": CALL_END, "missed": LOST}
+_DIRECTION = {"in": Direction.IN, "incoming": Direction.IN, "out": Direction.OUT, "outgoing": Direction.OUT}
+
+
+def read_json(body: bytes) -> dict[str, Any]:
+    """A notification body as a dict, repairing what hand-written templates break.
+
+    UIS puts values in as they are, so `"direction":{{direction}}` arrives as `"direction":in` and an
+    empty variable as `"employee_id":,`. Such bare words become strings and gaps become null.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("body is not UTF-8") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = _repaired(text)
+    if not isinstance(data, dict):
+        raise WireError("the body must be a JSON object")
+    return data
+
+
+_GAP = re.compile(r":\s*(?=[,}])")
+_BARE = re.compile(r'(:\s*)([^\s",{}\[\]][^",{}\[\]]*?)(\s*)(?=[,}])')
+
+
+def _repaired(text: str) -> Any:
+    def quote(match: re.Match) -> str:
+        value = match.group(2)
+        if value in ("true", "false", "null") or re.fullmatch(r"-?\d+(\.\d+)?", value):
+            return match.group(0)
+        return f"{match.group(1)}{json.dumps(value)}{match.group(3)}"
+
+    try:
+        return json.loads(_BARE.sub(quote, _GAP.sub(": null", text)))
+    except json.JSONDecodeError as exc:
+        raise WireError(f"the body is not JSON even after repair: {exc.msg} at character {exc.pos}") from None
+
+
+def flatten(data: Mapping[str, Any]) -> dict[str, str]:
+    """Values as strings (lists as comma-separated), dropping nulls: what the journal keeps."""
+    flat = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value if v is not None)
+        elif isinstance(value, bool):
+            value = "1" if value else "0"
+        elif not isinstance(value, str):
+            value = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else str(value)
+        flat[str(key)] = value
+    return flat
+
+
+def kind_of(params: Mapping[str, str]) -> str:
+    """Which of the eight notifications (or four templates) this body is."""
+    explicit = params.get("callbridge_event", "").strip().lower()
+    if explicit:
+        if explicit not in KINDS:
+            raise WireError(f"callbridge_event must be one of {', '.join(KINDS)}, not {explicit!r}")
+        return explicit
+    state = params.get("call_state", "").strip().lower()
+    if state:
+        if state not in _CALL_STATE:
+            raise WireError(f"call_state must be one of RINGING, ANSWERED, HANGUP, MISSED, not {state!r}")
+        return _CALL_STATE[state]
+    has = {k for k, v in params.items() if v != ""}
+    if "file_link" in has:
+        return RECORDED
+    if "employee_ids" in has or "lost" in params.get("notification_mnemonic", "").lower():
+        return LOST
+    if "total_time_duration" in has:
+        return CALL_END
+    if "talk_time_duration" in has:
+        return TALK_END
+    if "leg_ids" in has:
+        return TALK_START
+    if "leg_id" in has:
+        return WAITING
+    if "employee_phone_number" in has:
+        return OUTGOING
+    if "virtual_phone_number" in has or "contact_phone_number" in has:
+        return INCOMING
+    raise WireError("cannot tell which notification this is: no call_state, callbridge_event or known variables")
+
+
+@guarded
+def parse(params: Mapping[str, str], *, received_at: datetime, region: str, zone: str = "Europe/Moscow") -> Events:
+    """Turn one notification into call events; WireError if it cannot be one."""
+    kind = kind_of(params)
+    key = (params.get("call_session_id") or params.get("call_id") or "").strip()
+    if not key:
+        raise WireError("call_session_id is missing")
+    raw_phone = params.get("contact_phone_number") or params.get("from_number") or ""
+    direction = params.get("direction", "").strip().lower()
+    employee = _employee(params)
+    event = CallEvent(
+        kind=EventKind.NOTE,
+        call_key=key,
+        at=_time(params.get("notification_time") or params.get("notification_timestamp"), received_at, zone),
+        direction=Direction.OUT if kind == OUTGOING else _DIRECTION.get(direction),
+        phone=normalize(raw_phone, region),
+        virtual_number=normalize(params.get("virtual_phone_number") or params.get("diversion"), region),
+        employee=employee,
+        talk_seconds=seconds(params, "talk_time_duration"),
+        wait_seconds=seconds(params, "wait_time_duration"),
+        total_seconds=seconds(params, "total_time_duration"),
+        recording_url=(params.get("file_link") or params.get("call_record_url") or "").strip() or None,
+        fields=_fields(params) | hidden_phone({"phone": raw_phone}, "phone", region),
+        tags=tuple(t.strip() for t in params.get("tag_names", "").split(",") if t.strip()),
+    )
+    if kind == INCOMING and event.direction is None:
+        event = event.model_copy(update={"direction": Direction.IN})
+    if kind == LOST:
+        return Events(kind, key, _lost(event, params))
+    return Events(kind, key, [event.model_copy(update={"kind": _KIND[kind]})])
+
+
+_KIND = {
+    INCOMING: EventKind.RING,
+    WAITING: EventKind.RING,
+    OUTGOING: EventKind.RING,
+    TALK_START: EventKind.ANSWER,
+    TALK_END: EventKind.LEG_END,
+    CALL_END: EventKind.END,
+    RECORDED: EventKind.RECORDING,
+}
+
+
+def _lost(event: CallEvent, params: Mapping[str, str]) -> list[CallEvent]:
+    """A lost call: every employee it rang missed it, and the call ended unanswered."""
+    ids = [i.strip() for i in params.get("employee_ids", "").strip("[]").split(",") if i.strip()]
+    legs = [
+        event.model_copy(update={"kind": EventKind.LEG_END, "employee": i, "leg_state": LegState.MISSED}) for i in ids
+    ]
+    return [*legs, event.model_copy(update={"kind": EventKind.END, "result": CallResult.MISSED, "employee": None})]
+
+
+def _employee(params: Mapping[str, str]) -> str | None:
+    """The UIS employee id when the body has it (it is the same in every notification), else the extension."""
+    for name in ("employee_id", "extension_phone_number", "user_extension"):
+        value = params.get(name, "").strip()
+        if value and value.lower() != "null":
+            return value
+    return None
+
+
+_FIELDS = ("scenario_name", "scenario_id", "call_source", "external_id", "contact_id", "contact_full_name",
+           "communication_number", "leg_id", "leg_ids", "file_duration", "is_internal")  # fmt: skip
+
+
+def _fields(params: Mapping[str, str]) -> dict[str, str]:
+    return {name: params[name] for name in _FIELDS if params.get(name)}
+
+
+def _time(raw: str | None, received_at: datetime, zone: str) -> datetime:
+    """unix seconds, ISO 8601, or `YYYY-MM-DD HH:MM:SS` in the account's time zone; absent: when it came."""
+    if raw is None or not str(raw).strip():
+        return received_at
+    text = str(raw).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        try:
+            return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise WireError(f"notification_time {text!r} is out of range") from None
+    try:
+        parsed = datetime.fromisoformat(text.replace(" ", "T", 1))
+    except ValueError:
+        raise WireError(f"notification_time {text!r} is not a time") from None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
