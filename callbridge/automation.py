@@ -43,9 +43,12 @@ class Rules(BaseModel):
     routing_fallback_employee_id: int | None = Field(
         None, description="routed to in the caller lookup when the responsible manager is away"
     )
+    ticket_per_call: bool = Field(False, description="a ticket for every call, assigned to the call's employee")
+    ticket_department: str | None = Field(None, description="the department tickets are created in")
 
 
 MISSED_CALL = "missed_call"
+TICKET = "ticket"
 
 
 async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
@@ -70,6 +73,13 @@ async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
         await _missed_call_task(session, rules, call, key, client_id)
     else:
         await crm.drop_open_task(session, key)
+    if rules.ticket_per_call:
+        number = display(call.phone) if call.phone else "номер скрыт"
+        title = f"{'Входящий' if call.direction != 'out' else 'Исходящий'} звонок: {number}"
+        assignee = await assignee_of(session, call_id)
+        await crm.put_task(session, f"{TICKET}:{call_id}", {"title": title, "kind": TICKET, "employee_id": assignee,
+                           "client_id": client_id, "call_id": call_id, "phone": call.phone,
+                           "department": rules.ticket_department}, done=False)  # fmt: skip
     if call.result == "answered" and call.started_at is not None:
         await crm.close_missed_tasks(
             session, client_id=client_id, phone=call.phone, before=call.started_at, when=utcnow()
@@ -119,6 +129,15 @@ async def _missed_call_task(session: AsyncSession, rules: Rules, call: CallRow, 
               "kind": MISSED_CALL, "employee_id": owner, "client_id": client_id, "call_id": call.id,
               "phone": call.phone}  # fmt: skip
     await crm.put_task(session, key, values, done=reached)
+
+
+async def assignee_of(session: AsyncSession, call_id: int) -> int | None:
+    """Who a call is assigned to: the employee who answered, or the only one it rang; else nobody yet."""
+    legs = (await call_store.legs_of(session, [call_id]))[call_id]
+    answered = [leg.employee_id for leg in legs if leg.state == "answered" and leg.employee_id]
+    if answered:
+        return answered[0]
+    return legs[0].employee_id if len(legs) == 1 else None
 
 
 async def card_recipients(session: AsyncSession, rules: Rules, call_id: int, employee_key: str) -> list[int] | None:

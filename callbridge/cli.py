@@ -28,7 +28,7 @@ integration_app = typer.Typer(help="Connect PBXs: each integration has its own i
 apikey_app = typer.Typer(help="Keys for the JSON API (Authorization: Bearer KEY).")
 app.add_typer(integration_app, name="integration")
 app.add_typer(apikey_app, name="apikey")
-console = Console()
+console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
@@ -107,6 +107,7 @@ def integration_add(
     password: Annotated[str | None, typer.Option(help="uis: UIS cabinet password")] = None,
     api_key: Annotated[str | None, typer.Option(help="uis: a permanent Call API key")] = None,
     virtual_number: Annotated[str | None, typer.Option(help="uis: the virtual number clients see")] = None,
+    department: Annotated[str | None, typer.Option(help="helpdesk: the department tickets go to")] = None,
     as_json: AsJson = False,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -115,7 +116,7 @@ def integration_add(
     if dialect is None:
         raise _fail(f"unknown kind {kind!r}; known: {', '.join(DIALECTS)}")
     options = {"pbx_url": pbx_url, "pbx_token": pbx_token, "login": login, "password": password,
-               "api_key": api_key, "virtual_number": virtual_number}  # fmt: skip
+               "api_key": api_key, "virtual_number": virtual_number, "department": department}  # fmt: skip
     unknown = [
         f"--{k.replace('_', '-')}"
         for k, v in options.items()
@@ -133,7 +134,12 @@ def integration_add(
     async def work(services: flows.Services) -> dict[str, Any]:
         async with services.db.transaction() as session:
             integration = await integrations.add_integration(
-                session, kind=kind, name=name, settings=settings, enabled=dialect.enable is None
+                session,
+                kind=kind,
+                name=name,
+                settings=settings,
+                enabled=dialect.enable is None,
+                automation=dialect.default_rules(settings) if dialect.default_rules else None,
             )
         problem = await _try_enable(services, integration.id) if dialect.enable else None
         view = _integration_view(services, await services.integration(integration.id)) | {"error": problem}

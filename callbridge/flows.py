@@ -16,7 +16,7 @@ from . import automation
 from .config import Settings
 from .dialects.base import Account, Dialect, Events, PbxError, PbxUser
 from .domain import engine
-from .domain.calls import Call, CallEvent, EventKind
+from .domain.calls import Call, CallEvent, CallState, EventKind
 from .domain.phones import normalize
 from .live import LiveBus
 from .store import Database, crm, directory, integrations
@@ -231,6 +231,10 @@ async def _fold(
         if isinstance(effect, engine.CardShown | engine.CardHidden):
             message["recipients"] = await automation.card_recipients(session, rules, row_id, effect.employee)
         messages.append(message)
+        if isinstance(effect, engine.CallOpened) and updated.state is CallState.RINGING and not updated.legs:
+            # rings with no employee named yet: the card goes to the listed employees, or everyone
+            recipients = list(rules.listed_employee_ids) or None
+            messages.append(message | {"type": "CardShown", "employee": None, "recipients": recipients})
     return messages
 
 
@@ -258,6 +262,50 @@ async def close_stale_calls(services: Services, now: datetime) -> int:
         for message in messages:
             services.bus.publish(message)
     return closed
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """Our ids for a call, for dialects whose replies echo them."""
+
+    call_id: int
+    employee_id: int | None  # the assignee: who answered, or the only employee it rang
+    employee_login: str | None
+    ticket_id: int | None
+    recording_kept: bool
+
+
+async def call_summary(services: Services, integration_id: int, call_key: str) -> CallSummary:
+    async with services.db.read() as session:
+        row_id = await call_store.find_call(session, integration_id, call_key)
+        assignee = await automation.assignee_of(session, row_id)
+        employee = await directory.get_employee(session, assignee) if assignee else None
+        ticket = await crm.task_by_key(session, f"{automation.TICKET}:{row_id}")
+        recording = await recording_store.get(session, row_id)
+    return CallSummary(
+        call_id=row_id,
+        employee_id=assignee,
+        employee_login=employee.pbx_login if employee else None,
+        ticket_id=ticket.id if ticket else None,
+        recording_kept=recording is not None and recording.status == "kept",
+    )
+
+
+async def call_key_of(services: Services, integration_id: int, call_id: int) -> str | None:
+    """The PBX's key of one of this integration's calls, by our id."""
+    async with services.db.read() as session:
+        row = await call_store.get_call(session, call_id)
+    return row.pbx_call_id if row is not None and row.integration_id == integration_id else None
+
+
+async def group_members(services: Services, group_ids) -> tuple[list[int], set[int]]:
+    async with services.db.read() as session:
+        return await directory.members_of(session, group_ids)
+
+
+async def existing_employees(services: Services, ids) -> set[int]:
+    async with services.db.read() as session:
+        return await directory.existing_employees(session, ids)
 
 
 # ---- click-to-call and account sync -------------------------------------------------------------

@@ -7,13 +7,16 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import filetype
 import httpx
 
-from .flows import Services
 from .store import recordings as recording_store
 from .store.tables import Recording
+
+if TYPE_CHECKING:
+    from .flows import Services
 
 log = logging.getLogger("callbridge.recordings")
 
@@ -122,6 +125,16 @@ async def _stream_to(http: httpx.AsyncClient, recording: Recording, target: Path
     except httpx.HTTPError as exc:
         raise FetchError(f"download failed: {exc.__class__.__name__}", final=False) from None
     return size, head
+
+
+async def keep_upload(services: Services, call_id: int, body: bytes, kind: filetype.Type) -> None:
+    """Store an uploaded recording (already checked to be audio) as the call's recording."""
+    folder = Path(services.settings.recordings_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{call_id}.{kind.extension}"
+    (folder / name).write_bytes(body)
+    async with services.db.transaction() as session:
+        await recording_store.keep_upload(session, call_id, file=name, content_type=kind.mime, size=len(body))
 
 
 def path_of(services: Services, recording: Recording) -> Path | None:

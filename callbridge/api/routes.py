@@ -31,6 +31,8 @@ from .schemas import (
     EmployeeOut,
     EmployeePatch,
     EventOut,
+    GroupIn,
+    GroupOut,
     IntegrationOut,
     LegOut,
     Page,
@@ -198,6 +200,23 @@ async def update_employee(employee_id: int, body: EmployeePatch, services: Servi
         if employee is None:
             raise HTTPException(404, "no such employee")
         return EmployeeOut.model_validate(employee)
+
+
+@router.get("/groups", response_model=list[GroupOut], tags=["directory"])
+async def list_groups(services: Services):
+    """Employee groups (an employee can be in several); PBXs can ring a whole group."""
+    async with services.db.read() as session:
+        return [GroupOut(id=g.id, name=g.name, employee_ids=m) for g, m in await directory.list_groups(session)]
+
+
+@router.post("/groups", response_model=GroupOut, status_code=201, tags=["directory"])
+async def add_group(body: GroupIn, services: Services):
+    async with services.db.transaction() as session:
+        missing = set(body.employee_ids) - await directory.existing_employees(session, body.employee_ids)
+        if missing:
+            raise HTTPException(400, f"no such employees: {', '.join(map(str, sorted(missing)))}")
+        group = await directory.add_group(session, name=body.name, employee_ids=body.employee_ids)
+    return GroupOut(id=group.id, name=group.name, employee_ids=list(dict.fromkeys(body.employee_ids)))
 
 
 @router.get("/clients", response_model=Page[ClientOut], tags=["directory"])

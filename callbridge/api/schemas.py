@@ -106,6 +106,17 @@ class EmployeePatch(BaseModel):
     away: bool | None = None
 
 
+class GroupIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    employee_ids: list[int] = Field(default_factory=list, max_length=500)
+
+
+class GroupOut(BaseModel):
+    id: int
+    name: str
+    employee_ids: list[int]
+
+
 class IntegrationOut(BaseModel):
     id: int
     kind: str
@@ -143,6 +154,7 @@ class TaskOut(ORM):
     title: str
     kind: str
     status: str
+    department: str | None
     employee_id: int | None
     client_id: int | None
     call_id: int | None

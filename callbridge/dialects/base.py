@@ -97,6 +97,7 @@ class Dialect:
     accounts: ListAccounts | None = None
     enable: Enable | None = None
     instructions: Callable[[], list[dict[str, str]]] | None = None  # what to set up in the PBX cabinet
+    default_rules: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # CRM rules a new integration starts with
 
 
 def token_matches(given: object, expected: str) -> bool:

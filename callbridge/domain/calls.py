@@ -117,6 +117,7 @@ class Call(BaseModel):
     first_at: datetime | None = None  # earliest live event or PBX-given start time
     last_at: datetime | None = None
     ended_at: datetime | None = None
+    picked_up_at: datetime | None = None  # answered, but the PBX did not say by whom
     pbx_result: CallResult | None = None
     talk_given: int | None = None
     wait_given: int | None = None
@@ -140,11 +141,16 @@ class Call(BaseModel):
 
     @property
     def answered(self) -> bool:
-        return self.pbx_result is CallResult.ANSWERED or any(leg.answered for leg in self.legs)
+        return (
+            self.pbx_result is CallResult.ANSWERED
+            or self.picked_up_at is not None
+            or any(leg.answered for leg in self.legs)
+        )
 
     @property
     def answered_at(self) -> datetime | None:
-        return min((leg.answered_at for leg in self.legs if leg.answered_at), default=None)
+        times = [leg.answered_at for leg in self.legs if leg.answered_at] + [self.picked_up_at]
+        return min((t for t in times if t), default=None)
 
     @property
     def answered_by(self) -> str | None:
@@ -252,6 +258,9 @@ class Call(BaseModel):
             first_at=_min(self.first_at, _min(event.started_at, event.at if event.kind in _LIVE else None)),
             last_at=_max(self.last_at, event.at),
             ended_at=ended_at,
+            picked_up_at=_min(
+                self.picked_up_at, event.at if event.kind is EventKind.ANSWER and not event.employee else None
+            ),
             pbx_result=max(
                 (r for r in (self.pbx_result, event.result if event.kind is EventKind.END else None) if r),
                 key=_RESULT_RANK.get,

@@ -46,6 +46,16 @@ async def lock_call(session: AsyncSession, integration_id: int, key: str) -> tup
     return row_id, (Call.model_validate(facts) if facts else None)
 
 
+async def find_call(session: AsyncSession, integration_id: int, key: str) -> int:
+    """The row id of the integration's call with this PBX key (LookupError if there is none)."""
+    row_id = await session.scalar(
+        select(CallRow.id).where(CallRow.integration_id == integration_id, CallRow.pbx_call_id == key)
+    )
+    if row_id is None:
+        raise LookupError(f"no call {key!r}")
+    return row_id
+
+
 async def save_call(session: AsyncSession, row_id: int, call: Call) -> None:
     """Write the call's facts and its derived view (what queries and the API read)."""
     keys = {leg.employee for leg in call.legs}

@@ -122,6 +122,10 @@ async def put_task(session: AsyncSession, key: str, values: dict[str, Any], *, d
     )
 
 
+async def task_by_key(session: AsyncSession, key: str) -> Task | None:
+    return (await session.scalars(select(Task).where(Task.dedupe_key == key))).first()
+
+
 async def drop_open_task(session: AsyncSession, key: str) -> None:
     """Remove a task the automation made by mistake (the call turned out answered), unless it was worked on."""
     await session.execute(delete(Task).where(Task.dedupe_key == key, Task.status == "open"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from .tables import Client, ClientPhone, Deal, Employee, Task
+from .tables import Client, ClientPhone, Deal, Employee, EmployeeGroup, GroupMember, Task
 
 
 class PhoneTaken(ValueError):
@@ -96,11 +96,19 @@ async def update_employee(session: AsyncSession, employee_id: int, **values) -> 
     return employee
 
 
+ID_KEY = "id:"  # a PBX user key that names our own employee id (dialects whose PBX knows our ids)
+
+
 async def employees_by_keys(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:
-    """Map PBX user keys (login or extension) to employee ids; a login match beats an extension."""
+    """Map PBX user keys (login or extension, or `id:<n>`) to employee ids; a login match beats an extension."""
     keys = {k for k in keys if k}
+    direct = {k: int(k[len(ID_KEY) :]) for k in keys if k.startswith(ID_KEY) and k[len(ID_KEY) :].isdigit()}
+    if direct:
+        found = set(await session.scalars(select(Employee.id).where(Employee.id.in_(direct.values()))))
+        direct = {k: i for k, i in direct.items() if i in found}
+        keys -= set(direct)
     if not keys:
-        return {}
+        return direct
     rows = await session.execute(
         select(Employee.id, Employee.pbx_login, Employee.extension)
         .where(or_(Employee.pbx_login.in_(keys), Employee.extension.in_(keys)))
@@ -113,7 +121,7 @@ async def employees_by_keys(session: AsyncSession, keys: Iterable[str]) -> dict[
             by_login.setdefault(login, employee_id)
         if extension in keys:
             by_ext.setdefault(extension, employee_id)
-    return {**by_ext, **by_login}
+    return {**by_ext, **by_login, **direct}
 
 
 async def find_employee(session: AsyncSession, *, login: str | None, email: str | None) -> Employee | None:
@@ -125,6 +133,39 @@ async def find_employee(session: AsyncSession, *, login: str | None, email: str 
     if not conditions:
         return None
     return (await session.scalars(select(Employee).where(or_(*conditions)).order_by(Employee.id))).first()
+
+
+async def add_group(session: AsyncSession, *, name: str, employee_ids: Iterable[int]) -> EmployeeGroup:
+    group = EmployeeGroup(name=name)
+    session.add(group)
+    await session.flush()
+    session.add_all(GroupMember(group_id=group.id, employee_id=i) for i in dict.fromkeys(employee_ids))
+    await session.flush()
+    return group
+
+
+async def list_groups(session: AsyncSession) -> list[tuple[EmployeeGroup, list[int]]]:
+    groups = list(await session.scalars(select(EmployeeGroup).order_by(EmployeeGroup.id)))
+    members: dict[int, list[int]] = {g.id: [] for g in groups}
+    for group_id, employee_id in await session.execute(
+        select(GroupMember.group_id, GroupMember.employee_id).order_by(GroupMember.employee_id)
+    ):
+        members[group_id].append(employee_id)
+    return [(g, members[g.id]) for g in groups]
+
+
+async def members_of(session: AsyncSession, group_ids: Iterable[int]) -> tuple[list[int], set[int]]:
+    """The employees of these groups, and which of the groups do not exist."""
+    group_ids = set(group_ids)
+    known = set(await session.scalars(select(EmployeeGroup.id).where(EmployeeGroup.id.in_(group_ids))))
+    rows = await session.scalars(
+        select(GroupMember.employee_id).where(GroupMember.group_id.in_(known)).order_by(GroupMember.employee_id)
+    )
+    return list(dict.fromkeys(rows)), group_ids - known
+
+
+async def existing_employees(session: AsyncSession, ids: Iterable[int]) -> set[int]:
+    return set(await session.scalars(select(Employee.id).where(Employee.id.in_(set(ids)))))
 
 
 # ---- clients ------------------------------------------------------------------------------------

@@ -18,9 +18,17 @@ def new_secret() -> str:
 
 
 async def add_integration(
-    session: AsyncSession, *, kind: str, name: str, settings: dict[str, Any], enabled: bool = True
+    session: AsyncSession,
+    *,
+    kind: str,
+    name: str,
+    settings: dict[str, Any],
+    enabled: bool = True,
+    automation: dict[str, Any] | None = None,
 ) -> Integration:
-    integration = Integration(kind=kind, name=name, token=new_secret(), settings=settings, enabled=enabled)
+    integration = Integration(
+        kind=kind, name=name, token=new_secret(), settings=settings, enabled=enabled, automation=automation or {}
+    )
     session.add(integration)
     await session.flush()
     return integration

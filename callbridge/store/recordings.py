@@ -22,6 +22,18 @@ async def queue(session: AsyncSession, call_id: int, url: str, temporary: bool) 
     )
 
 
+async def keep_upload(session: AsyncSession, call_id: int, *, file: str, content_type: str, size: int) -> None:
+    """A recording the PBX uploaded itself: nothing to download, it is kept at once."""
+    kept = {"url": "upload", "temporary": False, "status": "kept", "file": file, "content_type": content_type,
+            "size": size, "attempts": 0, "next_attempt_at": utcnow(), "error": None,
+            "updated_at": utcnow()}  # fmt: skip
+    await session.execute(
+        insert_for(session, Recording)
+        .values(call_id=call_id, **kept)
+        .on_conflict_do_update(index_elements=["call_id"], set_=kept)
+    )
+
+
 async def claim_due(session: AsyncSession, now: datetime, lease: timedelta, limit: int) -> list[Recording]:
     """Recordings due for a download attempt, temporary links first, leased so no other worker takes them."""
     due = list(

@@ -67,6 +67,22 @@ class Employee(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class EmployeeGroup(Base):
+    """A group of employees (sales, support...); an employee can belong to several."""
+
+    __tablename__ = "employee_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("employee_groups.id", ondelete="CASCADE"), primary_key=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), primary_key=True)
+
+
 class Client(Base):
     __tablename__ = "clients"
 
@@ -104,8 +120,9 @@ class Task(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(300))
-    kind: Mapped[str] = mapped_column(String(32), default="manual")
+    kind: Mapped[str] = mapped_column(String(32), default="manual")  # manual | missed_call | ticket
     status: Mapped[str] = mapped_column(String(16), default="open")
+    department: Mapped[str | None] = mapped_column(String(200))
     employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))

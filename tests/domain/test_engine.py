@@ -179,6 +179,16 @@ def test_history_after_live_events_keeps_the_live_start():
     assert call.started_at == T0 and call.wait_seconds == 4 and call.talk_seconds == 120
 
 
+def test_an_answer_without_an_employee_still_answers_the_call():
+    call = fold([ev(EventKind.RING, 0, "a", **RING_IN), ev(EventKind.RING, 0, "b", **RING_IN), ev(EventKind.ANSWER, 6)])
+    assert (
+        call.state is CallState.TALKING and call.answered_by is None and call.answered_at == T0 + timedelta(seconds=6)
+    )
+    assert call.ringing_employees == frozenset()  # nobody's card stays up
+    call = fold([*[ev(EventKind.RING, 0, "a", **RING_IN), ev(EventKind.ANSWER, 6)], ev(EventKind.END, 66)])
+    assert call.result is CallResult.ANSWERED and call.talk_seconds == 60
+
+
 def test_completed_before_accepted_still_ends_answered():
     call = fold([ev(EventKind.RING, 0, "a", **RING_IN), ev(EventKind.END, 60, "a"), ev(EventKind.ANSWER, 5, "a")])
     assert call.result is CallResult.ANSWERED and call.talk_seconds == 55

@@ -27,6 +27,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("key_hash"),
     )
     op.create_table(
+        "employee_groups",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
         "employees",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -66,6 +72,14 @@ def upgrade() -> None:
         sa.Column("created_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["responsible_id"], ["employees.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "group_members",
+        sa.Column("group_id", sa.Integer(), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["employee_id"], ["employees.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["group_id"], ["employee_groups.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("group_id", "employee_id"),
     )
     op.create_table(
         "inbound_requests",
@@ -212,6 +226,7 @@ def upgrade() -> None:
         sa.Column("title", sa.String(length=300), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("department", sa.String(length=200), nullable=True),
         sa.Column("employee_id", sa.Integer(), nullable=True),
         sa.Column("client_id", sa.Integer(), nullable=True),
         sa.Column("call_id", sa.Integer(), nullable=True),
@@ -267,6 +282,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_inbound_call")
 
     op.drop_table("inbound_requests")
+    op.drop_table("group_members")
     op.drop_table("clients")
     op.drop_table("integrations")
     with op.batch_alter_table("employees", schema=None) as batch_op:
@@ -274,5 +290,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_employees_extension"))
 
     op.drop_table("employees")
+    op.drop_table("employee_groups")
     op.drop_table("api_keys")
     # ### end Alembic commands ###
