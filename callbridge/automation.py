@@ -8,6 +8,8 @@ They run inside the transaction that updates the call.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +34,15 @@ class Rules(BaseModel):
         description="a 'missed call' task for the responsible manager (unknown number: the first listed "
         "employee); it closes itself when the client is reached",
     )
+    missed_call_owner: Literal["responsible", "last_rung", "default"] = Field(
+        "responsible",
+        description="who a missed call's task goes to: the client's responsible manager, the employee whose "
+        "phone rang last, or the default owner (per virtual number, then default_owner_id)",
+    )
+    default_owner_id: int | None = Field(None, description="the default owner of missed calls")
+    owners_by_virtual_number: dict[str, int] = Field(
+        default_factory=dict, description="default owners of missed calls per virtual number (E.164 -> employee id)"
+    )
     unknown_numbers_client_id: int | None = Field(
         None, description="records of unknown numbers go to this client instead of a new one"
     )
@@ -42,6 +53,9 @@ class Rules(BaseModel):
     listed_employee_ids: list[int] = Field(default_factory=list, description="the integration's employees")
     routing_fallback_employee_id: int | None = Field(
         None, description="routed to in the caller lookup when the responsible manager is away"
+    )
+    deadline_route: str | None = Field(
+        None, description="the PBX login or extension a caller lookup names when the store does not answer in time"
     )
     ticket_per_call: bool = Field(False, description="a ticket for every call, assigned to the call's employee")
     ticket_department: str | None = Field(None, description="the department tickets are created in")
@@ -57,7 +71,8 @@ async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
     client_id = await _client_of(session, rules, call)
     deal_id = await crm.last_active_deal(session, client_id) if rules.add_to_last_deal and client_id else None
     employee_id = call.employee_id or rules.default_employee_id
-    await crm.link_call(session, call_id, client_id=client_id, deal_id=deal_id, employee_id=employee_id)
+    links = {"client_id": client_id, "deal_id": deal_id, "employee_id": employee_id, "problem": None}
+    await crm.link_call(session, call_id, **links)
     ended = call.state == "ended"
 
     if rules.record_interactions and client_id is not None and ended:
@@ -119,9 +134,7 @@ def _new_client_kind(rules: Rules, call: CallRow) -> str | None:
 
 
 async def _missed_call_task(session: AsyncSession, rules: Rules, call: CallRow, key: str, client_id) -> None:
-    owner = await crm.responsible_of(session, client_id) if client_id else None
-    if owner is None and rules.listed_employee_ids:
-        owner = rules.listed_employee_ids[0]
+    owner = await missed_call_owner(session, rules, call, client_id)
     reached = call.started_at is not None and await crm.reached_since(
         session, client_id=client_id, phone=call.phone, since=call.started_at
     )
@@ -129,6 +142,19 @@ async def _missed_call_task(session: AsyncSession, rules: Rules, call: CallRow, 
               "kind": MISSED_CALL, "employee_id": owner, "client_id": client_id, "call_id": call.id,
               "phone": call.phone}  # fmt: skip
     await crm.put_task(session, key, values, done=reached)
+
+
+async def missed_call_owner(session: AsyncSession, rules: Rules, call: CallRow, client_id: int | None) -> int | None:
+    """Who owns a missed call, as the integration chose; each choice falls back to the defaults."""
+    chosen = None
+    if rules.missed_call_owner == "responsible" and client_id is not None:
+        chosen = await crm.responsible_of(session, client_id)
+    elif rules.missed_call_owner == "last_rung":
+        legs = [leg for leg in (await call_store.legs_of(session, [call.id]))[call.id] if leg.employee_id]
+        chosen = max(legs, key=lambda leg: (leg.rang_at is not None, leg.rang_at, leg.id)).employee_id if legs else None
+    defaults = [rules.owners_by_virtual_number.get(call.virtual_number or ""), rules.default_owner_id]
+    defaults += rules.listed_employee_ids[:1]
+    return next((owner for owner in (chosen, *defaults) if owner is not None), None)
 
 
 async def assignee_of(session: AsyncSession, call_id: int) -> int | None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 
 from . import demo as demo_data
@@ -19,7 +21,7 @@ from .app import build_services
 from .automation import Rules
 from .config import Settings
 from .dialects import DIALECTS
-from .dialects.base import PbxError, stored_settings
+from .dialects.base import PbxError, stored_settings, utc
 from .importer import import_csv
 from .store import integrations
 
@@ -198,8 +200,15 @@ def integration_set(
         if not sep or field is None:
             raise _fail(f"{change!r}: expected NAME=VALUE with NAME one of {', '.join(Rules.model_fields)}")
         empty = value.strip().lower() in ("", "none", "null")
-        is_list = "list" in str(field.annotation)
-        parsed[name] = [v for v in value.split(",") if v.strip()] if is_list else None if empty else value
+        if "list" in str(field.annotation):
+            parsed[name] = [v for v in value.split(",") if v.strip()]
+        elif "dict" in str(field.annotation):
+            try:
+                parsed[name] = json.loads(value) if not empty else {}
+            except ValueError:
+                raise _fail(f"{name} takes JSON, e.g. {name}='{{\"+74950000000\": 3}}'") from None
+        else:
+            parsed[name] = None if empty else value
 
     async def work(services: flows.Services) -> Rules:
         current = await services.rules(integration_id)
@@ -312,6 +321,31 @@ def apikey_create(
 
     key = _run(database_url, work)
     print(json.dumps({"name": name, "key": key}) if as_json else key)
+
+
+@app.command()
+def replay(
+    call: Annotated[int | None, typer.Option(help="only this call's requests")] = None,
+    integration: Annotated[int | None, typer.Option(help="only this integration's requests")] = None,
+    since: Annotated[datetime | None, typer.Option(help="received at or after (UTC if no zone)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="received before (UTC if no zone)")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run journaled PBX requests through again: the ones that failed are applied, the rest change nothing."""
+
+    def progress(entries):
+        return track(entries, description="replaying", console=console, transient=True)
+
+    try:
+        report = _run(database_url, lambda s: flows.replay(s, call_id=call, integration_id=integration,
+                      since=since and utc(since), until=until and utc(until), progress=progress))  # fmt: skip
+    except LookupError as exc:
+        raise _fail(str(exc)) from None
+    for entry_id, reason in report.failing:
+        err.print(f"[yellow]request {entry_id}:[/yellow] {reason}")
+    console.print(f"applied {report.applied}, unchanged {report.unchanged}, still failing {len(report.failing)}")
+    if report.failing:
+        raise typer.Exit(1)
 
 
 @app.command("import")

@@ -12,10 +12,12 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"  # how PBXs reach us: the base of every inbound URL we print
     default_region: str = "RU"  # how numbers without a country code are read
     pbx_timeout_seconds: float = 10.0  # click-to-call and sync requests to a PBX
+    click_dedupe_seconds: float = 5.0  # a second click on the same number within this joins the first call
     settle_seconds: int = 90  # a call with no ringing phone and no news for this long is over (missed)
     abandon_seconds: int = 4 * 3600  # any call with no news for this long is over
     sweep_interval_seconds: float = 15.0
     max_body_bytes: int = 1_000_000
+    lookup_deadline_ms: int = 300  # past it the PBX is told "unknown" (or the default route): a call never waits
     recordings_dir: str = "./recordings"  # where downloaded call recordings are kept
     keep_recordings: bool = True  # download every recording; temporary links are always downloaded
     recording_max_bytes: int = 200_000_000

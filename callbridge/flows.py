@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from . import automation
+from . import automation, metrics
 from .config import Settings
-from .dialects.base import Account, Dialect, Events, PbxError, PbxUser
+from .dialects.base import Account, Dialect, Events, PbxError, PbxUser, WireError
 from .domain import engine
 from .domain.calls import Call, CallEvent, CallState, EventKind
 from .domain.phones import normalize
@@ -123,11 +124,28 @@ async def lookup(services: Services, raw_phone: str | None, integration_id: int)
     """Who is calling: the client and who to route the call to, or None for an unknown number.
 
     A responsible manager who is away (or no longer active) is replaced by the integration's
-    fallback employee, or left out so the PBX routes the call its own way.
+    fallback employee, or left out so the PBX routes the call its own way. A ringing call never
+    waits for the store: past `lookup_deadline_ms`, or when the store fails, the answer is
+    "unknown" or the integration's `deadline_route`.
     """
     phone = normalize(raw_phone, services.settings.default_region)
     if phone is None:
+        metrics.LOOKUPS.labels("unknown").inc()
         return None
+    started = time.perf_counter()
+    try:
+        info = await _within(services.settings.lookup_deadline_ms / 1000, _caller(services, phone, integration_id))
+    except Exception as exc:  # the deadline passed, or the store is down: answer anyway
+        metrics.LOOKUPS.labels("deadline").inc()
+        log.warning("caller lookup gave up (%s): answering with the default route", exc.__class__.__name__)
+        route = (await services.rules(integration_id)).deadline_route
+        return CallerInfo(None, None, None, None, route, route) if route else None
+    metrics.LOOKUP_SECONDS.observe(time.perf_counter() - started)
+    metrics.LOOKUPS.labels("known" if info else "unknown").inc()
+    return info
+
+
+async def _caller(services: Services, phone: str, integration_id: int) -> CallerInfo | None:
     async with services.db.connect() as connection:
         info = await directory.lookup_caller(connection, phone)
     if info is None or info.responsible_id is None or info.responsible_available:
@@ -136,6 +154,17 @@ async def lookup(services: Services, raw_phone: str | None, integration_id: int)
     async with services.db.read() as session:
         fallback = await crm.available_employee(session, rules.routing_fallback_employee_id)
     return info.routed_to(fallback)
+
+
+async def _within(seconds: float, work):
+    """The result of `work`, or TimeoutError after `seconds` without waiting for it to wind down."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if task in done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # nobody waits for it; no warning
+    raise TimeoutError(f"no answer in {seconds:.3f} s")
 
 
 # ---- call events --------------------------------------------------------------------------------
@@ -161,11 +190,12 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
             )
             if entry.status == "applied":
                 return Outcome(entry.id, duplicate=True)
-            if entry.status is not None:
-                await call_store.set_journal_status(session, entry.id, "applied")
+            if entry.status is not None:  # it failed or was refused before: this time it goes through
+                await call_store.set_journal_status(session, entry.id, "applied", call_key=command.call_key)
             messages, call_ids = await _apply(services, session, integration_id, command.events)
     except Exception as exc:
         log.exception("applying %s for integration %s failed", command.command, integration_id)
+        metrics.FAILURES.labels("event").inc()
         reason = f"{exc.__class__.__name__}: {exc}"[:1000]
         async with services.db.transaction() as session:
             entry = await call_store.journal(
@@ -221,7 +251,13 @@ async def _fold(
         return []
     await call_store.save_call(session, row_id, updated)
     rules = await services.rules(integration_id)
-    await automation.reconcile(session, rules, row_id)
+    try:
+        async with session.begin_nested():  # a failing rule must not lose the call's own update
+            await automation.reconcile(session, rules, row_id)
+    except Exception as exc:
+        log.exception("CRM rules failed on call %s", row_id)
+        metrics.FAILURES.labels("automation").inc()
+        await crm.link_call(session, row_id, problem=f"CRM rules failed: {exc.__class__.__name__}: {exc}"[:1000])
     messages = []
     for effect in effects:
         if isinstance(effect, engine.RecordingReady) and (services.settings.keep_recordings or effect.temporary):
@@ -308,6 +344,59 @@ async def existing_employees(services: Services, ids) -> set[int]:
         return await directory.existing_employees(session, ids)
 
 
+@dataclass
+class ReplayReport:
+    applied: int = 0  # had failed or been refused before, and went through now
+    unchanged: int = 0  # had been applied: deduplication left them alone
+    failing: list[tuple[int, str]] = field(default_factory=list)  # (journal id, why)
+
+
+async def replay(
+    services: Services,
+    *,
+    call_id: int | None = None,
+    integration_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    progress=None,
+) -> ReplayReport:
+    """Run journaled requests through the same path again: how an admin recovers after a bug fix."""
+    call_key = None
+    if call_id is not None:
+        async with services.db.read() as session:
+            row = await call_store.get_call(session, call_id)
+        if row is None:
+            raise LookupError(f"call {call_id} does not exist")
+        integration_id, call_key = row.integration_id, row.pbx_call_id
+    async with services.db.read() as session:
+        entries = await call_store.journal_entries(
+            session, integration_id=integration_id, call_key=call_key, since=since, until=until
+        )
+    report = ReplayReport()
+    for entry in progress(entries) if progress else entries:
+        integration = await services.integration(entry.integration_id)
+        dialect = services.dialects.get(integration.kind) if integration else None
+        if dialect is None or dialect.replay is None:
+            report.failing.append((entry.id, "its integration or dialect is gone"))
+            continue
+        try:
+            command = await dialect.replay(services, integration, entry.params, entry.call_key, entry.received_at)
+        except WireError as exc:
+            report.failing.append((entry.id, f"still refused: {exc}"))
+            continue
+        if not isinstance(command, Events):
+            report.unchanged += 1
+            continue
+        outcome = await ingest(services, integration.id, entry.params, command)
+        if outcome.failed:
+            report.failing.append((entry.id, outcome.failed))
+        elif outcome.duplicate:
+            report.unchanged += 1
+        else:
+            report.applied += 1
+    return report
+
+
 # ---- click-to-call and account sync -------------------------------------------------------------
 
 
@@ -321,12 +410,13 @@ class ClickToCall:
     employee_id: int
     phone: str
     pbx_call_id: str | None
+    already: bool = False  # the same click a moment ago: no second call was started
 
 
 async def click_to_call(
     services: Services, *, employee_id: int, phone: str, integration_id: int | None = None
 ) -> ClickToCall:
-    """Ask the PBX to ring the employee's phone first, then the client."""
+    """Ask the PBX to ring the employee's phone first, then the client; a double click starts one call."""
     number = normalize(phone, services.settings.default_region)
     if number is None:
         raise ClickToCallError(f"{phone!r} is not a phone number")
@@ -348,46 +438,25 @@ async def click_to_call(
     if not usable:
         raise ClickToCallError("no enabled integration can place calls")
     integration = usable[0]
+    since = datetime.now(UTC) - timedelta(seconds=services.settings.click_dedupe_seconds)
+    async with services.db.transaction() as session:
+        earlier = await crm.recent_click(session, employee.id, number, since)
+        if earlier is None:
+            click = await crm.add_click(session, employee_id=employee.id, integration_id=integration.id, phone=number)
+    if earlier is not None:
+        return ClickToCall(earlier.integration_id, employee.id, number, earlier.pbx_call_id, already=True)
+    user = PbxUser(login=employee.pbx_login, extension=employee.extension, clid=employee.clid)
     make_call = services.dialects[integration.kind].make_call
-    user = PbxUser(login=employee.pbx_login, extension=employee.extension)
-    pbx_call_id = await make_call(services.http_client(), integration.settings, user, number)
+    try:
+        pbx_call_id = await make_call(services.http_client(), integration.settings, user, number)
+    except PbxError as exc:
+        metrics.FAILURES.labels("outbound").inc()
+        async with services.db.transaction() as session:
+            await crm.finish_click(session, click.id, status="failed", error=str(exc))
+        raise
+    async with services.db.transaction() as session:
+        await crm.finish_click(session, click.id, status="placed", pbx_call_id=pbx_call_id)
     return ClickToCall(integration.id, employee.id, number, pbx_call_id)
-
-
-def inbound_url(services: Services, integration: Integration) -> str:
-    """The URL to paste into the PBX cabinet."""
-    path = services.dialects[integration.kind].inbound_path(integration.id, integration.token)
-    return services.settings.public_url.rstrip("/") + path
-
-
-async def enable_integration(services: Services, integration_id: int) -> None:
-    """Switch an integration on, first telling its PBX where we are when the dialect does that (`setup`).
-
-    PbxError (with the PBX's own words) if the PBX refuses; the integration then stays off.
-    """
-    integration = await services.integration(integration_id)
-    if integration is None:
-        raise PbxError(f"integration {integration_id} does not exist")
-    dialect = services.dialects[integration.kind]
-    if dialect.enable is not None:
-        await dialect.enable(
-            services.http_client(), integration.settings, integration.token, inbound_url(services, integration)
-        )
-    await set_enabled(services, integration_id, True)
-
-
-async def set_rules(services: Services, integration_id: int, rules: automation.Rules) -> None:
-    """Replace an integration's CRM automations (LookupError if there is no such integration)."""
-    async with services.db.transaction() as session:
-        if not await integrations.update_integration(session, integration_id, automation=rules.model_dump()):
-            raise LookupError(f"integration {integration_id} does not exist")
-    services._integrations.pop(integration_id, None)
-
-
-async def set_enabled(services: Services, integration_id: int, enabled: bool) -> None:
-    async with services.db.transaction() as session:
-        await integrations.update_integration(session, integration_id, enabled=enabled)
-    services._integrations.pop(integration_id, None)
 
 
 @dataclass(frozen=True)
@@ -426,3 +495,39 @@ async def sync_accounts(services: Services, integration_id: int) -> SyncReport:
                 employee.extension = account.extension or employee.extension
                 linked += 1
     return SyncReport(linked, created, unchanged)
+
+
+def inbound_url(services: Services, integration: Integration) -> str:
+    """The URL to paste into the PBX cabinet."""
+    path = services.dialects[integration.kind].inbound_path(integration.id, integration.token)
+    return services.settings.public_url.rstrip("/") + path
+
+
+async def enable_integration(services: Services, integration_id: int) -> None:
+    """Switch an integration on, first telling its PBX where we are when the dialect does that (`setup`).
+
+    PbxError (with the PBX's own words) if the PBX refuses; the integration then stays off.
+    """
+    integration = await services.integration(integration_id)
+    if integration is None:
+        raise PbxError(f"integration {integration_id} does not exist")
+    dialect = services.dialects[integration.kind]
+    if dialect.enable is not None:
+        await dialect.enable(
+            services.http_client(), integration.settings, integration.token, inbound_url(services, integration)
+        )
+    await set_enabled(services, integration_id, True)
+
+
+async def set_rules(services: Services, integration_id: int, rules: automation.Rules) -> None:
+    """Replace an integration's CRM automations (LookupError if there is no such integration)."""
+    async with services.db.transaction() as session:
+        if not await integrations.update_integration(session, integration_id, automation=rules.model_dump()):
+            raise LookupError(f"integration {integration_id} does not exist")
+    services._integrations.pop(integration_id, None)
+
+
+async def set_enabled(services: Services, integration_id: int, enabled: bool) -> None:
+    async with services.db.transaction() as session:
+        await integrations.update_integration(session, integration_id, enabled=enabled)
+    services._integrations.pop(integration_id, None)

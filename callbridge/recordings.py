@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import filetype
 import httpx
 
+from . import metrics
 from .store import recordings as recording_store
 from .store.tables import Recording
 
@@ -69,6 +70,8 @@ async def _keep(services: Services, recording: Recording, now: datetime) -> None
         name, content_type, size = await _download(services, recording)
     except FetchError as exc:
         final = exc.final or attempts >= settings.recording_attempts
+        if final:
+            metrics.FAILURES.labels("recording").inc()
         log.warning("recording of call %s: %s%s", recording.call_id, exc, " (giving up)" if final else "")
         values = {
             "status": "failed" if final else "queued",

@@ -108,7 +108,8 @@ async def list_calls(
         rows, total = await call_store.list_calls(session, where, limit=limit, offset=offset)
         legs = await call_store.legs_of(session, [r.id for r in rows])
         kept = await recording_store.of_calls(session, [r.id for r in rows])
-    items = [_call_out(row, legs[row.id], kept.get(row.id)) for row in rows]
+        failed = await call_store.failed_requests(session, rows)
+    items = [_call_out(row, legs[row.id], kept.get(row.id), failed.get(row.id, [])) for row in rows]
     return Page[CallOut](items=items, total=total, limit=limit, offset=offset)
 
 
@@ -122,7 +123,8 @@ async def get_call(call_id: int, services: Services):
         legs = (await call_store.legs_of(session, [row.id]))[row.id]
         events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
         recording = await recording_store.get(session, row.id)
-    detail = _call_out(row, legs, recording).model_dump()
+    failed = [e.error for e in events if e.status == "failed"]
+    detail = _call_out(row, legs, recording, failed).model_dump()
     return CallDetail(**detail, events=[EventOut.model_validate(e) for e in events])
 
 
@@ -137,6 +139,15 @@ async def click_to_call(body: ClickToCallIn, services: Services):
         raise HTTPException(400, str(exc)) from None
     except PbxError as exc:
         raise HTTPException(502, str(exc)) from None
+    if placed.already:
+        return ClickToCallOut(
+            status="already_calling",
+            message="This number was just clicked: that call is on its way, your phone will ring first.",
+            integration_id=placed.integration_id,
+            employee_id=placed.employee_id,
+            phone=placed.phone,
+            pbx_call_id=placed.pbx_call_id,
+        )
     return ClickToCallOut(
         message="Your phone will ring first; pick it up and the PBX will call the client.",
         integration_id=placed.integration_id,
@@ -162,14 +173,18 @@ async def get_recording(call_id: int, services: Services):
     return FileResponse(path, media_type=recording.content_type, filename=f"call-{call_id}{path.suffix}")
 
 
-def _call_out(row, legs, recording=None) -> CallOut:
+def _call_out(row, legs, recording=None, failed_requests=()) -> CallOut:
     waiting = row.recording_expected and not row.recording_url
     status = recording.status if recording else ("pending" if waiting else None)
+    problems = [f"a PBX request was not applied: {error}" for error in failed_requests]
+    problems += [row.problem] if row.problem else []
+    problems += [f"recording not kept: {recording.error}"] if recording and recording.status == "failed" else []
     return CallOut.model_validate(row).model_copy(
         update={
             "legs": [LegOut.model_validate(leg) for leg in legs],
             "recording_status": status,
             "recording_error": recording.error if recording else None,
+            "problems": problems,
         }
     )
 

@@ -45,6 +45,9 @@ class CallOut(ORM):
         "/api/calls/{id}/recording; failed: see recording_error",
     )
     recording_error: str | None = None
+    problems: list[str] = Field(
+        default_factory=list, description="what failed on this call: CRM rules, the recording, PBX requests"
+    )
     tags: list[str]
     fields: dict[str, Any]
     legs: list[LegOut] = []
@@ -92,6 +95,7 @@ class EmployeeOut(ORM):
     role: str
     active: bool
     away: bool
+    clid: str | None
 
 
 class EmployeePatch(BaseModel):
@@ -104,6 +108,7 @@ class EmployeePatch(BaseModel):
     role: Literal["employee", "manager", "admin"] | None = None
     active: bool | None = None
     away: bool | None = None
+    clid: str | None = Field(default=None, max_length=32, description="the number clients see when they call out")
 
 
 class GroupIn(BaseModel):
@@ -170,7 +175,7 @@ class ClickToCallIn(BaseModel):
 
 
 class ClickToCallOut(BaseModel):
-    status: Literal["calling_employee"] = "calling_employee"
+    status: Literal["calling_employee", "already_calling"] = "calling_employee"
     message: str
     integration_id: int
     employee_id: int

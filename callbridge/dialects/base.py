@@ -68,6 +68,7 @@ class PbxUser:
 
     login: str | None
     extension: str | None
+    clid: str | None = None  # the caller ID the client should see, where the PBX lets us choose
 
 
 class PbxSettings(BaseModel):
@@ -98,6 +99,8 @@ class Dialect:
     enable: Enable | None = None
     instructions: Callable[[], list[dict[str, str]]] | None = None  # what to set up in the PBX cabinet
     default_rules: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # CRM rules a new integration starts with
+    # (services, integration, journaled params, journaled call key, received at) -> the command, to replay it
+    replay: Callable[..., Awaitable[Command]] | None = None
 
 
 def token_matches(given: object, expected: str) -> bool:

@@ -78,11 +78,15 @@ def dialect(hook: TokenHook, *, title: str, **outbound: Any) -> Dialect:
     async def inbound(integration_id: str, request: Request) -> JSONResponse:
         return await handle(hook, integration_id, request)
 
+    async def replay(services, _integration, params, _call_key, received_at) -> Command:
+        return hook.parse(params, received_at=received_at, region=services.settings.default_region)
+
     return Dialect(
         kind=hook.kind,
         title=title,
         settings=PbxSettings,
         router=router,
         inbound_path=lambda integration_id, _token: f"/hooks/{hook.kind}/{integration_id}",
+        replay=replay,
         **outbound,
     )

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 
 DEFAULT_REGION = "RU"
+
+# Everything from the first word, '#', ',' or ';' on is an extension or a comment ("доб. 12", "(моб.)").
+_TAIL = re.compile(r"[^\W\d_]|[#,;]")
 
 
 def normalize(raw: object, region: str = DEFAULT_REGION) -> str | None:
     """E.164 for a real number, bare digits for a short extension, None when there is no number at all."""
     text = str(raw).strip() if raw is not None else ""
+    text = text.removeprefix("tel:").removeprefix("TEL:")
+    if tail := _TAIL.search(text):
+        text = text[: tail.start()]
+    text = text.strip(" -.()/\t")
+    if re.match(r"00[1-9]", re.sub(r"\D", "", text)) and not text.startswith("+"):
+        text = "+" + re.sub(r"\D", "", text)[2:]  # 00 is the international prefix in most of the world
     if not any(ch.isdigit() for ch in text):
         return None
     try:

@@ -242,10 +242,32 @@ async def journal_many(session: AsyncSession, entries: list[dict[str, Any]]) -> 
     )
 
 
-async def set_journal_status(session: AsyncSession, entry_id: int, status: str, error: str | None = None) -> None:
-    await session.execute(
-        update(InboundRequest).where(InboundRequest.id == entry_id).values(status=status, error=error)
-    )
+async def set_journal_status(
+    session: AsyncSession, entry_id: int, status: str, error: str | None = None, call_key: str | None = None
+) -> None:
+    values = {"status": status, "error": error} | ({"call_key": call_key} if call_key else {})
+    await session.execute(update(InboundRequest).where(InboundRequest.id == entry_id).values(**values))
+
+
+async def journal_entries(
+    session: AsyncSession,
+    *,
+    integration_id: int | None = None,
+    call_key: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[InboundRequest]:
+    """Journaled requests that changed or tried to change calls (not lookups), oldest first."""
+    query = select(InboundRequest).where(InboundRequest.status != "answered")
+    if integration_id is not None:
+        query = query.where(InboundRequest.integration_id == integration_id)
+    if call_key is not None:
+        query = query.where(InboundRequest.call_key == call_key)
+    if since is not None:
+        query = query.where(InboundRequest.received_at >= since)
+    if until is not None:
+        query = query.where(InboundRequest.received_at < until)
+    return list(await session.scalars(query.order_by(InboundRequest.id)))
 
 
 async def journal_of_call(session: AsyncSession, integration_id: int, call_key: str) -> list[InboundRequest]:
@@ -255,6 +277,24 @@ async def journal_of_call(session: AsyncSession, integration_id: int, call_key: 
         .order_by(InboundRequest.received_at, InboundRequest.id)
     )
     return list(rows.all())
+
+
+async def failed_requests(session: AsyncSession, calls: list[CallRow]) -> dict[int, list[str]]:
+    """For each call, the errors of its PBX requests that failed to apply (and were not applied since)."""
+    if not calls:
+        return {}
+    by_key = {(c.integration_id, c.pbx_call_id): c.id for c in calls}
+    rows = await session.execute(
+        select(InboundRequest.integration_id, InboundRequest.call_key, InboundRequest.error).where(
+            InboundRequest.status == "failed",
+            InboundRequest.call_key.in_({c.pbx_call_id for c in calls}),
+        )
+    )
+    failed: dict[int, list[str]] = {}
+    for integration_id, key, error in rows:
+        if (integration_id, key) in by_key:
+            failed.setdefault(by_key[(integration_id, key)], []).append(error or "")
+    return failed
 
 
 async def count_journal(session: AsyncSession, integration_id: int | None = None) -> int:

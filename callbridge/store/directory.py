@@ -19,8 +19,8 @@ class PhoneTaken(ValueError):
 class CallerInfo:
     """What a PBX needs to show and route an incoming call."""
 
-    client_id: int
-    client_name: str
+    client_id: int | None  # None: no client known, only where to route (the lookup's deadline route)
+    client_name: str | None
     responsible_id: int | None
     responsible_name: str | None
     responsible_login: str | None

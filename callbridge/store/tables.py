@@ -64,6 +64,7 @@ class Employee(Base):
     role: Mapped[str] = mapped_column(String(16), default="employee")
     active: Mapped[bool] = mapped_column(default=True)
     away: Mapped[bool] = mapped_column(default=False)  # calls are not routed to them (holiday, sick leave)
+    clid: Mapped[str | None] = mapped_column(String(32))  # the number clients see when this employee calls out
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -161,6 +162,7 @@ class CallRow(Base):
     talk_seconds: Mapped[int | None]
     recording_url: Mapped[str | None] = mapped_column(Text)
     recording_expected: Mapped[bool] = mapped_column(default=False)
+    problem: Mapped[str | None] = mapped_column(Text)  # why a CRM rule failed on this call, until it works
     tags: Mapped[list[str]] = mapped_column(default=list)
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     facts: Mapped[dict[str, Any]]
@@ -214,6 +216,22 @@ class LegRow(Base):
     rang_at: Mapped[datetime | None]
     answered_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+
+
+class OutboundCall(Base):
+    """A click-to-call: asked of the PBX once, however often the number is clicked."""
+
+    __tablename__ = "outbound_calls"
+    __table_args__ = (Index("ix_outbound_recent", "employee_id", "phone", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"))
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))
+    phone: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # placing | placed | failed
+    pbx_call_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class InboundRequest(Base):

@@ -16,7 +16,10 @@ async def make_call(http: httpx.AsyncClient, settings: dict[str, Any], user: Pbx
     who = user.login or user.extension
     if not who:
         raise PbxError("the employee has no PBX login")
-    response = await post_form(http, settings, {"cmd": "makeCall", "user": who, "phone": wire_digits(phone)})
+    request = {"cmd": "makeCall", "user": who, "phone": wire_digits(phone)}
+    if user.clid:
+        request["clid"] = wire_digits(user.clid)
+    response = await post_form(http, settings, request)
     text = response.text.strip()
     if not text:
         return None

@@ -62,7 +62,8 @@ def contact_reply(caller: CallerInfo | None) -> dict[str, str]:
     """`contact` answer: the name and the manager's PBX login, both optional; `{}` for an unknown number."""
     reply = {}
     if caller is not None:
-        reply["contact_name"] = caller.client_name
+        if caller.client_name:
+            reply["contact_name"] = caller.client_name
         if caller.responsible_login:
             reply["responsible"] = caller.responsible_login
     return reply

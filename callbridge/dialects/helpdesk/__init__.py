@@ -153,6 +153,15 @@ def _reply(call: wire.CallRequest, summary: flows.CallSummary, key: str, uploade
     }
 
 
+async def replay(services: flows.Services, integration: Integration, params, call_key, received_at) -> Events:
+    """A journaled request again; arrays were kept comma-joined, the window it fell in is in the params."""
+    form = {k: (v.split(",") if k.endswith("[]") else [v]) for k, v in params.items() if k != "window"}
+    call = wire.parse(form, region=services.settings.default_region)
+    employees = await _employees(services, call)
+    key = call_key or (await _identify(services, integration, call, form, received_at))[0]
+    return Events(call.action, key, wire.events(call, call_key=key, employees=employees, at=received_at))
+
+
 DIALECT = Dialect(
     kind=KIND,
     title="HelpDeskEddy telephony channel",
@@ -160,4 +169,5 @@ DIALECT = Dialect(
     router=router,
     inbound_path=channel_path,
     default_rules=lambda settings: {"ticket_per_call": True, "ticket_department": settings.get("department")},
+    replay=replay,
 )

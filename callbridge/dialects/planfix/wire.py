@@ -58,7 +58,8 @@ def contact_reply(caller: CallerInfo | None) -> dict[str, Any]:
     """`contact` answer: the name and the manager's extension (a number, as in the spec), `{}` if unknown."""
     reply: dict[str, Any] = {}
     if caller is not None:
-        reply["contact_name"] = caller.client_name
+        if caller.client_name:
+            reply["contact_name"] = caller.client_name
         extension = caller.responsible_extension
         if extension:
             reply["responsible"] = int(extension) if extension.isdigit() else extension

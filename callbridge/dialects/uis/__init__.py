@@ -1,13 +1,16 @@
 """UIS (CoMagic): notifications in, Call API out. UIS sends no token, so the secret is in the URL's path."""
 
+from __future__ import annotations
+
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ... import flows
+from ...store.tables import Integration
 from .. import hooks
-from ..base import Dialect, WireError
+from ..base import Dialect, Events, WireError
 from . import client, templates, wire
 
 KIND = "uis"
@@ -36,6 +39,11 @@ async def inbound(integration_id: str, secret: str, request: Request) -> JSONRes
     return JSONResponse({})
 
 
+async def replay(services: flows.Services, integration: Integration, params, _call_key, received_at) -> Events:
+    zone = integration.settings.get("timezone") or "Europe/Moscow"
+    return wire.parse(params, received_at=received_at, region=services.settings.default_region, zone=zone)
+
+
 DIALECT = Dialect(
     kind=KIND,
     title="UIS (CoMagic)",
@@ -44,4 +52,5 @@ DIALECT = Dialect(
     inbound_path=lambda integration_id, token: f"/hooks/{KIND}/{integration_id}/{token}",
     make_call=client.make_call,
     instructions=templates.notification_bodies,
+    replay=replay,
 )

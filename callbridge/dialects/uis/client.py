@@ -106,7 +106,8 @@ async def make_call(http: httpx.AsyncClient, settings: dict[str, Any], user: Pbx
     employee: dict[str, Any] = {"id": int(user.login)}
     if user.extension and len(wire_digits(user.extension)) >= 10:  # a real number, not a short extension
         employee["phone_number"] = wire_digits(user.extension)
-    params = {"first_call": "employee", "virtual_phone_number": wire_digits(config.virtual_number),
+    shown = user.clid or config.virtual_number  # UIS shows the client one of the account's virtual numbers
+    params = {"first_call": "employee", "virtual_phone_number": wire_digits(shown),
               "contact": wire_digits(phone), "employee": employee}  # fmt: skip
     for attempt in (1, 2):
         token = await _token(http, config, renew=attempt == 2)

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("away", sa.Boolean(), nullable=False),
+        sa.Column("clid", sa.String(length=32), nullable=True),
         sa.Column("created_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -102,6 +103,23 @@ def upgrade() -> None:
         batch_op.create_index("ix_inbound_call", ["integration_id", "call_key"], unique=False)
 
     op.create_table(
+        "outbound_calls",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=False),
+        sa.Column("integration_id", sa.Integer(), nullable=False),
+        sa.Column("phone", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("pbx_call_id", sa.String(length=200), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("created_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["employee_id"], ["employees.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["integration_id"], ["integrations.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("outbound_calls", schema=None) as batch_op:
+        batch_op.create_index("ix_outbound_recent", ["employee_id", "phone", "created_at"], unique=False)
+
+    op.create_table(
         "client_phones",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("client_id", sa.Integer(), nullable=False),
@@ -147,6 +165,7 @@ def upgrade() -> None:
         sa.Column("talk_seconds", sa.Integer(), nullable=True),
         sa.Column("recording_url", sa.Text(), nullable=True),
         sa.Column("recording_expected", sa.Boolean(), nullable=False),
+        sa.Column("problem", sa.Text(), nullable=True),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("fields", sa.JSON(), nullable=False),
         sa.Column("facts", sa.JSON(), nullable=False),
@@ -278,6 +297,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_client_phones_client_id"))
 
     op.drop_table("client_phones")
+    with op.batch_alter_table("outbound_calls", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbound_recent")
+
+    op.drop_table("outbound_calls")
     with op.batch_alter_table("inbound_requests", schema=None) as batch_op:
         batch_op.drop_index("ix_inbound_call")
 
