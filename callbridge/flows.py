@@ -176,18 +176,21 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
     A 2xx goes out only after this commits, so an acknowledged request is always journaled and
     applied. If applying fails, the request is still journaled, as failed, for `replay`.
     """
-    key = dedupe_key(params)
+    async def keep(session, status: str, error: str | None = None) -> call_store.JournalEntry:
+        return await call_store.journal(
+            session,
+            integration_id=integration_id,
+            dedupe_key=dedupe_key(params),
+            command=command.command,
+            call_key=command.call_key,
+            params=params,
+            status=status,
+            error=error,
+        )
+
     try:
         async with services.db.transaction() as session:
-            entry = await call_store.journal(
-                session,
-                integration_id=integration_id,
-                dedupe_key=key,
-                command=command.command,
-                call_key=command.call_key,
-                params=params,
-                status="applied",
-            )
+            entry = await keep(session, "applied")
             if entry.status == "applied":
                 return Outcome(entry.id, duplicate=True)
             if entry.status is not None:  # it failed or was refused before: this time it goes through
@@ -198,17 +201,8 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
         metrics.FAILURES.labels("event").inc()
         reason = f"{exc.__class__.__name__}: {exc}"[:1000]
         async with services.db.transaction() as session:
-            entry = await call_store.journal(
-                session,
-                integration_id=integration_id,
-                dedupe_key=key,
-                command=command.command,
-                call_key=command.call_key,
-                params=params,
-                status="failed",
-                error=reason,
-            )
-            await call_store.set_journal_status(session, entry.id, "failed", reason)
+            entry = await keep(session, "failed", reason)
+            await call_store.set_journal_status(session, entry.id, "failed", reason)  # it may have been there
         return Outcome(entry.id, failed=reason)
     for message in messages:
         services.bus.publish(message)
