@@ -8,16 +8,22 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware.sessions import SessionMiddleware
 
 from . import __version__, flows, recordings
 from .api.routes import router as api_router
 from .config import Settings
 from .dialects import DIALECTS
 from .store import Database
+from .web import pages as web
+from .web.auth import Forbidden, LoginRequired, secret_key
 
 log = logging.getLogger("callbridge")
 
@@ -52,6 +58,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for dialect in DIALECTS.values():
         app.include_router(dialect.router)
     app.include_router(api_router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="static")
+    app.add_middleware(SessionMiddleware, secret_key=secret_key(settings.secret_key), same_site="lax")
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, _exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse("/login?" + urlencode({"next": request.url.path}), status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_request: Request, _exc: Forbidden) -> PlainTextResponse:
+        return PlainTextResponse("administrators only / только для администраторов", status_code=403)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_page() -> Response:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -17,13 +19,15 @@ from rich.table import Table
 
 from . import demo as demo_data
 from . import flows
+from . import simulate as simulation
 from .app import build_services
 from .automation import Rules
 from .config import Settings
 from .dialects import DIALECTS
 from .dialects.base import PbxError, stored_settings, utc
 from .importer import import_csv
-from .store import integrations
+from .store import directory, integrations
+from .web.auth import hash_password
 
 app = typer.Typer(help="callbridge: the CRM side of your cloud PBX.", no_args_is_help=True)
 integration_app = typer.Typer(help="Connect PBXs: each integration has its own inbound URL and token.")
@@ -346,6 +350,67 @@ def replay(
     console.print(f"applied {report.applied}, unchanged {report.unchanged}, still failing {len(report.failing)}")
     if report.failing:
         raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[str, typer.Argument(help="group, hunting, missed or outgoing")],
+    integration: Annotated[
+        int | None, typer.Option(help="which integration's PBX to play (default: the first on)")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="the running server (default: CALLBRIDGE_PUBLIC_URL)")] = None,
+    phone: Annotated[str | None, typer.Option(help="the client's number (default: a random client's)")] = None,
+    pause: Annotated[float, typer.Option(help="seconds between the steps a person would see")] = 1.5,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Play a realistic call against a running server, as the integration's PBX would send it."""
+    if scenario not in simulation.SCENARIOS:
+        raise _fail(f"scenario must be one of {', '.join(simulation.SCENARIOS)}")
+
+    async def work(services: flows.Services):
+        async with services.db.read() as session:
+            candidates = [i for i in await integrations.list_integrations(session) if i.enabled]
+            people = [e for e in await directory.list_employees(session) if e.active and (e.pbx_login or e.extension)]
+            clients, _ = await directory.list_clients(session, limit=100)
+            numbers = await directory.phones_of(session, [c.id for c in clients])
+        chosen = next((i for i in candidates if integration in (None, i.id)), None)
+        if chosen is None:
+            raise LookupError("no such enabled integration: add one with `callbridge integration add`")
+        if not people:
+            raise LookupError("no employee has a PBX login or extension")
+        number = phone or random.choice([p for ps in numbers.values() for p in ps] or ["+79990000000"])
+        persons = [simulation.Person(e.pbx_login if chosen.kind != "planfix" else None, e.extension) for e in people]
+        base = (url or services.settings.public_url).rstrip("/")
+        path = flows.inbound_url(services, chosen)[len(services.settings.public_url.rstrip("/")) :]
+        call = await simulation.play(base, path, chosen.kind, chosen.token, scenario, persons, number, pause)
+        return chosen, number, call
+
+    try:
+        chosen, number, call = _run(database_url, work)
+    except (LookupError, RuntimeError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{scenario} call {call} from {number} played as {chosen.kind} ({chosen.name})")
+
+
+@app.command()
+def password(
+    login: Annotated[str, typer.Argument(help="the employee's PBX login or e-mail")],
+    new_password: Annotated[str, typer.Option("--password", prompt=True, hide_input=True, confirmation_prompt=True)],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Set an employee's workspace password."""
+
+    async def work(services: flows.Services) -> bool:
+        async with services.db.transaction() as session:
+            employee = await directory.employee_for_login(session, login)
+            if employee is None:
+                return False
+            employee.password_hash = hash_password(new_password)
+            return True
+
+    if not _run(database_url, work):
+        raise _fail(f"no active employee with login or e-mail {login!r}")
+    console.print(f"password set for {login}")
 
 
 @app.command("import")

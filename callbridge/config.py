@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     abandon_seconds: int = 4 * 3600  # any call with no news for this long is over
     sweep_interval_seconds: float = 15.0
     max_body_bytes: int = 1_000_000
+    timezone: str = "Europe/Moscow"  # how the workspace shows times
+    secret_key: str = ""  # signs workspace sessions; empty: a random key kept in ./.callbridge-secret
     lookup_deadline_ms: int = 300  # past it the PBX is told "unknown" (or the default route): a call never waits
     recordings_dir: str = "./recordings"  # where downloaded call recordings are kept
     keep_recordings: bool = True  # download every recording; temporary links are always downloaded

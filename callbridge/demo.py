@@ -5,6 +5,7 @@ from __future__ import annotations
 from .domain.phones import normalize
 from .flows import Services, inbound_url
 from .store import directory, integrations
+from .web.auth import hash_password
 
 EMPLOYEES = [  # the PBX accounts of the ITooLabs spec example, plus a manager and an admin
     ("Иванова Дария", "daria", "101", "manager"),
@@ -42,8 +43,10 @@ async def load(services: Services) -> str:
         if await directory.list_employees(session):
             return "the database already has employees: demo data not loaded again"
         by_login = {}
+        password = hash_password("demo")
         for name, login, extension, role in EMPLOYEES:
             employee = await directory.add_employee(session, name=name, pbx_login=login, extension=extension, role=role)
+            employee.password_hash = password
             by_login[login] = employee.id
         region = services.settings.default_region
         for name, phones, responsible, deals in CLIENTS:
@@ -66,5 +69,6 @@ async def load(services: Services) -> str:
         f"demo loaded: {len(EMPLOYEES)} employees, {len(CLIENTS)} clients\n"
         f"cloudpbx inbound URL: {inbound_url(services, pbx)}\n"
         f"crm_token: {pbx.token}\n"
-        f"API key: {key}"
+        f"API key: {key}\n"
+        f"workspace: sign in as admin (or daria, andy, mike, serg) with password demo"
     )

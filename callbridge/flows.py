@@ -176,6 +176,7 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
     A 2xx goes out only after this commits, so an acknowledged request is always journaled and
     applied. If applying fails, the request is still journaled, as failed, for `replay`.
     """
+
     async def keep(session, status: str, error: str | None = None) -> call_store.JournalEntry:
         return await call_store.journal(
             session,

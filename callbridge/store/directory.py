@@ -275,3 +275,52 @@ async def list_tasks(
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     rows = await session.scalars(query.order_by(Task.id.desc()).limit(limit).offset(offset))
     return list(rows.all()), int(total or 0)
+
+
+# ---- the workspace --------------------------------------------------------------------------------
+
+
+async def employee_for_login(session: AsyncSession, login: str) -> Employee | None:
+    """The active employee signing in with this PBX login or e-mail."""
+    query = select(Employee).where(or_(Employee.pbx_login == login, Employee.email == login), Employee.active)
+    return (await session.scalars(query.order_by(Employee.id))).first()
+
+
+async def get_client(session: AsyncSession, client_id: int) -> Client | None:
+    return await session.get(Client, client_id)
+
+
+async def search_clients(session: AsyncSession, text: str, phone: str | None, limit: int = 50) -> list[Client]:
+    """Clients whose name contains the text, or who own the number."""
+    query = select(Client)
+    if phone:
+        query = query.outerjoin(ClientPhone, ClientPhone.client_id == Client.id).where(
+            or_(ClientPhone.e164 == phone, Client.name.ilike(f"%{text}%"))
+        )
+    elif text:
+        query = query.where(Client.name.ilike(f"%{text}%"))
+    return list((await session.scalars(query.distinct().order_by(Client.name).limit(limit))).all())
+
+
+async def add_phone(session: AsyncSession, client_id: int, e164: str) -> None:
+    if await session.scalar(select(ClientPhone.id).where(ClientPhone.e164 == e164)):
+        raise PhoneTaken(e164)
+    session.add(ClientPhone(client_id=client_id, e164=e164))
+    await session.flush()
+
+
+async def set_deal_status(session: AsyncSession, deal_id: int, status: str) -> None:
+    deal = await session.get(Deal, deal_id)
+    if deal is not None:
+        deal.status = status
+
+
+async def set_task_status(session: AsyncSession, task_id: int, status: str, when) -> None:
+    task = await session.get(Task, task_id)
+    if task is not None:
+        task.status, task.closed_at = status, (when if status == "done" else None)
+
+
+async def open_tasks_of_client(session: AsyncSession, client_id: int) -> list[Task]:
+    query = select(Task).where(Task.client_id == client_id, Task.status == "open").order_by(Task.id.desc())
+    return list((await session.scalars(query)).all())

@@ -65,6 +65,7 @@ class Employee(Base):
     active: Mapped[bool] = mapped_column(default=True)
     away: Mapped[bool] = mapped_column(default=False)  # calls are not routed to them (holiday, sick leave)
     clid: Mapped[str | None] = mapped_column(String(32))  # the number clients see when this employee calls out
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2; None: cannot sign in
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("away", sa.Boolean(), nullable=False),
         sa.Column("clid", sa.String(length=32), nullable=True),
+        sa.Column("password_hash", sa.String(length=200), nullable=True),
         sa.Column("created_at", callbridge.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )

@@ -1,0 +1,477 @@
+"""The workspace: server-rendered pages for the people who use callbridge all day."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from .. import flows, recordings
+from ..automation import Rules
+from ..dialects.base import PbxError, stored_settings
+from ..domain.phones import display, normalize
+from ..store import analytics, crm, directory, integrations
+from ..store import calls as call_store
+from ..store import recordings as recording_store
+from ..store.tables import utcnow
+from . import auth
+from .i18n import LANGUAGES, translate
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+PAGE = 50
+
+
+def services_of(request: Request) -> flows.Services:
+    return request.app.state.services
+
+
+def lang_of(request: Request) -> str:
+    return request.session.get("lang") if request.session.get("lang") in LANGUAGES else "ru"
+
+
+def render(request: Request, name: str, **context) -> HTMLResponse:
+    lang = lang_of(request)
+    context |= {
+        "request": request,
+        "lang": lang,
+        "t": lambda key, **values: translate(key, lang, **values),
+        "user": request.session.get("user"),
+        "csrf": auth.csrf_token(request),
+        "display": lambda phone: display(phone) if phone else "",
+        "local": lambda moment: moment.astimezone(ZoneInfo(services_of(request).settings.timezone)),
+    }
+    return templates.TemplateResponse(request, name, context)
+
+
+async def checked_form(request: Request) -> dict[str, str]:
+    """A POSTed form whose CSRF token matches the session's."""
+    form = await request.form()
+    if not auth.csrf_ok(request, form.get("csrf")):
+        raise HTTPException(403, "the form is stale: reload the page")
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def back(request: Request, fallback: str = "/calls") -> RedirectResponse:
+    return RedirectResponse(request.headers.get("referer") or fallback, status_code=303)
+
+
+# ---- signing in ---------------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_page(request: Request):
+    return render(request, "login.html", failed=False)
+
+
+@router.post("/login")
+async def login(request: Request):
+    form = await checked_form(request)
+    async with services_of(request).db.read() as session:
+        employee = await directory.employee_for_login(session, form.get("login", "").strip())
+    if not auth.password_matches(employee, form.get("password", "")):
+        return render(request, "login.html", failed=True)
+    request.session.clear()
+    request.session["user"] = {"id": employee.id, "name": employee.name, "role": employee.role}
+    return RedirectResponse(form.get("next") or "/calls", status_code=303)
+
+
+@router.post("/logout")
+async def logout(request: Request):
+    await checked_form(request)
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/lang/{code}")
+async def language(code: str, request: Request):
+    if code in LANGUAGES:
+        request.session["lang"] = code
+    return back(request)
+
+
+@router.get("/")
+async def home(request: Request):
+    auth.signed_in(request)
+    return RedirectResponse("/calls", status_code=303)
+
+
+# ---- the call journal ---------------------------------------------------------------------------
+
+
+@router.get("/calls")
+async def journal(request: Request):
+    auth.signed_in(request)
+    services = services_of(request)
+    q = request.query_params
+    day = _date(q.get("since")), _date(q.get("until"))
+    where = call_store.CallFilter(
+        phone=normalize(q["phone"], services.settings.default_region) if q.get("phone") else None,
+        employee_id=int(q["employee"]) if q.get("employee", "").isdigit() else None,
+        direction=q.get("direction") if q.get("direction") in ("in", "out") else None,
+        result=q.get("result") or None,
+        since=datetime.combine(day[0], datetime.min.time(), UTC) if day[0] else None,
+        until=datetime.combine(day[1] + timedelta(days=1), datetime.min.time(), UTC) if day[1] else None,
+    )
+    page = max(0, int(q.get("page", "0"))) if q.get("page", "0").isdigit() else 0
+    async with services.db.read() as session:
+        rows, total = await call_store.list_calls(session, where, limit=PAGE, offset=page * PAGE)
+        kept = await recording_store.of_calls(session, [r.id for r in rows])
+        people = {e.id: e for e in await directory.list_employees(session)}
+        names = await _client_names(session, {r.client_id for r in rows if r.client_id})
+    pages = {"prev": _with(q, page=page - 1) if page else None,
+             "next": _with(q, page=page + 1) if (page + 1) * PAGE < total else None}  # fmt: skip
+    return render(request, "calls.html", rows=rows, total=total, people=people, names=names, q=q, pages=pages,
+                  kept={i for i, r in kept.items() if r.status == "kept"})  # fmt: skip
+
+
+@router.get("/calls/{call_id}")
+async def call_page(call_id: int, request: Request):
+    auth.signed_in(request)
+    async with services_of(request).db.read() as session:
+        row = await call_store.get_call(session, call_id)
+        if row is None:
+            raise HTTPException(404, "no such call")
+        legs = (await call_store.legs_of(session, [call_id]))[call_id]
+        events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
+        recording = await recording_store.get(session, call_id)
+        people = {e.id: e for e in await directory.list_employees(session)}
+        names = await _client_names(session, {row.client_id} if row.client_id else set())
+    failed = [e.error for e in events if e.status == "failed"]
+    return render(request, "call.html", row=row, legs=legs, events=events, recording=recording, people=people,
+                  names=names, failed=failed, replayed=request.query_params.get("replayed"))  # fmt: skip
+
+
+@router.post("/calls/{call_id}/replay")
+async def replay_call(call_id: int, request: Request):
+    auth.require_role(request, "manager", "admin")
+    await checked_form(request)
+    report = await flows.replay(services_of(request), call_id=call_id)
+    summary = f"{report.applied},{report.unchanged},{len(report.failing)}"
+    return RedirectResponse(f"/calls/{call_id}?replayed={summary}", status_code=303)
+
+
+@router.get("/calls/{call_id}/recording")
+async def recording_file(call_id: int, request: Request):
+    """The kept recording, for the player (range requests, so it can seek)."""
+    auth.signed_in(request)
+    services = services_of(request)
+    async with services.db.read() as session:
+        recording = await recording_store.get(session, call_id)
+    path = recordings.path_of(services, recording) if recording else None
+    if path is None:
+        raise HTTPException(404, "no recording kept for this call")
+    return FileResponse(path, media_type=recording.content_type)
+
+
+@router.post("/dial")
+async def dial(request: Request):
+    """Click-to-call from any number on any page."""
+    user = auth.signed_in(request)
+    if not auth.csrf_ok(request, request.headers.get("x-csrf-token")):
+        return JSONResponse({"error": "reload the page"}, status_code=403)
+    phone = (await request.json()).get("phone", "")
+    lang = lang_of(request)
+    try:
+        placed = await flows.click_to_call(services_of(request), employee_id=user["id"], phone=str(phone))
+    except (flows.ClickToCallError, PbxError) as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400 if isinstance(exc, flows.ClickToCallError) else 502)
+    return JSONResponse({"message": translate("calling", lang), "phone": display(placed.phone)})
+
+
+# ---- live call cards ----------------------------------------------------------------------------
+
+
+@router.get("/live/stream")
+async def live_stream(request: Request):
+    """The signed-in employee's call-card messages (Server-Sent Events)."""
+    user = auth.signed_in(request)
+    bus = services_of(request).bus
+
+    async def stream():
+        async with bus.subscribe() as queue:
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    message = await asyncio.wait_for(queue.get(), 15.0)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                recipients = message.get("recipients")
+                if recipients is None or user["id"] in recipients:
+                    yield f"data: {json.dumps(message, ensure_ascii=False, default=str)}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/cards/{call_id}")
+async def card(call_id: int, request: Request):
+    """The call card: who is calling, their manager, open deal, open tasks, last calls."""
+    auth.signed_in(request)
+    async with services_of(request).db.read() as session:
+        row = await call_store.get_call(session, call_id)
+        if row is None:
+            raise HTTPException(404, "no such call")
+        client = await directory.get_client(session, row.client_id) if row.client_id else None
+        manager = (
+            await directory.get_employee(session, client.responsible_id) if client and client.responsible_id else None
+        )
+        deals = (await directory.deals_of(session, [client.id])).get(client.id, []) if client else []
+        tasks = await directory.open_tasks_of_client(session, client.id) if client else []
+        last, _ = (
+            await call_store.list_calls(session, call_store.CallFilter(phone=row.phone), limit=6)
+            if row.phone
+            else ([], 0)
+        )
+    open_deal = next((d for d in deals if d.status == "active"), None)
+    return render(request, "card.html", row=row, client=client, manager=manager, deal=open_deal, tasks=tasks,
+                  last=[c for c in last if c.id != call_id][:5])  # fmt: skip
+
+
+# ---- clients, deals, tasks ----------------------------------------------------------------------
+
+
+@router.get("/clients")
+async def clients_page(request: Request):
+    auth.signed_in(request)
+    services = services_of(request)
+    text = request.query_params.get("q", "").strip()
+    async with services.db.read() as session:
+        found = await directory.search_clients(session, text, normalize(text, services.settings.default_region))
+        phones = await directory.phones_of(session, [c.id for c in found])
+        people = {e.id: e for e in await directory.list_employees(session)}
+    return render(request, "clients.html", clients=found, phones=phones, people=people, q=text,
+                  new_phone=request.query_params.get("phone", ""))  # fmt: skip
+
+
+@router.post("/clients")
+async def create_client(request: Request):
+    auth.signed_in(request)
+    form = await checked_form(request)
+    services = services_of(request)
+    phone = normalize(form.get("phone"), services.settings.default_region)
+    responsible = int(form["responsible"]) if form.get("responsible", "").isdigit() else None
+    try:
+        async with services.db.transaction() as session:
+            name = form.get("name", "").strip() or phone or "?"
+            phones = [phone] if phone else []
+            client = await directory.add_client(session, name=name, phones=phones, responsible_id=responsible)
+    except directory.PhoneTaken:
+        raise HTTPException(409, "this number already belongs to a client") from None
+    return RedirectResponse(f"/clients/{client.id}", status_code=303)
+
+
+@router.get("/clients/{client_id}")
+async def client_page(client_id: int, request: Request):
+    auth.signed_in(request)
+    async with services_of(request).db.read() as session:
+        client = await directory.get_client(session, client_id)
+        if client is None:
+            raise HTTPException(404, "no such client")
+        phones = (await directory.phones_of(session, [client_id])).get(client_id, [])
+        deals = (await directory.deals_of(session, [client_id])).get(client_id, [])
+        tasks, _ = await directory.list_tasks(session, limit=100)
+        records = await crm.interactions_of(session, client_id)
+        calls, _ = await call_store.list_calls(session, call_store.CallFilter(client_id=client_id), limit=20)
+        people = {e.id: e for e in await directory.list_employees(session)}
+    tasks = [t for t in tasks if t.client_id == client_id]
+    return render(request, "client.html", client=client, phones=phones, deals=deals, tasks=tasks, records=records,
+                  calls=calls, people=people)  # fmt: skip
+
+
+@router.post("/clients/{client_id}")
+async def edit_client(client_id: int, request: Request):
+    auth.signed_in(request)
+    form = await checked_form(request)
+    services = services_of(request)
+    async with services.db.transaction() as session:
+        client = await directory.get_client(session, client_id)
+        if client is None:
+            raise HTTPException(404, "no such client")
+        if form.get("name", "").strip():
+            client.name = form["name"].strip()
+        client.responsible_id = int(form["responsible"]) if form.get("responsible", "").isdigit() else None
+        if phone := normalize(form.get("phone"), services.settings.default_region):
+            try:
+                await directory.add_phone(session, client_id, phone)
+            except directory.PhoneTaken:
+                raise HTTPException(409, "this number already belongs to a client") from None
+        if form.get("deal", "").strip():
+            await directory.add_deal(session, client_id=client_id, title=form["deal"].strip())
+    return RedirectResponse(f"/clients/{client_id}", status_code=303)
+
+
+@router.post("/deals/{deal_id}/close")
+async def close_deal(deal_id: int, request: Request):
+    auth.signed_in(request)
+    await checked_form(request)
+    async with services_of(request).db.transaction() as session:
+        await directory.set_deal_status(session, deal_id, "closed")
+    return back(request)
+
+
+@router.get("/tasks")
+async def tasks_page(request: Request):
+    user = auth.signed_in(request)
+    q = request.query_params
+    mine, status = q.get("who", "mine") == "mine", q.get("status", "open")
+    async with services_of(request).db.read() as session:
+        rows, total = await directory.list_tasks(session, status=status if status in ("open", "done") else None,
+                                                 employee_id=user["id"] if mine else None, limit=200)  # fmt: skip
+        people = {e.id: e for e in await directory.list_employees(session)}
+        names = await _client_names(session, {t.client_id for t in rows if t.client_id})
+    return render(request, "tasks.html", tasks=rows, total=total, people=people, names=names, mine=mine, status=status)
+
+
+@router.post("/tasks/{task_id}/done")
+async def task_done(task_id: int, request: Request):
+    auth.signed_in(request)
+    await checked_form(request)
+    async with services_of(request).db.transaction() as session:
+        await directory.set_task_status(session, task_id, "done", utcnow())
+    return back(request, "/tasks")
+
+
+# ---- settings (admins) --------------------------------------------------------------------------
+
+
+@router.get("/settings")
+async def settings_page(request: Request):
+    auth.require_role(request, "admin")
+    services = services_of(request)
+    async with services.db.read() as session:
+        rows = await integrations.list_integrations(session)
+        people = await directory.list_employees(session)
+    views = [
+        {"row": i, "url": flows.inbound_url(services, i), "dialect": services.dialects.get(i.kind),
+         "rules": Rules.model_validate(i.automation)}
+        for i in rows
+    ]  # fmt: skip
+    bool_rules = {name for name, field in Rules.model_fields.items() if field.annotation is bool}
+    return render(request, "settings.html", integrations=views, people=people, dialects=services.dialects,
+                  rule_fields=Rules.model_fields, bool_rules=bool_rules,
+                  message=request.query_params.get("message"))  # fmt: skip
+
+
+@router.post("/settings/integrations")
+async def add_integration(request: Request):
+    auth.require_role(request, "admin")
+    form = await checked_form(request)
+    services = services_of(request)
+    dialect = services.dialects.get(form.get("kind", ""))
+    if dialect is None:
+        raise HTTPException(400, "unknown kind")
+    given = {k: v for k, v in form.items() if k in dialect.settings.model_fields and v.strip()}
+    try:
+        settings = stored_settings(dialect.settings.model_validate(given))
+    except ValidationError as exc:
+        return _settings_message("; ".join(f"{e['loc'][0] if e['loc'] else ''}: {e['msg']}" for e in exc.errors()))
+    async with services.db.transaction() as session:
+        rules = dialect.default_rules(settings) if dialect.default_rules else None
+        row = await integrations.add_integration(
+            session, kind=dialect.kind, name=form.get("name") or dialect.title, settings=settings,
+            enabled=dialect.enable is None, automation=rules,
+        )  # fmt: skip
+    if dialect.enable is not None:
+        try:
+            await flows.enable_integration(services, row.id)
+        except PbxError as exc:
+            return _settings_message(str(exc))
+    return _settings_message("saved")
+
+
+@router.post("/settings/integrations/{integration_id}/{action}")
+async def integration_action(integration_id: int, action: str, request: Request):
+    auth.require_role(request, "admin")
+    form = await checked_form(request)
+    services = services_of(request)
+    try:
+        if action == "enable":
+            await flows.enable_integration(services, integration_id)
+        elif action == "disable":
+            await flows.set_enabled(services, integration_id, False)
+        elif action == "sync":
+            report = await flows.sync_accounts(services, integration_id)
+            return _settings_message(f"+{report.created} / {report.linked} / {report.unchanged}")
+        elif action == "rules":
+            current = (await services.rules(integration_id)).model_dump()
+            for name, field in Rules.model_fields.items():
+                raw = form.get(name, "")
+                if field.annotation is bool:
+                    current[name] = name in form
+                elif "list" in str(field.annotation):
+                    current[name] = [int(v) for v in raw.replace(" ", "").split(",") if v.isdigit()]
+                elif "dict" in str(field.annotation):
+                    current[name] = json.loads(raw) if raw.strip() else {}
+                else:
+                    current[name] = raw.strip() or None
+            await flows.set_rules(services, integration_id, Rules.model_validate(current))
+        else:
+            raise HTTPException(404, "no such action")
+    except (PbxError, ValidationError, ValueError) as exc:
+        return _settings_message(str(exc))
+    return _settings_message("saved")
+
+
+@router.post("/settings/employees/{employee_id}")
+async def edit_employee(employee_id: int, request: Request):
+    auth.require_role(request, "admin")
+    form = await checked_form(request)
+    values = {k: (form.get(k, "").strip() or None) for k in ("extension", "pbx_login", "clid")}
+    values["away"] = "away" in form
+    if form.get("role") in auth.ROLES:
+        values["role"] = form["role"]
+    if form.get("password"):
+        values["password_hash"] = auth.hash_password(form["password"])
+    async with services_of(request).db.transaction() as session:
+        await directory.update_employee(session, employee_id, **values)
+    return _settings_message("saved")
+
+
+def _settings_message(message: str) -> RedirectResponse:
+    return RedirectResponse("/settings?" + urlencode({"message": message}), status_code=303)
+
+
+# ---- analytics ----------------------------------------------------------------------------------
+
+
+@router.get("/analytics")
+async def analytics_page(request: Request):
+    auth.signed_in(request)
+    since = datetime.now(UTC) - timedelta(days=30)
+    async with services_of(request).db.read() as session:
+        figures = await analytics.figures(session, since)
+        people = {e.id: e for e in await directory.list_employees(session)}
+    peak = max((calls for calls, _ in figures.per_day.values()), default=1) or 1
+    return render(request, "analytics.html", f=figures, people=people, peak=peak)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+async def _client_names(session, ids: set[int]) -> dict[int, str]:
+    names = {}
+    for client_id in ids:
+        client = await directory.get_client(session, client_id)
+        if client is not None:
+            names[client_id] = client.name
+    return names
+
+
+def _date(raw: str | None) -> date | None:
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _with(query, **changes) -> str:
+    return "?" + urlencode({**dict(query), **{k: str(v) for k, v in changes.items()}})

@@ -1,0 +1,61 @@
+// callbridge workspace: live call cards (Server-Sent Events), click-to-call, copy buttons.
+"use strict";
+
+const csrf = document.querySelector('meta[name="csrf"]').content;
+const cards = document.getElementById("cards");
+const toast = document.getElementById("toast");
+
+function say(text, bad) {
+  toast.textContent = text;
+  toast.className = bad ? "show bad" : "show";
+  clearTimeout(say.timer);
+  say.timer = setTimeout(() => (toast.className = ""), 5000);
+}
+
+async function showCard(callId) {
+  if (cards.querySelector(`[data-call="${callId}"]`)) return;
+  const response = await fetch(`/cards/${callId}`);
+  if (!response.ok) return;
+  const holder = document.createElement("div");
+  holder.innerHTML = await response.text();
+  const card = holder.firstElementChild;
+  if (card && !cards.querySelector(`[data-call="${callId}"]`)) cards.prepend(card);
+}
+
+function hideCard(callId) {
+  cards.querySelectorAll(`[data-call="${callId}"]`).forEach((card) => card.remove());
+}
+
+function listen() {
+  const source = new EventSource("/live/stream");
+  source.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "CardShown") showCard(message.call_id);
+    else if (message.type === "CardHidden" || message.type === "CallEnded") hideCard(message.call_id);
+  };
+  source.onerror = () => {
+    source.close();
+    setTimeout(listen, 2000);
+  };
+}
+listen();
+
+document.addEventListener("click", async (event) => {
+  const dismiss = event.target.closest(".card .dismiss");
+  if (dismiss) return dismiss.closest(".card").remove();
+  const copy = event.target.closest("button.copy");
+  if (copy) {
+    await navigator.clipboard?.writeText(copy.dataset.copy).catch(() => {});
+    return say(copy.textContent === "Copy" ? "Copied" : "Скопировано");
+  }
+  const dial = event.target.closest("a.dial");
+  if (!dial) return;
+  event.preventDefault();
+  const response = await fetch("/dial", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: JSON.stringify({ phone: dial.dataset.phone }),
+  });
+  const answer = await response.json();
+  say(answer.message ? `${answer.message} ${answer.phone}` : answer.error, !response.ok);
+});

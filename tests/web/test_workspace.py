@@ -1,0 +1,176 @@
+"""The workspace in a real browser (Debian's Chromium driven by Playwright): a call comes in, its card
+appears, answering elsewhere hides it, the journal shows the call and its recording plays."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import os
+import shutil
+import struct
+import wave
+from pathlib import Path
+
+import httpx
+import pytest
+
+from callbridge import demo
+from callbridge.store import integrations
+
+from ..conftest import settings_for
+from ..fake_pbx import FakePbx
+from ..helpers import running_server, serve_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = os.environ.get("CALLBRIDGE_SCREENSHOTS")  # a folder: also save the main pages as pictures
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+KNOWN = "79101234567"  # the demo's "Рога и копыта", responsible: andy
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+def tone(seconds: float = 1.0, rate: int = 8000) -> bytes:
+    """A real WAV recording (a 440 Hz tone), so the player has something to play."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        frames = (int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(int(seconds * rate)))
+        out.writeframes(b"".join(struct.pack("<h", f) for f in frames))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+async def browser():
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def workspace(services, database_url, tmp_path):
+    """A server with the demo data, recordings kept, and a fake PBX for recordings and click-to-call."""
+    await demo.load(services)
+    pbx = FakePbx(token="demo")
+    with (
+        serve_app(pbx.app()) as pbx_url,
+        running_server(settings_for(database_url, tmp_path, keep_recordings=True)) as base,
+    ):
+        async with services.db.transaction() as session:
+            (row,) = await integrations.list_integrations(session)
+            row.settings = {"pbx_url": f"{pbx_url}/api", "pbx_token": "demo"}
+        pbx.files["call.wav"] = (tone(), "audio/x-wav", False)
+        async with httpx.AsyncClient(timeout=10) as http:
+
+            async def post(**params) -> None:
+                response = await http.post(f"{base}/hooks/cloudpbx/{row.id}", data=params | {"crm_token": row.token})
+                assert response.status_code == 200, response.text
+
+            yield {"base": base, "post": post, "pbx": pbx, "pbx_url": pbx_url}
+
+
+async def sign_in(browser, base: str, login: str):
+    page = await browser.new_page(viewport={"width": 1360, "height": 860})
+    await page.goto(f"{base}/calls")
+    assert "/login" in page.url
+    await page.fill("input[name=login]", login)
+    await page.fill("input[name=password]", "demo")
+    await page.click("form.login button")
+    await page.wait_for_url(f"{base}/calls")
+    return page
+
+
+async def snap(page, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+async def test_a_call_from_card_to_recording(browser, workspace):
+    base, post = workspace["base"], workspace["post"]
+    andy = await sign_in(browser, base, "andy")
+    mike = await sign_in(browser, base, "mike")
+    await asyncio.sleep(0.3)  # both pages have opened their live stream
+
+    for user in ("andy", "mike"):
+        await post(cmd="event", type="INCOMING", callid="w1", phone=KNOWN, user=user)
+    card = await andy.wait_for_selector(".card", timeout=3000)
+    text = await card.inner_text()
+    assert "Менеджер ЗАО Рога и копыта" in text and "Поставка копыт" in text and "Петров Андрей" in text
+    await mike.wait_for_selector(".card", timeout=3000)
+    await snap(andy, "call-card")
+
+    await post(cmd="event", type="ACCEPTED", callid="w1", phone=KNOWN, user="mike")  # answered elsewhere
+    await andy.wait_for_selector(".card", state="detached", timeout=3000)
+    await mike.wait_for_selector(".card", state="detached", timeout=3000)
+
+    await post(cmd="event", type="COMPLETED", callid="w1", phone=KNOWN, user="mike")
+    await post(cmd="history", type="in", status="Success", phone=KNOWN, user="mike", duration="60", callid="w1",
+               link=f"{workspace['pbx_url']}/records/call.wav")  # fmt: skip
+    for _ in range(50):
+        await andy.goto(f"{base}/calls")
+        if await andy.query_selector("tr.call audio"):
+            break
+        await asyncio.sleep(0.1)
+    row = await andy.wait_for_selector("tr.call")
+    assert "Отвечен" in await row.inner_text() and "Семенов Михаил" in await row.inner_text()
+    duration = await andy.evaluate(
+        "async () => { const a = document.querySelector('tr.call audio'); await a.play(); return a.duration; }"
+    )
+    assert duration == pytest.approx(1.0, abs=0.05)
+    await snap(andy, "journal")
+
+
+async def test_an_unknown_number_offers_to_create_a_client(browser, workspace):
+    page = await sign_in(browser, workspace["base"], "andy")
+    await asyncio.sleep(0.3)
+    await workspace["post"](cmd="event", type="INCOMING", callid="w2", phone="79995550000", user="andy")
+    card = await page.wait_for_selector(".card", timeout=3000)
+    assert "Неизвестный номер" in await card.inner_text()
+    await page.click(".card form button")
+    await page.wait_for_url(lambda url: "/clients?phone=" in url)
+    await page.fill("form.stack input[name=name]", "ООО Новый клиент")
+    await page.click("form.stack button")
+    await page.wait_for_url(lambda url: "/clients/" in url)
+    assert "ООО Новый клиент" in await page.inner_text("h1")
+    assert "+7 999 555-00-00" in await page.inner_text("main")
+
+
+async def test_click_to_call_from_the_journal(browser, workspace):
+    await workspace["post"](cmd="history", type="in", status="Success", phone=KNOWN, user="andy", duration="5",
+                            callid="w3")  # fmt: skip
+    page = await sign_in(browser, workspace["base"], "andy")
+    await page.click("a.dial")
+    toast = await page.wait_for_selector("#toast.show", timeout=3000)
+    assert "Сначала зазвонит ваш телефон" in await toast.inner_text()
+    assert workspace["pbx"].received[-1] == {"cmd": "makeCall", "user": "andy", "phone": KNOWN, "token": "demo"}
+
+
+async def test_language_pages_and_roles(browser, workspace):
+    await workspace["post"](cmd="history", type="in", status="Missed", phone=KNOWN, user="andy", duration="0",
+                            callid="w4")  # fmt: skip
+    employee = await sign_in(browser, workspace["base"], "andy")
+    assert await employee.inner_text("header nav") == "Звонки\nКлиенты\nЗадачи\nАналитика"  # no settings
+    response = await employee.goto(f"{workspace['base']}/settings")
+    assert response.status == 403
+    await employee.goto(f"{workspace['base']}/calls")
+    await employee.click("header a.lang")
+    assert "Calls" in await employee.inner_text("header nav")
+
+    admin = await sign_in(browser, workspace["base"], "admin")
+    for path, expect in [("/clients", "Рога и копыта"), ("/tasks?who=all", "Задачи"),
+                         ("/analytics", "Доля пропущенных"), ("/settings", "/hooks/cloudpbx/")]:  # fmt: skip
+        await admin.goto(workspace["base"] + path)
+        assert expect in await admin.inner_text("main"), path
+        await snap(admin, path.strip("/").split("?")[0])
+    await admin.goto(workspace["base"] + "/clients")
+    await admin.click("text=Менеджер ЗАО Рога и копыта")
+    assert "Поставка копыт" in await admin.inner_text("main")
+    await snap(admin, "client")
