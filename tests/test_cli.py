@@ -201,3 +201,40 @@ def test_integration_add_uis_prints_the_notifications_to_create(db):
     foreign = cli(db, "integration", "add", "uis", "--name", "UIS", "--pbx-token", "x", "--api-key", "k",
                   "--virtual-number", "+74950000000")  # fmt: skip
     assert foreign.exit_code == 1 and "uis does not take --pbx-token" in foreign.stderr
+
+
+@pytest.mark.parametrize("kind", ["cloudpbx", "planfix", "uis", "helpdesk"])
+def test_simulate_plays_every_scenario_against_a_running_server(tmp_path, kind, monkeypatch):
+    from callbridge.store.tables import CallRow
+
+    from .helpers import running_server
+
+    db = sqlite_url(tmp_path / "sim.db")
+    assert cli(db, "demo").exit_code == 0
+    options = {"planfix": ["--pbx-url", "http://127.0.0.1:9/x", "--pbx-token", "t"], "helpdesk": [],
+               "uis": ["--api-key", "k", "--virtual-number", "+74950000000"], "cloudpbx": None}  # fmt: skip
+    if options[kind] is not None:
+        cli(db, "integration", "add", kind, "--name", kind, *options[kind])
+    with running_server(Settings(database_url=db, recordings_dir=str(tmp_path))) as base:
+        monkeypatch.setenv("CALLBRIDGE_PUBLIC_URL", base)
+        asyncio.run(_enable_all(db))
+        integration = "1" if kind == "cloudpbx" else "2"
+        for scenario in ("group", "hunting", "missed", "outgoing"):
+            played = cli(db, "simulate", scenario, "--integration", integration, "--pause", "0")
+            assert played.exit_code == 0, played.output
+    rows = query(db, lambda s: _calls(s, CallRow))
+    assert sorted(rows) == [("in", "answered"), ("in", "answered"), ("in", "missed"), ("out", "answered")]
+
+
+async def _enable_all(db: str) -> None:
+    services = build_services(Settings(database_url=db))
+    async with services.db.transaction() as session:
+        for integration in await integrations.list_integrations(session):
+            integration.enabled = True  # the planfix PBX of this test is not there to answer `setup`
+    await services.close()
+
+
+async def _calls(session, table):
+    from sqlalchemy import select
+
+    return [(c.direction, c.result) for c in await session.scalars(select(table))]

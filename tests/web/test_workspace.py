@@ -170,6 +170,10 @@ async def test_language_pages_and_roles(browser, workspace):
         await admin.goto(workspace["base"] + path)
         assert expect in await admin.inner_text("main"), path
         await snap(admin, path.strip("/").split("?")[0])
+    await admin.goto(workspace["base"] + "/calls")
+    await admin.click("tr.call td a")  # the call's page
+    await admin.click("text=Повторить запросы")
+    assert "без изменений 1" in await admin.inner_text("p.note")  # replaying changed nothing
     await admin.goto(workspace["base"] + "/clients")
     await admin.click("text=Менеджер ЗАО Рога и копыта")
     assert "Поставка копыт" in await admin.inner_text("main")
