@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import filetype
 import httpx
+from fastapi import HTTPException
+from fastapi.responses import FileResponse
 
 from . import metrics
 from .store import recordings as recording_store
@@ -138,6 +140,16 @@ async def keep_upload(services: Services, call_id: int, body: bytes, kind: filet
     (folder / name).write_bytes(body)
     async with services.db.transaction() as session:
         await recording_store.keep_upload(session, call_id, file=name, content_type=kind.mime, size=len(body))
+
+
+async def response(services: Services, call_id: int) -> FileResponse:
+    """The call's kept recording as a file response (range requests work), or a 404 that says why not."""
+    async with services.db.read() as session:
+        recording = await recording_store.get(session, call_id)
+    path = path_of(services, recording) if recording else None
+    if path is None:
+        raise HTTPException(404, "no recording kept for this call" + (f" ({recording.status})" if recording else ""))
+    return FileResponse(path, media_type=recording.content_type, filename=f"call-{call_id}{path.suffix}")
 
 
 def path_of(services: Services, recording: Recording) -> Path | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from datetime import datetime
 from typing import Annotated, Literal
@@ -16,6 +14,7 @@ from .. import flows, recordings
 from ..automation import Rules
 from ..dialects.base import PbxError, utc
 from ..domain.phones import normalize
+from ..live import event_stream, for_employee
 from ..store import calls as call_store
 from ..store import directory, integrations
 from ..store import recordings as recording_store
@@ -165,12 +164,7 @@ async def click_to_call(body: ClickToCallIn, services: Services):
 )
 async def get_recording(call_id: int, services: Services):
     """The call's recording as we keep it; supports HTTP range requests, so players can seek."""
-    async with services.db.read() as session:
-        recording = await recording_store.get(session, call_id)
-    path = recordings.path_of(services, recording) if recording else None
-    if path is None:
-        raise HTTPException(404, "no recording kept for this call" + (f" ({recording.status})" if recording else ""))
-    return FileResponse(path, media_type=recording.content_type, filename=f"call-{call_id}{path.suffix}")
+    return await recordings.response(services, call_id)
 
 
 def _call_out(row, legs, recording=None, failed_requests=()) -> CallOut:
@@ -342,21 +336,4 @@ async def live(request: Request, services: Services, employee_id: int | None = N
     With `employee_id`, only what that employee should see: cards addressed to them or to everyone.
     """
 
-    def for_them(message: dict) -> bool:
-        recipients = message.get("recipients")
-        return employee_id is None or recipients is None or employee_id in recipients
-
-    async def stream():
-        async with services.bus.subscribe() as queue:
-            yield ": connected\n\n"
-            while not await request.is_disconnected():
-                try:
-                    message = await asyncio.wait_for(queue.get(), 15.0)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                if not for_them(message):
-                    continue
-                yield f"event: {message['type']}\ndata: {json.dumps(message, ensure_ascii=False)}\n\n"
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return event_stream(request, services.bus, for_employee(employee_id))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -10,7 +9,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
@@ -18,6 +17,7 @@ from .. import flows, recordings
 from ..automation import Rules
 from ..dialects.base import PbxError, stored_settings
 from ..domain.phones import display, normalize
+from ..live import event_stream, for_employee
 from ..store import analytics, crm, directory, integrations
 from ..store import calls as call_store
 from ..store import recordings as recording_store
@@ -163,13 +163,7 @@ async def replay_call(call_id: int, request: Request):
 async def recording_file(call_id: int, request: Request):
     """The kept recording, for the player (range requests, so it can seek)."""
     auth.signed_in(request)
-    services = services_of(request)
-    async with services.db.read() as session:
-        recording = await recording_store.get(session, call_id)
-    path = recordings.path_of(services, recording) if recording else None
-    if path is None:
-        raise HTTPException(404, "no recording kept for this call")
-    return FileResponse(path, media_type=recording.content_type)
+    return await recordings.response(services_of(request), call_id)
 
 
 @router.post("/dial")
@@ -194,22 +188,7 @@ async def dial(request: Request):
 async def live_stream(request: Request):
     """The signed-in employee's call-card messages (Server-Sent Events)."""
     user = auth.signed_in(request)
-    bus = services_of(request).bus
-
-    async def stream():
-        async with bus.subscribe() as queue:
-            yield ": connected\n\n"
-            while not await request.is_disconnected():
-                try:
-                    message = await asyncio.wait_for(queue.get(), 15.0)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                recipients = message.get("recipients")
-                if recipients is None or user["id"] in recipients:
-                    yield f"data: {json.dumps(message, ensure_ascii=False, default=str)}\n\n"
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return event_stream(request, services_of(request).bus, for_employee(user["id"]))
 
 
 @router.get("/cards/{call_id}")

@@ -28,11 +28,10 @@ function hideCard(callId) {
 
 function listen() {
   const source = new EventSource("/live/stream");
-  source.onmessage = (event) => {
-    const message = JSON.parse(event.data);
-    if (message.type === "CardShown") showCard(message.call_id);
-    else if (message.type === "CardHidden" || message.type === "CallEnded") hideCard(message.call_id);
-  };
+  const callOf = (event) => JSON.parse(event.data).call_id;
+  source.addEventListener("CardShown", (event) => showCard(callOf(event)));
+  source.addEventListener("CardHidden", (event) => hideCard(callOf(event)));
+  source.addEventListener("CallEnded", (event) => hideCard(callOf(event)));
   source.onerror = () => {
     source.close();
     setTimeout(listen, 2000);
