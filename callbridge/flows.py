@@ -514,6 +514,23 @@ async def enable_integration(services: Services, integration_id: int) -> None:
     await set_enabled(services, integration_id, True)
 
 
+async def check_integration(services: Services, integration_id: int) -> str:
+    """Ask the PBX something harmless (its `setup`, or its accounts): "check_ok" or what went wrong."""
+    integration = await services.integration(integration_id)
+    dialect = services.dialects.get(integration.kind) if integration else None
+    if dialect is None:
+        return f"integration {integration_id} does not exist"
+    try:
+        if dialect.enable is not None:
+            await dialect.enable(services.http_client(), integration.settings, integration.token,
+                                 inbound_url(services, integration))  # fmt: skip
+        elif dialect.accounts is not None:
+            await dialect.accounts(services.http_client(), integration.settings)
+    except PbxError as exc:
+        return str(exc)
+    return "check_ok"
+
+
 async def set_rules(services: Services, integration_id: int, rules: automation.Rules) -> None:
     """Replace an integration's CRM automations (LookupError if there is no such integration)."""
     async with services.db.transaction() as session:

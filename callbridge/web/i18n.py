@@ -93,6 +93,8 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "disabled": ("Выключена", "Off"),
     "enable": ("Включить", "Turn on"),
     "disable": ("Выключить", "Turn off"),
+    "check": ("Проверить связь с АТС", "Check the PBX connection"),
+    "check_ok": ("Связь с АТС есть", "The PBX answers"),
     "sync": ("Загрузить сотрудников из АТС", "Load employees from the PBX"),
     "add_integration": ("Подключить АТС", "Connect a PBX"),
     "kind": ("Тип", "Kind"),

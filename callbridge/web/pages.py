@@ -380,6 +380,8 @@ async def integration_action(integration_id: int, action: str, request: Request)
         elif action == "sync":
             report = await flows.sync_accounts(services, integration_id)
             return _settings_message(f"+{report.created} / {report.linked} / {report.unchanged}")
+        elif action == "check":
+            return _settings_message(await flows.check_integration(services, integration_id))
         elif action == "rules":
             current = (await services.rules(integration_id)).model_dump()
             for name, field in Rules.model_fields.items():

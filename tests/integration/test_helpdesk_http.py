@@ -210,3 +210,32 @@ def test_events_for_each_status():
                         "call_status": ["missed"]}, region="RU")  # fmt: skip
     (end,) = wire.events(final, call_key="k", employees=[], at=now)
     assert end.kind.value == "end" and end.result.value == "missed"
+
+
+async def test_a_call_for_no_one_in_particular_shows_its_card_to_everyone(world, services):
+    import asyncio
+    import json
+
+    async with services.db.transaction() as session:
+        key = await integrations.add_api_key(session, "live")
+    seen: list[dict] = []
+
+    async def listen():
+        url = f"{world['server']}/api/live?employee_id={world['andy']}"
+        async with world["http"].stream("GET", url, headers={"Authorization": f"Bearer {key}"}) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:]))
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0.2)
+    await world["channel"].send(sample("create_call.form") | {"pbx_call_id": "e1"})
+    await world["channel"].send({"action": "update_call", "pbx_call_id": "e1", "call_status": "missed"})
+    for _ in range(50):
+        if any(m["type"] == "CallEnded" for m in seen):
+            break
+        await asyncio.sleep(0.05)
+    listener.cancel()
+    shown = [m for m in seen if m["type"] == "CardShown"]
+    assert len(shown) == 1 and shown[0]["employee"] is None and shown[0]["recipients"] is None
+    assert [m["result"] for m in seen if m["type"] == "CallEnded"] == ["missed"]  # the card goes away

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.responses import JSONResponse
 
 from callbridge import demo
 from callbridge.store import integrations
@@ -58,7 +59,7 @@ async def browser():
 async def workspace(services, database_url, tmp_path):
     """A server with the demo data, recordings kept, and a fake PBX for recordings and click-to-call."""
     await demo.load(services)
-    pbx = FakePbx(token="demo")
+    pbx = FakePbx(token="demo", replies={"accounts": JSONResponse([{"name": "andy", "realName": "Петров Андрей"}])})
     with (
         serve_app(pbx.app()) as pbx_url,
         running_server(settings_for(database_url, tmp_path, keep_recordings=True)) as base,
@@ -170,6 +171,9 @@ async def test_language_pages_and_roles(browser, workspace):
         await admin.goto(workspace["base"] + path)
         assert expect in await admin.inner_text("main"), path
         await snap(admin, path.strip("/").split("?")[0])
+    await admin.goto(workspace["base"] + "/settings")
+    await admin.click("text=Проверить связь с АТС")
+    assert await admin.inner_text("p.note") == "Связь с АТС есть"
     await admin.goto(workspace["base"] + "/calls")
     await admin.click("tr.call td a")  # the call's page
     await admin.click("text=Повторить запросы")
