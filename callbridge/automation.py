@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .domain.phones import display
 from .store import calls as call_store
 from .store import crm, directory
-from .store.tables import CallRow, utcnow
+from .store.tables import CallRow, EntityId, utcnow
 
 
 class Rules(BaseModel):
@@ -39,19 +39,19 @@ class Rules(BaseModel):
         description="who a missed call's task goes to: the client's responsible manager, the employee whose "
         "phone rang last, or the default owner (per virtual number, then default_owner_id)",
     )
-    default_owner_id: int | None = Field(None, description="the default owner of missed calls")
-    owners_by_virtual_number: dict[str, int] = Field(
+    default_owner_id: EntityId | None = Field(None, description="the default owner of missed calls")
+    owners_by_virtual_number: dict[str, EntityId] = Field(
         default_factory=dict, description="default owners of missed calls per virtual number (E.164 -> employee id)"
     )
-    unknown_numbers_client_id: int | None = Field(
+    unknown_numbers_client_id: EntityId | None = Field(
         None, description="records of unknown numbers go to this client instead of a new one"
     )
     leads_for_missed_unknown: bool = Field(False, description="a lead for a missed call from an unknown number")
-    senior_manager_id: int | None = Field(None, description="who gets those leads")
+    senior_manager_id: EntityId | None = Field(None, description="who gets those leads")
     clients_for_outgoing_unknown: bool = Field(False, description="a client for an outgoing call to an unknown number")
-    default_employee_id: int | None = Field(None, description="calls of PBX employees not mapped to anyone")
-    listed_employee_ids: list[int] = Field(default_factory=list, description="the integration's employees")
-    routing_fallback_employee_id: int | None = Field(
+    default_employee_id: EntityId | None = Field(None, description="calls of PBX employees not mapped to anyone")
+    listed_employee_ids: list[EntityId] = Field(default_factory=list, description="the integration's employees")
+    routing_fallback_employee_id: EntityId | None = Field(
         None, description="routed to in the caller lookup when the responsible manager is away"
     )
     deadline_route: str | None = Field(

@@ -74,6 +74,8 @@ def serve(
     database_url: DatabaseUrl = None,
     demo: Annotated[bool, typer.Option("--demo", help="load the demo data first if the database is empty")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (warning turns off the access log)")] = "info",
+    certfile: Annotated[Path | None, typer.Option(help="serve HTTPS with this certificate (PEM)")] = None,
+    keyfile: Annotated[Path | None, typer.Option(help="the certificate's private key (PEM)")] = None,
 ) -> None:
     """Run the server (SQLite ./callbridge.db unless --database-url says otherwise)."""
     import uvicorn
@@ -83,8 +85,12 @@ def serve(
     settings = _settings(database_url)
     if demo:
         console.print(_run(database_url, demo_data.load))
-    console.print(f"callbridge on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    if (certfile is None) != (keyfile is None):
+        raise _fail("give both --certfile and --keyfile, or neither")
+    scheme = "https" if certfile else "http"
+    console.print(f"callbridge on {scheme}://{host}:{port}  (API docs: {scheme}://{host}:{port}/docs)")
+    tls = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if certfile and keyfile else {}
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **tls)
 
 
 @app.command()

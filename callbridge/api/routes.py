@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -19,6 +19,7 @@ from ..store import calls as call_store
 from ..store import directory, integrations
 from ..store import recordings as recording_store
 from ..store.directory import PhoneTaken
+from ..store.tables import MAX_ID
 from .schemas import (
     CallDetail,
     CallOut,
@@ -63,7 +64,9 @@ async def require_key(
 
 Services = Annotated[flows.Services, Depends(services_of)]
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)])
 
@@ -82,8 +85,8 @@ def _phone_or_400(services: flows.Services, raw: str) -> str:
 async def list_calls(
     services: Services,
     phone: str | None = None,
-    employee_id: int | None = None,
-    client_id: int | None = None,
+    employee_id: IdQuery = None,
+    client_id: IdQuery = None,
     result: Literal["answered", "missed", "busy", "no_answer", "unavailable", "not_allowed", "failed"] | None = None,
     direction: Literal["in", "out"] | None = None,
     state: Literal["ringing", "talking", "ended"] | None = None,
@@ -113,7 +116,7 @@ async def list_calls(
 
 
 @router.get("/calls/{call_id}", response_model=CallDetail, tags=["calls"])
-async def get_call(call_id: int, services: Services):
+async def get_call(call_id: IdPath, services: Services):
     """One call with its legs and every PBX request about it."""
     async with services.db.read() as session:
         row = await call_store.get_call(session, call_id)
@@ -162,7 +165,7 @@ async def click_to_call(body: ClickToCallIn, services: Services):
     response_class=FileResponse,
     responses={200: {"content": {"audio/mpeg": {}}}, 404: {"description": "no recording kept (yet)"}},
 )
-async def get_recording(call_id: int, services: Services):
+async def get_recording(call_id: IdPath, services: Services):
     """The call's recording as we keep it; supports HTTP range requests, so players can seek."""
     return await recordings.response(services, call_id)
 
@@ -203,7 +206,7 @@ async def add_employee(body: EmployeeIn, services: Services):
 
 
 @router.patch("/employees/{employee_id}", response_model=EmployeeOut, tags=["directory"])
-async def update_employee(employee_id: int, body: EmployeePatch, services: Services):
+async def update_employee(employee_id: IdPath, body: EmployeePatch, services: Services):
     async with services.db.transaction() as session:
         employee = await directory.update_employee(session, employee_id, **body.model_dump(exclude_unset=True))
         if employee is None:
@@ -275,7 +278,7 @@ async def _clients_out(session, clients) -> list[ClientOut]:
 async def list_tasks(
     services: Services,
     status: Literal["open", "done"] | None = None,
-    employee_id: int | None = None,
+    employee_id: IdQuery = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ):
@@ -307,7 +310,7 @@ async def list_integrations(services: Services):
 
 
 @router.get("/integrations/{integration_id}/automation", response_model=Rules, tags=["integrations"])
-async def get_automation(integration_id: int, services: Services):
+async def get_automation(integration_id: IdPath, services: Services):
     """The CRM automations of this integration."""
     async with services.db.read() as session:
         integration = await integrations.get_integration(session, integration_id)
@@ -317,7 +320,7 @@ async def get_automation(integration_id: int, services: Services):
 
 
 @router.put("/integrations/{integration_id}/automation", response_model=Rules, tags=["integrations"])
-async def put_automation(integration_id: int, rules: Rules, services: Services):
+async def put_automation(integration_id: IdPath, rules: Rules, services: Services):
     """Replace the CRM automations of this integration."""
     try:
         await flows.set_rules(services, integration_id, rules)
@@ -330,7 +333,7 @@ async def put_automation(integration_id: int, rules: Rules, services: Services):
 
 
 @router.get("/live", tags=["live"], response_class=StreamingResponse)
-async def live(request: Request, services: Services, employee_id: int | None = None):
+async def live(request: Request, services: Services, employee_id: IdQuery = None):
     """Server-Sent Events: call-card messages (CardShown, CardHidden, CallAnswered, CallEnded, ...).
 
     With `employee_id`, only what that employee should see: cards addressed to them or to everyone.

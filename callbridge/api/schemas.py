@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..store.tables import EntityId
 
 
 class ORM(BaseModel):
@@ -110,10 +112,18 @@ class EmployeePatch(BaseModel):
     away: bool | None = None
     clid: str | None = Field(default=None, max_length=32, description="the number clients see when they call out")
 
+    @model_validator(mode="after")
+    def _no_null_where_a_value_is_needed(self) -> EmployeePatch:
+        nulls = [name for name in ("name", "role", "active", "away") if name in self.model_fields_set
+                 and getattr(self, name) is None]  # fmt: skip
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
 
 class GroupIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    employee_ids: list[int] = Field(default_factory=list, max_length=500)
+    employee_ids: list[EntityId] = Field(default_factory=list, max_length=500)
 
 
 class GroupOut(BaseModel):
@@ -134,7 +144,7 @@ class IntegrationOut(BaseModel):
 class ClientIn(BaseModel):
     name: str = Field(min_length=1, max_length=300)
     phones: list[str] = Field(default_factory=list, max_length=20)
-    responsible_id: int | None = None
+    responsible_id: EntityId | None = None
 
 
 class DealOut(ORM):
@@ -169,9 +179,9 @@ class TaskOut(ORM):
 
 
 class ClickToCallIn(BaseModel):
-    employee_id: int
+    employee_id: EntityId
     phone: str = Field(min_length=1, max_length=64)
-    integration_id: int | None = None
+    integration_id: EntityId | None = None
 
 
 class ClickToCallOut(BaseModel):

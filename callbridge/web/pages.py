@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from pathlib import Path as FilePath
+from typing import Annotated
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -21,13 +22,14 @@ from ..live import event_stream, for_employee
 from ..store import analytics, crm, directory, integrations
 from ..store import calls as call_store
 from ..store import recordings as recording_store
-from ..store.tables import utcnow
+from ..store.tables import MAX_ID, utcnow
 from . import auth
 from .i18n import LANGUAGES, translate
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+templates = Jinja2Templates(directory=str(FilePath(__file__).with_name("templates")))
 PAGE = 50
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def services_of(request: Request) -> flows.Services:
@@ -134,7 +136,7 @@ async def journal(request: Request):
 
 
 @router.get("/calls/{call_id}")
-async def call_page(call_id: int, request: Request):
+async def call_page(call_id: IdPath, request: Request):
     auth.signed_in(request)
     async with services_of(request).db.read() as session:
         row = await call_store.get_call(session, call_id)
@@ -151,7 +153,7 @@ async def call_page(call_id: int, request: Request):
 
 
 @router.post("/calls/{call_id}/replay")
-async def replay_call(call_id: int, request: Request):
+async def replay_call(call_id: IdPath, request: Request):
     auth.require_role(request, "manager", "admin")
     await checked_form(request)
     report = await flows.replay(services_of(request), call_id=call_id)
@@ -160,7 +162,7 @@ async def replay_call(call_id: int, request: Request):
 
 
 @router.get("/calls/{call_id}/recording")
-async def recording_file(call_id: int, request: Request):
+async def recording_file(call_id: IdPath, request: Request):
     """The kept recording, for the player (range requests, so it can seek)."""
     auth.signed_in(request)
     return await recordings.response(services_of(request), call_id)
@@ -192,7 +194,7 @@ async def live_stream(request: Request):
 
 
 @router.get("/cards/{call_id}")
-async def card(call_id: int, request: Request):
+async def card(call_id: IdPath, request: Request):
     """The call card: who is calling, their manager, open deal, open tasks, last calls."""
     auth.signed_in(request)
     async with services_of(request).db.read() as session:
@@ -249,7 +251,7 @@ async def create_client(request: Request):
 
 
 @router.get("/clients/{client_id}")
-async def client_page(client_id: int, request: Request):
+async def client_page(client_id: IdPath, request: Request):
     auth.signed_in(request)
     async with services_of(request).db.read() as session:
         client = await directory.get_client(session, client_id)
@@ -267,7 +269,7 @@ async def client_page(client_id: int, request: Request):
 
 
 @router.post("/clients/{client_id}")
-async def edit_client(client_id: int, request: Request):
+async def edit_client(client_id: IdPath, request: Request):
     auth.signed_in(request)
     form = await checked_form(request)
     services = services_of(request)
@@ -289,7 +291,7 @@ async def edit_client(client_id: int, request: Request):
 
 
 @router.post("/deals/{deal_id}/close")
-async def close_deal(deal_id: int, request: Request):
+async def close_deal(deal_id: IdPath, request: Request):
     auth.signed_in(request)
     await checked_form(request)
     async with services_of(request).db.transaction() as session:
@@ -311,7 +313,7 @@ async def tasks_page(request: Request):
 
 
 @router.post("/tasks/{task_id}/done")
-async def task_done(task_id: int, request: Request):
+async def task_done(task_id: IdPath, request: Request):
     auth.signed_in(request)
     await checked_form(request)
     async with services_of(request).db.transaction() as session:
@@ -368,7 +370,7 @@ async def add_integration(request: Request):
 
 
 @router.post("/settings/integrations/{integration_id}/{action}")
-async def integration_action(integration_id: int, action: str, request: Request):
+async def integration_action(integration_id: IdPath, action: str, request: Request):
     auth.require_role(request, "admin")
     form = await checked_form(request)
     services = services_of(request)
@@ -403,7 +405,7 @@ async def integration_action(integration_id: int, action: str, request: Request)
 
 
 @router.post("/settings/employees/{employee_id}")
-async def edit_employee(employee_id: int, request: Request):
+async def edit_employee(employee_id: IdPath, request: Request):
     auth.require_role(request, "admin")
     form = await checked_form(request)
     values = {k: (form.get(k, "").strip() or None) for k in ("extension", "pbx_login", "clid")}

@@ -13,6 +13,7 @@ from datetime import datetime
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind
 from ...domain.phones import normalize
 from ...store.directory import ID_KEY
+from ...store.tables import MAX_ID
 from ..base import WireError
 
 ACTIVE = ("ringing", "in-progress")  # the card is shown
@@ -157,6 +158,6 @@ def _numbers(form: Mapping[str, list[str]], name: str) -> list[int]:
 
 
 def _number(name: str, value: str) -> int:
-    if not value.isdigit() or len(value) > 12:
+    if not value.isdigit() or int(value) > MAX_ID:
         raise WireError(f"{name} must be a number, not {value!r}")
     return int(value)
