@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import struct
+import time
 import wave
 from pathlib import Path
 
@@ -100,9 +101,11 @@ async def test_a_call_from_card_to_recording(browser, workspace):
     mike = await sign_in(browser, base, "mike")
     await asyncio.sleep(0.3)  # both pages have opened their live stream
 
+    posted = time.perf_counter()
     for user in ("andy", "mike"):
         await post(cmd="event", type="INCOMING", callid="w1", phone=KNOWN, user=user)
     card = await andy.wait_for_selector(".card", timeout=3000)
+    print(f"call card on screen {1000 * (time.perf_counter() - posted):.0f} ms after the PBX request")
     text = await card.inner_text()
     assert "Менеджер ЗАО Рога и копыта" in text and "Поставка копыт" in text and "Петров Андрей" in text
     await mike.wait_for_selector(".card", timeout=3000)
