@@ -302,6 +302,13 @@ async def search_clients(session: AsyncSession, text: str, phone: str | None, li
     return list((await session.scalars(query.distinct().order_by(Client.name).limit(limit))).all())
 
 
+async def client_names(session: AsyncSession, ids: Iterable[int]) -> dict[int, str]:
+    ids = set(ids)
+    if not ids:
+        return {}
+    return {i: name for i, name in await session.execute(select(Client.id, Client.name).where(Client.id.in_(ids)))}
+
+
 async def add_phone(session: AsyncSession, client_id: int, e164: str) -> None:
     if await session.scalar(select(ClientPhone.id).where(ClientPhone.e164 == e164)):
         raise PhoneTaken(e164)

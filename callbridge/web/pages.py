@@ -128,7 +128,7 @@ async def journal(request: Request):
         rows, total = await call_store.list_calls(session, where, limit=PAGE, offset=page * PAGE)
         kept = await recording_store.of_calls(session, [r.id for r in rows])
         people = {e.id: e for e in await directory.list_employees(session)}
-        names = await _client_names(session, {r.client_id for r in rows if r.client_id})
+        names = await directory.client_names(session, {r.client_id for r in rows if r.client_id})
     pages = {"prev": _with(q, page=page - 1) if page else None,
              "next": _with(q, page=page + 1) if (page + 1) * PAGE < total else None}  # fmt: skip
     return render(request, "calls.html", rows=rows, total=total, people=people, names=names, q=q, pages=pages,
@@ -146,7 +146,7 @@ async def call_page(call_id: IdPath, request: Request):
         events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
         recording = await recording_store.get(session, call_id)
         people = {e.id: e for e in await directory.list_employees(session)}
-        names = await _client_names(session, {row.client_id} if row.client_id else set())
+        names = await directory.client_names(session, {row.client_id} if row.client_id else set())
     failed = [e.error for e in events if e.status == "failed"]
     return render(request, "call.html", row=row, legs=legs, events=events, recording=recording, people=people,
                   names=names, failed=failed, replayed=request.query_params.get("replayed"))  # fmt: skip
@@ -308,7 +308,7 @@ async def tasks_page(request: Request):
         rows, total = await directory.list_tasks(session, status=status if status in ("open", "done") else None,
                                                  employee_id=user["id"] if mine else None, limit=200)  # fmt: skip
         people = {e.id: e for e in await directory.list_employees(session)}
-        names = await _client_names(session, {t.client_id for t in rows if t.client_id})
+        names = await directory.client_names(session, {t.client_id for t in rows if t.client_id})
     return render(request, "tasks.html", tasks=rows, total=total, people=people, names=names, mine=mine, status=status)
 
 
@@ -438,15 +438,6 @@ async def analytics_page(request: Request):
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-
-
-async def _client_names(session, ids: set[int]) -> dict[int, str]:
-    names = {}
-    for client_id in ids:
-        client = await directory.get_client(session, client_id)
-        if client is not None:
-            names[client_id] = client.name
-    return names
 
 
 def _date(raw: str | None) -> date | None:
