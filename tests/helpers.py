@@ -41,3 +41,13 @@ def serve_app(app) -> Iterator[str]:
 def running_server(settings: Settings) -> Iterator[str]:
     with serve_app(create_app(settings)) as url:
         yield url
+
+
+async def collect_live(http, url: str, key: str, into: list[dict]) -> None:
+    """Append every message of a live SSE stream to `into` until cancelled."""
+    import json
+
+    async with http.stream("GET", url, headers={"Authorization": f"Bearer {key}"}) as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith("data: "):
+                into.append(json.loads(line[6:]))

@@ -27,6 +27,8 @@ from callbridge.store.tables import (
     Task,
 )
 
+from ..helpers import collect_live
+
 KNOWN = "79101234567"  # Рога и копыта, responsible: andy
 UNKNOWN = "79995550000"
 ALL_ON = dict(record_interactions=True, add_to_last_deal=True, missed_call_tasks=True, leads_for_missed_unknown=True,
@@ -261,19 +263,14 @@ async def test_a_task_closed_by_hand_stays_closed(world, services):
 async def test_card_goes_only_to_the_responsible_manager(world, services):
     await world.fresh_pass(notify_responsible_only=True, listed_employee_ids=[world.people["boss"]])
     key = await _api_key(services)
-    got: dict[str, list] = {}
-
-    async def listen(login: str) -> None:
-        url = f"{world.server}/api/live?employee_id={world.people[login]}"
-        async with world.http.stream("GET", url, headers={"Authorization": f"Bearer {key}"}) as stream:
-            got[login] = []
-            async for line in stream.aiter_lines():
-                if line.startswith("data: "):
-                    got[login].append(json.loads(line[6:]))
-
-    listeners = [asyncio.create_task(listen(login)) for login in ("andy", "mike", "boss")]
-    while len(got) < 3:
-        await asyncio.sleep(0.02)
+    got: dict[str, list] = {login: [] for login in ("andy", "mike", "boss")}
+    listeners = [
+        asyncio.create_task(
+            collect_live(world.http, f"{world.server}/api/live?employee_id={world.people[login]}", key, got[login])
+        )  # fmt: skip
+        for login in got
+    ]
+    await asyncio.sleep(0.3)
     await world.post(ev("INCOMING", "c1", "mike"))  # a known client: andy is responsible, mike's phone rings
     await world.post(ev("INCOMING", "c2", "mike", UNKNOWN))  # unknown: the one whose phone rang
     await world.post(ev("INCOMING", "c3", "nobody_mapped", UNKNOWN))  # nobody: the listed employees

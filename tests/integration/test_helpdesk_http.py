@@ -15,7 +15,7 @@ from callbridge.store.tables import Task
 
 from ..conftest import settings_for
 from ..fake_pbx import mp3
-from ..helpers import running_server
+from ..helpers import collect_live, running_server
 
 SAMPLES = Path(__file__).parents[1] / "dialects" / "helpdesk" / "samples"
 
@@ -214,20 +214,12 @@ def test_events_for_each_status():
 
 async def test_a_call_for_no_one_in_particular_shows_its_card_to_everyone(world, services):
     import asyncio
-    import json
 
     async with services.db.transaction() as session:
         key = await integrations.add_api_key(session, "live")
     seen: list[dict] = []
-
-    async def listen():
-        url = f"{world['server']}/api/live?employee_id={world['andy']}"
-        async with world["http"].stream("GET", url, headers={"Authorization": f"Bearer {key}"}) as stream:
-            async for line in stream.aiter_lines():
-                if line.startswith("data: "):
-                    seen.append(json.loads(line[6:]))
-
-    listener = asyncio.create_task(listen())
+    url = f"{world['server']}/api/live?employee_id={world['andy']}"
+    listener = asyncio.create_task(collect_live(world["http"], url, key, seen))
     await asyncio.sleep(0.2)
     await world["channel"].send(sample("create_call.form") | {"pbx_call_id": "e1"})
     await world["channel"].send({"action": "update_call", "pbx_call_id": "e1", "call_status": "missed"})

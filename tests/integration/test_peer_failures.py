@@ -4,7 +4,6 @@ dialect, replay, visible failures, click-to-call that explains itself."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from contextlib import asynccontextmanager
 
@@ -21,7 +20,7 @@ from callbridge.store import directory, integrations
 from callbridge.store.tables import Task
 
 from ..fake_pbx import FakePbx
-from ..helpers import serve_app
+from ..helpers import collect_live, serve_app
 
 KNOWN = "79101234567"
 
@@ -174,15 +173,8 @@ async def dialect_requests(services, kind: str):
 async def test_answering_hides_the_card_from_everyone_else(world, services, kind):
     path, steps = await dialect_requests(services, kind)
     seen: list[dict] = []
-
-    async def listen():
-        url = f"{world['server']}/api/live?employee_id={world['people']['andy']}"
-        async with world["http"].stream("GET", url, headers={"Authorization": f"Bearer {world['key']}"}) as stream:
-            async for line in stream.aiter_lines():
-                if line.startswith("data: "):
-                    seen.append(json.loads(line[6:]))
-
-    listener = asyncio.create_task(listen())
+    url = f"{world['server']}/api/live?employee_id={world['people']['andy']}"
+    listener = asyncio.create_task(collect_live(world["http"], url, world["key"], seen))
     await asyncio.sleep(0.2)
     for step in steps:
         assert (await world["http"].post(world["server"] + path, **step)).status_code == 200
