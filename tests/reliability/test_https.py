@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ def test_serve_over_https(tmp_path):
         deadline = time.monotonic() + 30
         while True:
             try:
-                response = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=str(ca))
+                response = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ssl.create_default_context(cafile=ca))
                 break
             except httpx.TransportError:
                 assert server.poll() is None and time.monotonic() < deadline, "server did not start"
