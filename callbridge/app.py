@@ -45,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(_every(settings.lookup_journal_seconds, _flush_lookups, services)),
             asyncio.create_task(_every(settings.recording_poll_seconds, recordings.fetch_due, services)),
         ]
+        if settings.backfill_minutes > 0:
+            workers.append(asyncio.create_task(_every(settings.backfill_minutes * 60, flows.backfill_all, services)))
         try:
             yield
         finally:

@@ -293,6 +293,24 @@ def integration_remove(integration_id: int, database_url: DatabaseUrl = None) ->
     console.print(f"integration {integration_id} removed")
 
 
+@integration_app.command("backfill")
+def integration_backfill(
+    integration_id: int,
+    period: Annotated[
+        str, typer.Option(help="today, yesterday, this_week, last_week, this_month, last_month")
+    ] = "today",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Fetch the PBX's call history and merge in the calls callbridge missed (nothing doubles)."""
+    try:
+        report = _run(database_url, lambda s: flows.backfill(s, integration_id, period))
+    except PbxError as exc:
+        raise _fail(str(exc)) from None
+    for problem in report.refused:
+        err.print(f"[yellow]refused:[/yellow] {problem}")
+    console.print(f"new {report.new}, unchanged {report.unchanged}, refused {len(report.refused)}")
+
+
 @integration_app.command("sync")
 def integration_sync(integration_id: int, database_url: DatabaseUrl = None) -> None:
     """Fetch the PBX's employee accounts and map their logins to employees."""

@@ -392,6 +392,50 @@ async def replay(
     return report
 
 
+@dataclass
+class BackfillReport:
+    new: int = 0  # calls or facts we did not have
+    unchanged: int = 0  # already journaled: nothing to do
+    refused: list[str] = field(default_factory=list)  # rows that are not calls, with why
+
+
+async def backfill(services: Services, integration_id: int, period: str = "today") -> BackfillReport:
+    """Fetch the PBX's call history and merge it in: calls missed while we were down appear, nothing doubles."""
+    integration = await services.integration(integration_id)
+    dialect = services.dialects.get(integration.kind) if integration else None
+    if dialect is None or dialect.history is None or dialect.history_row is None:
+        raise PbxError(f"integration {integration_id} cannot fetch call history")
+    rows = await dialect.history(services.http_client(), integration.settings, period)
+    report = BackfillReport()
+    for row in rows:
+        try:
+            params, command = dialect.history_row(row, region=services.settings.default_region)
+        except WireError as exc:
+            report.refused.append(f"{','.join(row)[:80]}: {exc}")
+            continue
+        outcome = await ingest(services, integration.id, params, command)
+        if outcome.failed:
+            report.refused.append(f"{command.call_key}: {outcome.failed}")
+        elif outcome.duplicate:
+            report.unchanged += 1
+        else:
+            report.new += 1
+    return report
+
+
+async def backfill_all(services: Services, _now: datetime) -> None:
+    """The periodic job: today's history of every integration that can give it."""
+    async with services.db.read() as session:
+        candidates = await integrations.list_integrations(session)
+    for integration in candidates:
+        dialect = services.dialects.get(integration.kind)
+        if integration.enabled and dialect is not None and dialect.history is not None:
+            try:
+                await backfill(services, integration.id)
+            except PbxError as exc:
+                log.warning("back-fill of integration %s: %s", integration.id, exc)
+
+
 # ---- click-to-call and account sync -------------------------------------------------------------
 
 

@@ -238,3 +238,22 @@ async def _calls(session, table):
     from sqlalchemy import select
 
     return [(c.direction, c.result) for c in await session.scalars(select(table))]
+
+
+def test_integration_backfill(db):
+    from starlette.responses import PlainTextResponse
+
+    from .fake_pbx import FakePbx
+    from .helpers import serve_app
+    from .integration.test_cloudpbx_outbound import HISTORY_CSV
+
+    pbx = FakePbx(replies={"history": PlainTextResponse(HISTORY_CSV)})
+    with serve_app(pbx.app()) as url:
+        added = cli(db, "integration", "add", "cloudpbx", "--name", "PBX", "--pbx-url", f"{url}/api",
+                    "--pbx-token", pbx.token, "--json")  # fmt: skip
+        integration = str(json.loads(added.stdout)["id"])
+        first = cli(db, "integration", "backfill", integration, "--period", "yesterday")
+        second = cli(db, "integration", "backfill", integration, "--period", "yesterday")
+    assert first.exit_code == 0 and "new 3, unchanged 0, refused 1" in first.stdout and "broken" in first.stderr
+    assert "new 0, unchanged 3" in second.stdout
+    assert pbx.received[0]["period"] == "yesterday"

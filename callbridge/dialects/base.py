@@ -101,6 +101,9 @@ class Dialect:
     default_rules: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # CRM rules a new integration starts with
     # (services, integration, journaled params, journaled call key, received at) -> the command, to replay it
     replay: Callable[..., Awaitable[Command]] | None = None
+    # back-fill: (http, stored settings, period) -> the PBX's history rows; one row -> (params, events)
+    history: Callable[[httpx.AsyncClient, dict[str, Any], str], Awaitable[list[list[str]]]] | None = None
+    history_row: Callable[..., tuple[dict[str, str], Events]] | None = None
 
 
 def token_matches(given: object, expected: str) -> bool:

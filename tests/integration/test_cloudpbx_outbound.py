@@ -131,3 +131,46 @@ async def test_sync_reports_a_bad_token(services, fake_pbx):
     integration_id = await connect(services, fake_pbx.url, "wrong")
     with pytest.raises(PbxError, match="401: Invalid token"):
         await flows.sync_accounts(services, integration_id)
+
+
+HISTORY_CSV = (
+    "B10,in,79101234567,andy@acme.megapbx.ru,74950000000,2026-11-24T12:00:00+03:00,5,120,https://pbx/r/B10.mp3\n"
+    "M20,missed,79261112233,mike@acme.megapbx.ru,74950000000,2026-11-24T12:10:00+03:00,30,0,\n"
+    "O30,out,74951234567,andy@acme.megapbx.ru,74950000000,2026-11-24T12:20:00+03:00,8,60,\n"
+    "broken,row\n"
+)
+
+
+async def test_backfill_merges_the_pbx_history_without_doubling(services, server, fake_pbx):
+    from starlette.responses import PlainTextResponse
+
+    from callbridge.store import calls as call_store
+
+    fake_pbx.replies["history"] = PlainTextResponse(HISTORY_CSV)
+    integration_id = await connect(services, fake_pbx.url, fake_pbx.token)
+    async with services.db.transaction() as session:
+        await directory.add_employee(session, name="Андрей", pbx_login="andy")
+    async with httpx.AsyncClient() as http:  # B10 was seen live before the server went down
+        async with services.db.read() as session:
+            token = (await integrations.get_integration(session, integration_id)).token
+        await http.post(f"{server}/hooks/cloudpbx/{integration_id}",
+                        data={"cmd": "event", "type": "INCOMING", "callid": "B10", "phone": "79101234567",
+                              "user": "andy", "crm_token": token})  # fmt: skip
+
+    report = await flows.backfill(services, integration_id, "today")
+    assert (report.new, report.unchanged) == (3, 0) and len(report.refused) == 1 and "broken" in report.refused[0]
+    assert fake_pbx.received[-1] == {"cmd": "history", "period": "today", "type": "all", "token": "pbx-secret"}
+    again = await flows.backfill(services, integration_id, "today")
+    assert (again.new, again.unchanged) == (0, 3)
+
+    async with services.db.read() as session:
+        rows, total = await call_store.list_calls(session, call_store.CallFilter(), limit=10)
+    calls = {c.pbx_call_id: c for c in rows}
+    assert total == 3
+    live = calls["B10"]
+    assert (live.result, live.wait_seconds, live.talk_seconds) == ("answered", 5, 120)
+    assert live.started_at.isoformat().startswith("2026-11-24T09:00:00")  # the PBX's start, not when we heard
+    assert (calls["M20"].direction, calls["M20"].result) == ("in", "missed")
+    assert (calls["O30"].direction, calls["O30"].result, calls["O30"].talk_seconds) == ("out", "answered", 60)
+    replayed = await flows.replay(services, integration_id=integration_id)
+    assert replayed.failing == [] and replayed.applied == 0  # back-filled rows replay like any request

@@ -9,4 +9,6 @@ DIALECT = hooks.dialect(
     title="Cloud PBX (ITooLabs: MegaFon, Gravitel, Dom.ru)",
     make_call=client.make_call,
     accounts=client.accounts,
+    history=client.history,
+    history_row=wire.history_row,
 )

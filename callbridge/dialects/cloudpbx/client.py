@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -49,3 +51,9 @@ async def accounts(http: httpx.AsyncClient, settings: dict[str, Any]) -> list[Ac
         for row in rows
         if isinstance(row, dict) and row.get("name")
     ]
+
+
+async def history(http: httpx.AsyncClient, settings: dict[str, Any], period: str) -> list[list[str]]:
+    """The PBX's call history for a period (today, yesterday, this_week, ...): CSV rows."""
+    response = await post_form(http, settings, {"cmd": "history", "period": period, "type": "all"})
+    return [row for row in csv.reader(io.StringIO(response.text)) if any(cell.strip() for cell in row)]

@@ -51,6 +51,8 @@ def parse(params: Mapping[str, str], *, received_at: datetime, region: str) -> C
         return _history(params, received_at, region)
     if cmd == "event":
         return _event(params, received_at, region)
+    if cmd == "history_row":  # a row of our own back-fill, replayed from the journal
+        return history_row([params.get(column, "") for column in HISTORY_COLUMNS], region=region)[1]
     if cmd == "rating":
         event = _base(params, EventKind.NOTE, received_at, region)
         fields = event.fields | {"rating": required(params, "rating")}
@@ -119,3 +121,37 @@ def _base(params: Mapping[str, str], kind: EventKind, at: datetime, region: str)
         direction=_DIRECTION.get(direction),
         fields=hidden_phone(params, "phone", region),
     )
+
+
+HISTORY_COLUMNS = ("uid", "type", "phone", "user", "diversion", "start", "wait", "duration", "link")
+
+
+def history_row(row: list[str], *, region: str) -> tuple[dict[str, str], Events]:
+    """One CSV row of the PBX's `history` answer as journal parameters and an END event (a call we may
+    have missed while down); WireError for a row that is not a call."""
+    if len(row) < 8:
+        raise WireError(f"a history row has {len(row)} columns, not 9")
+    params = dict(zip(HISTORY_COLUMNS, (value.strip() for value in row), strict=False))
+    params["cmd"] = "history_row"
+    key = required(params, "uid")
+    kind = params.get("type", "").lower()
+    started = time_value(required(params, "start"))
+    duration, wait = seconds(params, "duration"), seconds(params, "wait")
+    direction = Direction.OUT if kind in ("out", "outgoing") else Direction.IN
+    answered = kind not in ("missed",) and (duration or 0) > 0
+    user = params.get("user", "").split("@")[0] or None  # user@domain
+    event = CallEvent(
+        kind=EventKind.END,
+        call_key=key,
+        at=started + timedelta(seconds=(wait or 0) + (duration or 0)),
+        started_at=started,
+        direction=direction,
+        phone=phone(params, "phone", region, required=False),
+        virtual_number=normalize(params.get("diversion"), region),
+        employee=None if user and user.startswith("g_") else user,
+        result=CallResult.ANSWERED if answered else (CallResult.MISSED if direction is Direction.IN else None),
+        wait_seconds=wait,
+        talk_seconds=duration if answered else 0,
+        recording_url=params.get("link") or None,
+    )
+    return params, Events("history_row", key, [event])
