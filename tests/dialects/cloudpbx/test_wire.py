@@ -10,12 +10,13 @@ from urllib.parse import parse_qsl
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from callbridge.dialects.base import Events, Lookup, WireError
 from callbridge.dialects.cloudpbx import wire
 from callbridge.domain.calls import CallResult, Direction, EventKind, LegState
 from callbridge.store.directory import CallerInfo
+
+from ..fuzz import parses_or_is_refused, wire_params
 
 SAMPLES = Path(__file__).with_name("samples")
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -146,19 +147,12 @@ def test_contact_reply_shapes():
     assert wire.contact_reply(None) == {}
 
 
-keys = st.sampled_from(["cmd", "type", "phone", "user", "callid", "duration", "status", "start", "link", "ext", "x"])
-values = st.one_of(
-    st.sampled_from(["history", "event", "contact", "rating", "INCOMING", "in", "Success", "79101234567", "12"]),
-    st.text(max_size=40),
-    st.text(alphabet="abc0123456789+-", min_size=90, max_size=400),
-)
-
-
 @settings(max_examples=500, deadline=None)
-@given(st.dictionaries(keys, values, max_size=10))
+@given(
+    wire_params(
+        ["cmd", "type", "phone", "user", "callid", "duration", "status", "start", "link", "ext", "x"],
+        ["history", "event", "contact", "rating", "INCOMING", "in", "Success", "79101234567", "12"],
+    )
+)
 def test_any_parameters_parse_or_are_refused_cleanly(params):
-    try:
-        command = parse(params)
-    except WireError:
-        return
-    assert isinstance(command, Lookup | Events)
+    parses_or_is_refused(parse, params, Lookup | Events)

@@ -8,12 +8,13 @@ from urllib.parse import parse_qsl
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from callbridge.dialects.base import Events, Lookup, Ping, WireError
 from callbridge.dialects.planfix import wire
 from callbridge.domain.calls import CallResult, Direction, EventKind, LegState
 from callbridge.store.directory import CallerInfo
+
+from ..fuzz import parses_or_is_refused, wire_params
 
 SAMPLES = Path(__file__).with_name("samples")
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -131,10 +132,24 @@ def test_bad_requests_are_refused_with_a_reason(name, change, reason):
         parse(sample(name) | change)
 
 
-keys = st.sampled_from(["cmd", "type", "event", "phone", "ext", "callid", "duration", "status", "is_recorded",
-                        "is_temp", "record_link", "data_x", "x"])  # fmt: skip
-values = st.one_of(
-    st.sampled_from(
+@settings(max_examples=500, deadline=None)
+@given(
+    wire_params(
+        [
+            "cmd",
+            "type",
+            "event",
+            "phone",
+            "ext",
+            "callid",
+            "duration",
+            "status",
+            "is_recorded",
+            "is_temp",
+            "record_link",
+            "data_x",
+            "x",
+        ],
         [
             "event",
             "record",
@@ -149,18 +164,8 @@ values = st.one_of(
             "1",
             "0",
             "79101234567",
-        ]
-    ),  # fmt: skip
-    st.text(max_size=40),
-    st.text(alphabet="abc0123456789+-", min_size=90, max_size=400),
+        ],
+    )
 )
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.dictionaries(keys, values, max_size=10))
 def test_any_parameters_parse_or_are_refused_cleanly(params):
-    try:
-        command = parse(params)
-    except WireError:
-        return
-    assert isinstance(command, Lookup | Events | Ping)
+    parses_or_is_refused(parse, params, Lookup | Events | Ping)
