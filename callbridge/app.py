@@ -17,10 +17,11 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.sessions import SessionMiddleware
 
-from . import __version__, flows, recordings
+from . import __version__, flows, outbox, recordings
 from .api.routes import router as api_router
 from .config import Settings
 from .dialects import DIALECTS
+from .live import LiveBus, PostgresBus
 from .store import Database
 from .web import pages as web
 from .web.auth import Forbidden, LoginRequired, secret_key
@@ -32,6 +33,15 @@ def build_services(settings: Settings) -> flows.Services:
     return flows.Services(db=Database(settings.database_url), settings=settings, dialects=DIALECTS)
 
 
+def _server_bus(services: flows.Services) -> LiveBus:
+    """On PostgreSQL the live bus goes through the database, so any number of workers share it."""
+    if services.db.is_sqlite:
+        return services.bus
+    bus = PostgresBus(services.settings.database_url)
+    bus.start()
+    return bus
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -39,14 +49,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
         await services.db.migrate()
+        services.bus = _server_bus(services)
         app.state.services = services
         workers = [
-            asyncio.create_task(_every(settings.sweep_interval_seconds, flows.close_stale_calls, services)),
+            # jobs any worker may run at once: they claim rows (leases, SKIP LOCKED) or keep their own batch
             asyncio.create_task(_every(settings.lookup_journal_seconds, _flush_lookups, services)),
             asyncio.create_task(_every(settings.recording_poll_seconds, recordings.fetch_due, services)),
+            asyncio.create_task(_every(settings.outbox_poll_seconds, outbox.drain, services)),
+            # jobs one worker runs at a time
+            asyncio.create_task(_every(settings.sweep_interval_seconds, flows.close_stale_calls, services, True)),
         ]
         if settings.backfill_minutes > 0:
-            workers.append(asyncio.create_task(_every(settings.backfill_minutes * 60, flows.backfill_all, services)))
+            every = settings.backfill_minutes * 60
+            workers.append(asyncio.create_task(_every(every, flows.backfill_all, services, True)))
         try:
             yield
         finally:
@@ -54,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
+            if isinstance(services.bus, PostgresBus):
+                await services.bus.stop()
             await services.close()
 
     app = FastAPI(title="callbridge", version=__version__, lifespan=lifespan)
@@ -93,11 +110,17 @@ async def _flush_lookups(services: flows.Services, _now: datetime) -> None:
     await services.lookups.flush(services.db)
 
 
-async def _every(seconds: float, job, services: flows.Services) -> None:
-    """Run a background job forever; a failure is logged and the job runs again next time."""
+async def _every(seconds: float, job, services: flows.Services, exclusive: bool = False) -> None:
+    """Run a background job forever (if `exclusive`, in one worker at a time); a failure is logged and the job
+    runs again next time."""
     while True:
         await asyncio.sleep(seconds)
         try:
-            await job(services, datetime.now(UTC))
+            if not exclusive:
+                await job(services, datetime.now(UTC))
+                continue
+            async with services.db.exclusively(job.__name__) as mine:
+                if mine:
+                    await job(services, datetime.now(UTC))
         except Exception:
             log.exception("background job %s failed", job.__name__)

@@ -76,21 +76,33 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level (warning turns off the access log)")] = "info",
     certfile: Annotated[Path | None, typer.Option(help="serve HTTPS with this certificate (PEM)")] = None,
     keyfile: Annotated[Path | None, typer.Option(help="the certificate's private key (PEM)")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="server processes (more than one needs PostgreSQL)")] = 1,
 ) -> None:
     """Run the server (SQLite ./callbridge.db unless --database-url says otherwise)."""
+    import os
+
     import uvicorn
 
     from .app import create_app
 
     settings = _settings(database_url)
-    if demo:
-        console.print(_run(database_url, demo_data.load))
     if (certfile is None) != (keyfile is None):
         raise _fail("give both --certfile and --keyfile, or neither")
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        raise _fail("several workers share one database through PostgreSQL: give --database-url postgresql+asyncpg://…")
+    _run(database_url, lambda s: asyncio.sleep(0))  # migrate once, before any worker starts
+    if demo:
+        console.print(_run(database_url, demo_data.load))
     scheme = "https" if certfile else "http"
     console.print(f"callbridge on {scheme}://{host}:{port}  (API docs: {scheme}://{host}:{port}/docs)")
     tls = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if certfile and keyfile else {}
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **tls)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **tls)
+        return
+    # worker processes build their app from the environment
+    os.environ |= {"CALLBRIDGE_DATABASE_URL": settings.database_url, "CALLBRIDGE_WORKERS": str(workers)}
+    uvicorn.run("callbridge.app:create_app", factory=True, workers=workers, host=host, port=port,
+                log_level=log_level, **tls)  # fmt: skip
 
 
 @app.command()

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     backfill_minutes: float = 30.0  # fetch PBX call history this often (0: never), to catch calls missed while down
     lookup_journal_seconds: float = 0.5  # caller lookups are journaled in batches this often
     integration_cache_seconds: float = 5.0  # integrations are read on every PBX request
+    outbox_poll_seconds: float = 1.0  # how often the outbox worker looks for requests due
+    workers: int = 1  # server processes sharing the database (serve --workers sets it); rate limits are shared
 
 
 def sqlite_url(path: str) -> str:

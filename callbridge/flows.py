@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from . import automation, metrics
+from . import automation, metrics, outbox
 from .config import Settings
 from .dialects.base import Account, Dialect, Events, PbxError, PbxUser, WireError
 from .domain import engine
@@ -22,9 +22,10 @@ from .domain.phones import normalize
 from .live import LiveBus
 from .store import Database, crm, directory, integrations
 from .store import calls as call_store
+from .store import outbox as outbox_store
 from .store import recordings as recording_store
 from .store.directory import CallerInfo
-from .store.tables import Integration
+from .store.tables import Integration, OutboxRequest
 
 log = logging.getLogger("callbridge.flows")
 
@@ -72,6 +73,7 @@ class Services:
     dialects: dict[str, Dialect]
     bus: LiveBus = field(default_factory=LiveBus)
     lookups: LookupJournal = field(default_factory=LookupJournal)
+    rate: outbox.RateLimiter = field(default_factory=outbox.RateLimiter)
     http: httpx.AsyncClient | None = None
     _integrations: dict[int, tuple[float, Integration | None]] = field(default_factory=dict)
 
@@ -409,9 +411,11 @@ async def backfill(services: Services, integration_id: int, period: str = "today
     report = BackfillReport()
     for row in rows:
         try:
-            params, command = dialect.history_row(row, region=services.settings.default_region)
+            params, command = dialect.history_row(
+                row, region=services.settings.default_region, settings=integration.settings
+            )
         except WireError as exc:
-            report.refused.append(f"{','.join(row)[:80]}: {exc}")
+            report.refused.append(f"{str(row)[:80]}: {exc}")
             continue
         outcome = await ingest(services, integration.id, params, command)
         if outcome.failed:
@@ -436,7 +440,7 @@ async def backfill_all(services: Services, _now: datetime) -> None:
                 log.warning("back-fill of integration %s: %s", integration.id, exc)
 
 
-# ---- click-to-call and account sync -------------------------------------------------------------
+# ---- requests to the PBX: click-to-call, setup, account sync (through the outbox) ---------------
 
 
 class ClickToCallError(ValueError):
@@ -449,13 +453,28 @@ class ClickToCall:
     employee_id: int
     phone: str
     pbx_call_id: str | None
+    request_id: int
     already: bool = False  # the same click a moment ago: no second call was started
+    retrying: str | None = None  # the PBX did not take it yet, and why: it is tried again shortly
+
+
+@outbox.action("make_call", outbox.Policy(attempts=3, first_retry=3, max_retry=10, expires=60))
+async def _place_call(services: Services, integration: Integration, payload: dict[str, Any]) -> dict[str, Any]:
+    make_call = services.dialects[integration.kind].make_call
+    if make_call is None:
+        raise PbxError(f"{services.dialects[integration.kind].title} cannot place calls")
+    pbx_call_id = await make_call(services.http_client(), integration.settings, PbxUser(**payload["user"]),
+                                  payload["phone"])  # fmt: skip
+    return {"pbx_call_id": pbx_call_id}
 
 
 async def click_to_call(
     services: Services, *, employee_id: int, phone: str, integration_id: int | None = None
 ) -> ClickToCall:
-    """Ask the PBX to ring the employee's phone first, then the client; a double click starts one call."""
+    """Ask the PBX to ring the employee's phone first, then the client; a double click starts one call.
+
+    Answers once the PBX has: placed (with its call id), refused (PbxError), or not reachable yet (`retrying`).
+    """
     number = normalize(phone, services.settings.default_region)
     if number is None:
         raise ClickToCallError(f"{phone!r} is not a phone number")
@@ -476,26 +495,26 @@ async def click_to_call(
     ]
     if not usable:
         raise ClickToCallError("no enabled integration can place calls")
-    integration = usable[0]
+    subject = f"{employee.id} {number}"
     since = datetime.now(UTC) - timedelta(seconds=services.settings.click_dedupe_seconds)
-    async with services.db.transaction() as session:
-        earlier = await crm.recent_click(session, employee.id, number, since)
-        if earlier is None:
-            click = await crm.add_click(session, employee_id=employee.id, integration_id=integration.id, phone=number)
-    if earlier is not None:
-        return ClickToCall(earlier.integration_id, employee.id, number, earlier.pbx_call_id, already=True)
     user = PbxUser(login=employee.pbx_login, extension=employee.extension, clid=employee.clid)
-    make_call = services.dialects[integration.kind].make_call
-    try:
-        pbx_call_id = await make_call(services.http_client(), integration.settings, user, number)
-    except PbxError as exc:
-        metrics.FAILURES.labels("outbound").inc()
-        async with services.db.transaction() as session:
-            await crm.finish_click(session, click.id, status="failed", error=str(exc))
-        raise
     async with services.db.transaction() as session:
-        await crm.finish_click(session, click.id, status="placed", pbx_call_id=pbx_call_id)
-    return ClickToCall(integration.id, employee.id, number, pbx_call_id)
+        await outbox_store.lock_employee(session, employee.id)
+        request = earlier = await outbox_store.recent(session, "make_call", subject, since)
+        if earlier is None:
+            payload = {"phone": number, "user": asdict(user)}
+            request = await outbox.enqueue(
+                session, "make_call", usable[0].id, subject=subject, employee_id=employee.id, payload=payload
+            )
+    if earlier is None:
+        request = await outbox.deliver_now(services, request.id)
+    try:
+        result = outbox.result_of(request)
+    except outbox.StillTrying:
+        result = {}
+    retrying = request.error if request.status == "pending" else None
+    return ClickToCall(request.integration_id, employee.id, number, result.get("pbx_call_id"), request.id,
+                       already=earlier is not None, retrying=retrying)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -505,11 +524,8 @@ class SyncReport:
     unchanged: int = 0
 
 
-async def sync_accounts(services: Services, integration_id: int) -> SyncReport:
-    """Map the PBX's accounts to employees by login or e-mail, creating the ones we lack."""
-    integration = await services.integration(integration_id)
-    if integration is None:
-        raise PbxError(f"integration {integration_id} does not exist")
+@outbox.action("accounts", outbox.Policy(attempts=8, first_retry=30))
+async def _sync_accounts(services: Services, integration: Integration, _payload: dict[str, Any]) -> dict[str, Any]:
     dialect = services.dialects[integration.kind]
     if dialect.accounts is None:
         raise PbxError(f"{dialect.title} does not list its employees")
@@ -533,29 +549,49 @@ async def sync_accounts(services: Services, integration_id: int) -> SyncReport:
                 employee.pbx_login = account.login
                 employee.extension = account.extension or employee.extension
                 linked += 1
-    return SyncReport(linked, created, unchanged)
+    return asdict(SyncReport(linked, created, unchanged))
+
+
+async def sync_accounts(services: Services, integration_id: int) -> SyncReport:
+    """Map the PBX's accounts to employees by login or e-mail, creating the ones we lack.
+
+    PbxError if the PBX refuses; outbox.StillTrying if it did not answer (the server asks again later).
+    """
+    return SyncReport(**outbox.result_of(await _request(services, "accounts", integration_id)))
+
+
+@outbox.action("setup", outbox.Policy(attempts=8, first_retry=30))
+async def _setup(services: Services, integration: Integration, _payload: dict[str, Any]) -> dict[str, Any]:
+    enable = services.dialects[integration.kind].enable
+    if enable is not None:
+        await enable(services.http_client(), integration.settings, integration.token,
+                     inbound_url(services, integration))  # fmt: skip
+    await set_enabled(services, integration.id, True)
+    return {}
+
+
+async def enable_integration(services: Services, integration_id: int) -> None:
+    """Switch an integration on, first telling its PBX where we are when the dialect does that (`setup`).
+
+    PbxError (with the PBX's own words) if the PBX refuses: the integration stays off. outbox.StillTrying if the
+    PBX did not answer: the server asks again later and switches the integration on when the PBX agrees.
+    """
+    outbox.result_of(await _request(services, "setup", integration_id))
+
+
+async def _request(services: Services, action: str, integration_id: int) -> OutboxRequest:
+    """Keep a request to this integration's PBX and make it at once."""
+    async with services.db.transaction() as session:
+        if await integrations.get_integration(session, integration_id) is None:
+            raise PbxError(f"integration {integration_id} does not exist")
+        request = await outbox.enqueue(session, action, integration_id)
+    return await outbox.deliver_now(services, request.id)
 
 
 def inbound_url(services: Services, integration: Integration) -> str:
     """The URL to paste into the PBX cabinet."""
     path = services.dialects[integration.kind].inbound_path(integration.id, integration.token)
     return services.settings.public_url.rstrip("/") + path
-
-
-async def enable_integration(services: Services, integration_id: int) -> None:
-    """Switch an integration on, first telling its PBX where we are when the dialect does that (`setup`).
-
-    PbxError (with the PBX's own words) if the PBX refuses; the integration then stays off.
-    """
-    integration = await services.integration(integration_id)
-    if integration is None:
-        raise PbxError(f"integration {integration_id} does not exist")
-    dialect = services.dialects[integration.kind]
-    if dialect.enable is not None:
-        await dialect.enable(
-            services.http_client(), integration.settings, integration.token, inbound_url(services, integration)
-        )
-    await set_enabled(services, integration_id, True)
 
 
 async def check_integration(services: Services, integration_id: int) -> str:
@@ -584,6 +620,9 @@ async def set_rules(services: Services, integration_id: int, rules: automation.R
 
 
 async def set_enabled(services: Services, integration_id: int, enabled: bool) -> None:
+    """Switch an integration on or off; switching off also gives up a `setup` still being retried."""
     async with services.db.transaction() as session:
         await integrations.update_integration(session, integration_id, enabled=enabled)
+        if not enabled:
+            await outbox_store.cancel(session, integration_id, "setup", "the integration was switched off")
     services._integrations.pop(integration_id, None)

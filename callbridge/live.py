@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.responses import StreamingResponse
+
+from .store import notify
+
+log = logging.getLogger("callbridge.live")
 
 
 class LiveBus:
@@ -32,6 +37,62 @@ class LiveBus:
             yield queue
         finally:
             self._subscribers.discard(queue)
+
+
+class PostgresBus(LiveBus):
+    """The bus across server processes: every message goes through PostgreSQL NOTIFY and comes back to each
+    process's listener, so a browser sees a card whichever worker received the PBX's request."""
+
+    CHANNEL = "callbridge_live"
+
+    def __init__(self, url: str, queue_size: int = 256) -> None:
+        super().__init__(queue_size)
+        self._url = url
+        self._outgoing: asyncio.Queue[str] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+        self.connected = asyncio.Event()
+
+    def publish(self, message: dict[str, Any]) -> None:
+        payload = json.dumps(message, ensure_ascii=False, default=str)
+        if len(payload.encode()) > notify.MAX_PAYLOAD:  # too big for NOTIFY: this process's browsers only
+            log.warning("live message of %s bytes shown on this worker only", len(payload.encode()))
+            super().publish(json.loads(payload))
+            return
+        self._outgoing.put_nowait(payload)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        """Keep a listening connection, reconnecting when it drops; send what is published, in order."""
+        pending: str | None = None
+        while True:
+            try:
+                async with notify.channel(self._url, self.CHANNEL, self._received) as channel:
+                    self.connected.set()
+                    while True:
+                        if pending is None:
+                            try:
+                                pending = await asyncio.wait_for(self._outgoing.get(), 10.0)
+                            except TimeoutError:
+                                await channel.check()
+                                continue
+                        await channel.notify(pending)
+                        pending = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database went away: try again shortly, keeping the message
+                self.connected.clear()
+                log.warning("live bus connection lost (%s); reconnecting", exc.__class__.__name__)
+                await asyncio.sleep(1.0)
+
+    def _received(self, payload: str) -> None:
+        super().publish(json.loads(payload))
 
 
 def event_stream(request, bus: LiveBus, wanted: Callable[[dict[str, Any]], bool]) -> StreamingResponse:

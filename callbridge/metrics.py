@@ -11,6 +11,6 @@ LOOKUP_SECONDS = Histogram(
     "callbridge_lookup_seconds", "caller lookup time", buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.3, 1)
 )
 FAILURES = Counter("callbridge_failures_total", "things that failed and are shown on the call", ["kind"])
-OUTBOUND = Counter(
-    "callbridge_outbound_requests_total", "requests to PBXs by dialect and outcome", ["dialect", "outcome"]
+OUTBOX = Counter(
+    "callbridge_outbox_attempts_total", "attempts at requests to PBXs by action and outcome", ["action", "outcome"]
 )

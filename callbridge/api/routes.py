@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .. import flows, recordings
+from .. import flows, outbox, recordings
 from ..automation import Rules
 from ..dialects.base import PbxError, utc
 from ..domain.phones import normalize
 from ..live import event_stream, for_employee
 from ..store import calls as call_store
 from ..store import directory, integrations
+from ..store import outbox as outbox_store
 from ..store import recordings as recording_store
 from ..store.directory import PhoneTaken
 from ..store.tables import MAX_ID
@@ -35,6 +36,8 @@ from .schemas import (
     GroupOut,
     IntegrationOut,
     LegOut,
+    OutboxAttemptOut,
+    OutboxOut,
     Page,
     TaskOut,
 )
@@ -142,20 +145,19 @@ async def click_to_call(body: ClickToCallIn, services: Services):
     except PbxError as exc:
         raise HTTPException(502, str(exc)) from None
     if placed.already:
-        return ClickToCallOut(
-            status="already_calling",
-            message="This number was just clicked: that call is on its way, your phone will ring first.",
-            integration_id=placed.integration_id,
-            employee_id=placed.employee_id,
-            phone=placed.phone,
-            pbx_call_id=placed.pbx_call_id,
-        )
+        status, message = "already_calling", "This number was just clicked: that call is on its way."
+    elif placed.retrying:
+        status, message = "retrying", f"The PBX did not take the call yet ({placed.retrying}); trying again shortly."
+    else:
+        status, message = "calling_employee", "Your phone will ring first; pick it up and the PBX will call the client."
     return ClickToCallOut(
-        message="Your phone will ring first; pick it up and the PBX will call the client.",
+        status=status,
+        message=message,
         integration_id=placed.integration_id,
         employee_id=placed.employee_id,
         phone=placed.phone,
         pbx_call_id=placed.pbx_call_id,
+        outbox_id=placed.request_id,
     )
 
 
@@ -327,6 +329,46 @@ async def put_automation(integration_id: IdPath, rules: Rules, services: Service
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None
     return rules
+
+
+# ---- the outbox: requests made of the PBXs -------------------------------------------------------
+
+
+@router.get("/outbox", response_model=list[OutboxOut], tags=["outbox"])
+async def list_outbox(
+    services: Services,
+    status: Literal["pending", "done", "failed"] | None = None,
+    integration_id: IdQuery = None,
+    limit: Limit = 50,
+):
+    """The newest requests to PBXs (click-to-call, setup, account sync), newest first."""
+    async with services.db.read() as session:
+        return await outbox_store.listing(session, status=status, integration_id=integration_id, limit=limit)
+
+
+@router.get("/outbox/{request_id}", response_model=OutboxOut, tags=["outbox"])
+async def get_outbox(request_id: IdPath, services: Services):
+    """One request with its attempt log."""
+    async with services.db.read() as session:
+        request = await outbox_store.get(session, request_id)
+        if request is None:
+            raise HTTPException(404, "no such outbox request")
+        attempts = await outbox_store.attempts_of(session, request_id)
+    return OutboxOut.model_validate(request).model_copy(
+        update={"attempt_log": [OutboxAttemptOut.model_validate(a) for a in attempts]}
+    )
+
+
+@router.post("/outbox/{request_id}/retry", response_model=OutboxOut, tags=["outbox"])
+async def retry_outbox(request_id: IdPath, services: Services):
+    """Try a failed request again now, with a fresh set of attempts (409 unless it had failed)."""
+    async with services.db.read() as session:
+        request = await outbox_store.get(session, request_id)
+    if request is None:
+        raise HTTPException(404, "no such outbox request")
+    if request.status != "failed":
+        raise HTTPException(409, f"the request is {request.status}, not failed")
+    return await outbox.retry(services, request_id)
 
 
 # ---- live call cards ----------------------------------------------------------------------------

@@ -185,9 +185,39 @@ class ClickToCallIn(BaseModel):
 
 
 class ClickToCallOut(BaseModel):
-    status: Literal["calling_employee", "already_calling"] = "calling_employee"
+    status: Literal["calling_employee", "already_calling", "retrying"] = "calling_employee"
     message: str
     integration_id: int
     employee_id: int
     phone: str
     pbx_call_id: str | None
+    outbox_id: int  # follow it at /api/outbox/{id}
+
+
+class OutboxAttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    at: datetime
+    outcome: str
+    detail: str | None
+
+
+class OutboxOut(BaseModel):
+    """A request callbridge makes of a PBX, and how it went."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    integration_id: int
+    action: str
+    employee_id: int | None
+    status: Literal["pending", "done", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None
+    expires_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    attempt_log: list[OutboxAttemptOut] = []

@@ -24,7 +24,20 @@ class WireError(ValueError):
 
 
 class PbxError(RuntimeError):
-    """The PBX refused or could not be reached; the message is meant for the user."""
+    """The PBX refused or could not be reached; the message is meant for the user.
+
+    `retryable` says whether asking again later can help (no answer, 5xx, a rate limit), as opposed to a refusal
+    that needs a person (a wrong token, an unknown employee).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def retryable_status(status: int) -> bool:
+    """HTTP answers that mean "not now" rather than "no"."""
+    return status >= 500 or status in (408, 425, 429)
 
 
 @dataclass(frozen=True)
@@ -101,9 +114,13 @@ class Dialect:
     default_rules: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # CRM rules a new integration starts with
     # (services, integration, journaled params, journaled call key, received at) -> the command, to replay it
     replay: Callable[..., Awaitable[Command]] | None = None
-    # back-fill: (http, stored settings, period) -> the PBX's history rows; one row -> (params, events)
-    history: Callable[[httpx.AsyncClient, dict[str, Any], str], Awaitable[list[list[str]]]] | None = None
+    # back-fill: (http, stored settings, period) -> the PBX's history rows;
+    # (one row, region=, settings=) -> (journal params, events)
+    history: Callable[[httpx.AsyncClient, dict[str, Any], str], Awaitable[list[Any]]] | None = None
     history_row: Callable[..., tuple[dict[str, str], Events]] | None = None
+    # requests a second we allow ourselves to one PBX account; none of these vendors publishes a figure for
+    # its call API, so this is a courteous default (UIS answers limit_exceeded, which is retried later)
+    rate_per_second: float = 5.0
 
 
 def token_matches(given: object, expected: str) -> bool:
@@ -163,9 +180,12 @@ async def post_form(http: httpx.AsyncClient, settings: dict[str, Any], data: dic
     try:
         response = await http.post(str(config.pbx_url), data=data | {"token": config.pbx_token.get_secret_value()})
     except httpx.HTTPError as exc:
-        raise PbxError(f"PBX did not answer: {exc.__class__.__name__}") from None
+        raise PbxError(f"PBX did not answer: {exc.__class__.__name__}", retryable=True) from None
     if response.status_code != 200:
-        raise PbxError(f"PBX answered {response.status_code}: {_error_text(response)}")
+        raise PbxError(
+            f"PBX answered {response.status_code}: {_error_text(response)}",
+            retryable=retryable_status(response.status_code),
+        )
     return response
 
 

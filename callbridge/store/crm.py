@@ -9,7 +9,7 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db import insert_for
-from .tables import CallRow, Client, ClientPhone, Deal, Employee, Interaction, OutboundCall, Task, utcnow
+from .tables import CallRow, Client, ClientPhone, Deal, Employee, Interaction, Task, utcnow
 
 
 async def link_call(session: AsyncSession, call_id: int, **links: int | None) -> None:
@@ -86,37 +86,6 @@ async def interactions_of(session: AsyncSession, client_id: int) -> list[Interac
         select(Interaction).where(Interaction.client_id == client_id).order_by(Interaction.at, Interaction.call_id)
     )
     return list(rows.all())
-
-
-# ---- click-to-call ------------------------------------------------------------------------------
-
-
-async def recent_click(session: AsyncSession, employee_id: int, phone: str, since: datetime) -> OutboundCall | None:
-    """A click-to-call of this employee to this number since then that did not fail (locks the employee)."""
-    await session.execute(select(Employee.id).where(Employee.id == employee_id).with_for_update())
-    return (
-        await session.scalars(
-            select(OutboundCall)
-            .where(
-                OutboundCall.employee_id == employee_id,
-                OutboundCall.phone == phone,
-                OutboundCall.created_at >= since,
-                OutboundCall.status != "failed",
-            )
-            .order_by(OutboundCall.id.desc())
-        )
-    ).first()
-
-
-async def add_click(session: AsyncSession, **values) -> OutboundCall:
-    click = OutboundCall(status="placing", **values)
-    session.add(click)
-    await session.flush()
-    return click
-
-
-async def finish_click(session: AsyncSession, click_id: int, **values) -> None:
-    await session.execute(update(OutboundCall).where(OutboundCall.id == click_id).values(**values))
 
 
 # ---- missed-call tasks --------------------------------------------------------------------------

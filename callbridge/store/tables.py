@@ -224,20 +224,43 @@ class LegRow(Base):
     ended_at: Mapped[datetime | None]
 
 
-class OutboundCall(Base):
-    """A click-to-call: asked of the PBX once, however often the number is clicked."""
+class OutboxRequest(Base):
+    """A request we must make of a PBX (place a call, `setup`, list accounts): kept first, then delivered by
+    whichever worker claims it, retried with backoff until it is done, refused or out of time."""
 
-    __tablename__ = "outbound_calls"
-    __table_args__ = (Index("ix_outbound_recent", "employee_id", "phone", "created_at"),)
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_subject", "action", "subject", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"))
-    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))
-    phone: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))  # placing | placed | failed
-    pbx_call_id: Mapped[str | None] = mapped_column(String(200))
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(32))  # make_call | setup | accounts
+    subject: Mapped[str | None] = mapped_column(String(200))  # what repeats of one request share (a double click)
+    employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))  # who asked
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)  # also the lease of an attempt under way
+    expires_at: Mapped[datetime | None]  # past it the request is pointless (nobody waits for a call any more)
+    result: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxAttempt(Base):
+    """One delivery attempt of an outbox request and how it went."""
+
+    __tablename__ = "outbox_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16))  # done | retry | failed
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class InboundRequest(Base):

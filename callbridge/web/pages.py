@@ -14,13 +14,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from .. import flows, recordings
+from .. import flows, outbox, recordings
 from ..automation import Rules
 from ..dialects.base import PbxError, stored_settings
 from ..domain.phones import display, normalize
 from ..live import event_stream, for_employee
 from ..store import analytics, crm, directory, integrations
 from ..store import calls as call_store
+from ..store import outbox as outbox_store
 from ..store import recordings as recording_store
 from ..store.tables import MAX_ID, utcnow
 from . import auth
@@ -180,7 +181,8 @@ async def dial(request: Request):
         placed = await flows.click_to_call(services_of(request), employee_id=user["id"], phone=str(phone))
     except (flows.ClickToCallError, PbxError) as exc:
         return JSONResponse({"error": str(exc)}, status_code=400 if isinstance(exc, flows.ClickToCallError) else 502)
-    return JSONResponse({"message": translate("calling", lang), "phone": display(placed.phone)})
+    text = translate("calling_retry", lang, reason=placed.retrying) if placed.retrying else translate("calling", lang)
+    return JSONResponse({"message": text, "phone": display(placed.phone)})
 
 
 # ---- live call cards ----------------------------------------------------------------------------
@@ -331,6 +333,7 @@ async def settings_page(request: Request):
     async with services.db.read() as session:
         rows = await integrations.list_integrations(session)
         people = await directory.list_employees(session)
+        requests = await outbox_store.listing(session, limit=20)
     views = [
         {"row": i, "url": flows.inbound_url(services, i), "dialect": services.dialects.get(i.kind),
          "rules": Rules.model_validate(i.automation)}
@@ -338,7 +341,7 @@ async def settings_page(request: Request):
     ]  # fmt: skip
     bool_rules = {name for name, field in Rules.model_fields.items() if field.annotation is bool}
     return render(request, "settings.html", integrations=views, people=people, dialects=services.dialects,
-                  rule_fields=Rules.model_fields, bool_rules=bool_rules,
+                  rule_fields=Rules.model_fields, bool_rules=bool_rules, outbox=requests,
                   message=request.query_params.get("message"))  # fmt: skip
 
 
@@ -402,6 +405,16 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
     except (PbxError, ValidationError, ValueError) as exc:
         return _settings_message(str(exc))
     return _settings_message("saved")
+
+
+@router.post("/settings/outbox/{request_id}/retry")
+async def retry_request(request_id: IdPath, request: Request):
+    auth.require_role(request, "admin")
+    await checked_form(request)
+    retried = await outbox.retry(services_of(request), request_id)
+    if retried is None:
+        raise HTTPException(404, "no such request")
+    return _settings_message(retried.error if retried.status != "done" and retried.error else "saved")
 
 
 @router.post("/settings/employees/{employee_id}")

@@ -78,10 +78,15 @@ async def test_click_to_call_explains_a_refusing_pbx(services, api, fake_pbx):
     assert response.status_code == 502 and response.json() == {"detail": "PBX answered 401: Invalid token"}
 
 
-async def test_click_to_call_explains_an_unreachable_pbx(services, api):
+async def test_click_to_call_says_an_unreachable_pbx_is_tried_again(services, api):
     await connect(services, "http://127.0.0.1:9/sys/crm_api.wcgp", "t")
     response = await api.post("/api/calls", json={"employee_id": api.andy, "phone": "89101234567"})
-    assert response.status_code == 502 and response.json()["detail"].startswith("PBX did not answer")
+    body = response.json()
+    assert response.status_code == 202 and body["status"] == "retrying"
+    assert "PBX did not answer: ConnectError" in body["message"]
+    request = (await api.get(f"/api/outbox/{body['outbox_id']}")).json()
+    assert (request["status"], request["attempts"]) == ("pending", 1)
+    assert [a["outcome"] for a in request["attempt_log"]] == ["retry"]
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from callbridge import flows, outbox
+from callbridge.dialects.base import PbxError
 from callbridge.dialects.uis import client as uis_client
 from callbridge.store import directory, integrations
 from callbridge.store.tables import InboundRequest
@@ -131,6 +135,8 @@ class FakeCallApi:
     calls: list[dict] = field(default_factory=list)
     logins: int = 0
     valid_tokens: set[str] = field(default_factory=set)
+    report: list[dict] = field(default_factory=list)  # the Data API's calls report
+    reports: list[dict] = field(default_factory=list)
     _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def expire_tokens(self) -> None:
@@ -152,11 +158,14 @@ class FakeCallApi:
             token = f"session-{next(self._counter)}"
             self.valid_tokens.add(token)
             return self.result(body["id"], {"access_token": token, "expire_at": int(time.time()) + 3600})
-        if body["method"] != "start.employee_call":
+        if body["method"] not in ("start.employee_call", "get.calls_report"):
             return self.error(body["id"], -32601, "Method not found", "method_not_found")
         token = params.get("access_token")
         if token != self.api_key and token not in self.valid_tokens:
             return self.error(body["id"], -32001, "Access token has been expired", "access_token_expired")
+        if body["method"] == "get.calls_report":  # the Data API
+            self.reports.append(params)
+            return self.result(body["id"], self.report[params["offset"] : params["offset"] + params["limit"]])
         if self.limit_exceeded:
             return self.error(body["id"], -32029, "Limit exceeded", "limit_exceeded")
         if params["employee"]["id"] not in self.employees:
@@ -178,8 +187,9 @@ class FakeCallApi:
 @pytest.fixture
 def call_api():
     fake = FakeCallApi()
-    with serve_app(Starlette(routes=[Route("/v4.0", fake.endpoint, methods=["POST"])])) as url:
-        fake.url = f"{url}/v4.0"
+    routes = [Route("/v4.0", fake.endpoint, methods=["POST"]), Route("/v2.0", fake.endpoint, methods=["POST"])]
+    with serve_app(Starlette(routes=routes)) as url:
+        fake.url, fake.data_url = f"{url}/v4.0", f"{url}/v2.0"
         uis_client._tokens.clear()
         yield fake
 
@@ -227,7 +237,6 @@ async def test_a_permanent_key_needs_no_login(world, services, call_api):
     "setup, employee, message",
     [
         (lambda api: None, "mike", "UIS does not know this employee"),
-        (lambda api: setattr(api, "limit_exceeded", True), "andy", "limit is reached; try again later"),
         (lambda api: setattr(api, "password", "changed"), "andy", "did not accept the API key or login"),
     ],
 )
@@ -239,7 +248,58 @@ async def test_call_api_errors_reach_the_user_as_sentences(world, services, call
     assert response.status_code == 502 and message in response.json()["detail"]
 
 
+async def test_a_call_api_limit_is_waited_out(world, services, call_api):
+    await connect(services, call_api, login="crm@acme", password="secret")
+    await _only(services, world)
+    call_api.limit_exceeded = True
+    response = await click(world, "andy")
+    assert response.status_code == 202 and response.json()["status"] == "retrying"
+    assert "the UIS Call API limit is reached" in response.json()["message"] and call_api.calls == []
+    call_api.limit_exceeded = False
+    assert await outbox.drain(services, datetime.now(UTC) + timedelta(seconds=30)) == 1
+    request = (await world["api"].get(f"/api/outbox/{response.json()['outbox_id']}")).json()
+    assert request["status"] == "done" and request["result"]["pbx_call_id"] == "555001"
+    assert [a["outcome"] for a in request["attempt_log"]] == ["retry", "done"]
+
+
 async def _only(services, world) -> None:
     """Leave only the Call API integration able to place calls (the samples' one points nowhere)."""
     async with services.db.transaction() as session:
         await integrations.update_integration(session, world["row"].id, enabled=False)
+
+
+# ---- Data API back-fill -------------------------------------------------------------------------
+
+
+async def test_backfill_from_the_data_api_merges_missed_calls_once(world, services, call_api, monkeypatch):
+    call_api.report = json.loads((SAMPLES / "data_api_calls_report.json").read_text())["result"]["data"]
+    monkeypatch.setattr(uis_client, "REPORT_PAGE", 2)  # so the four rows come in pages
+    async with services.db.transaction() as session:
+        await integrations.update_integration(session, world["row"].id, settings=world["row"].settings | {
+            "api_key": "permanent-key", "data_api_url": call_api.data_url})  # fmt: skip
+    for name in ("000_1_incoming_call.json", "000_4_waiting_for_answer.json"):  # we saw this call begin
+        assert (await world["post"](name)).status_code == 200
+    report = await flows.backfill(services, world["row"].id, "today")
+    assert (report.new, report.unchanged, len(report.refused)) == (3, 0, 1) and "without an id" in report.refused[0]
+    assert [(r["offset"], r["limit"]) for r in call_api.reports] == [(0, 2), (2, 2), (4, 2)]
+    assert call_api.reports[0]["date_from"].endswith(" 00:00:00") and "employees" in call_api.reports[0]["fields"]
+    by_key = {c["pbx_call_id"]: c for c in await calls(world)}
+    assert set(by_key) == {"3342129", "3342700", "3342800"}  # the call we had is completed, not doubled
+    answered, lost, out = by_key["3342129"], by_key["3342700"], by_key["3342800"]
+    assert (answered["result"], answered["employee_id"], answered["talk_seconds"]) == ("answered", world["andy"], 95)
+    assert answered["recording_url"] == "https://app.uiscom.ru/system/media/talk/3342129/0f1e2d/"
+    assert lost["result"] == "missed" and {leg["employee_id"] for leg in lost["legs"]} == {world["andy"], world["mike"]}
+    assert (out["direction"], out["employee_id"]) == ("out", world["mike"])
+    again = await flows.backfill(services, world["row"].id, "today")
+    assert (again.new, again.unchanged) == (0, 3)
+    assert {c["pbx_call_id"] for c in await calls(world)} == set(by_key)
+
+
+def test_named_periods_are_local_day_ranges():
+    now = datetime(2026, 11, 25, 14, 30, 0)  # a Wednesday
+    assert uis_client.period_range("today", now) == ("2026-11-25 00:00:00", "2026-11-25 14:30:00")
+    assert uis_client.period_range("yesterday", now) == ("2026-11-24 00:00:00", "2026-11-25 00:00:00")
+    assert uis_client.period_range("last_week", now) == ("2026-11-16 00:00:00", "2026-11-23 00:00:00")
+    assert uis_client.period_range("last_month", now) == ("2026-10-01 00:00:00", "2026-11-01 00:00:00")
+    with pytest.raises(PbxError, match="period must be one of"):
+        uis_client.period_range("forever", now)

@@ -126,9 +126,9 @@ def _base(params: Mapping[str, str], kind: EventKind, at: datetime, region: str)
 HISTORY_COLUMNS = ("uid", "type", "phone", "user", "diversion", "start", "wait", "duration", "link")
 
 
-def history_row(row: list[str], *, region: str) -> tuple[dict[str, str], Events]:
+def history_row(row: list[str], *, region: str, settings: object = None) -> tuple[dict[str, str], Events]:
     """One CSV row of the PBX's `history` answer as journal parameters and an END event (a call we may
-    have missed while down); WireError for a row that is not a call."""
+    have missed while down); WireError for a row that is not a call. (The row needs no settings.)"""
     if len(row) < 8:
         raise WireError(f"a history row has {len(row)} columns, not 9")
     params = dict(zip(HISTORY_COLUMNS, (value.strip() for value in row), strict=False))

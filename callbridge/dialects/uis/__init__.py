@@ -53,4 +53,6 @@ DIALECT = Dialect(
     make_call=client.make_call,
     instructions=templates.notification_bodies,
     replay=replay,
+    history=client.history,
+    history_row=client.history_row,
 )

@@ -29,7 +29,8 @@ OUTGOING = "outgoing_call"  # 5. an employee dials out
 TALK_START = "talk_start"  # 6. an employee picked up
 TALK_END = "talk_end"  # 7. an employee's conversation ended
 LOST = "lost_call"  # 8. nobody answered
-KINDS = (INCOMING, CALL_END, RECORDED, WAITING, OUTGOING, TALK_START, TALK_END, LOST)
+HISTORY = "call_history"  # a whole call from the Data API's calls report (our back-fill)
+KINDS = (INCOMING, CALL_END, RECORDED, WAITING, OUTGOING, TALK_START, TALK_END, LOST, HISTORY)
 
 _CALL_STATE = {"ringing": WAITING, "answered": TALK_START, "hangup": CALL_END, "missed": LOST}
 _DIRECTION = {"in": Direction.IN, "incoming": Direction.IN, "out": Direction.OUT, "outgoing": Direction.OUT}
@@ -148,6 +149,8 @@ def parse(params: Mapping[str, str], *, received_at: datetime, region: str, zone
         event = event.model_copy(update={"direction": Direction.IN})
     if kind == LOST:
         return Events(kind, key, _lost(event, params))
+    if kind == HISTORY:
+        return Events(kind, key, _history(event, params))
     return Events(kind, key, [event.model_copy(update={"kind": _KIND[kind]})])
 
 
@@ -169,6 +172,53 @@ def _lost(event: CallEvent, params: Mapping[str, str]) -> list[CallEvent]:
         event.model_copy(update={"kind": EventKind.LEG_END, "employee": i, "leg_state": LegState.MISSED}) for i in ids
     ]
     return [*legs, event.model_copy(update={"kind": EventKind.END, "result": CallResult.MISSED, "employee": None})]
+
+
+def _history(event: CallEvent, params: Mapping[str, str]) -> list[CallEvent]:
+    """A call as the calls report gives it: whom it rang, who answered, how it ended."""
+    started = _time(params.get("start_time"), event.at, "UTC")
+    event = event.model_copy(update={"started_at": started, "direction": event.direction or Direction.IN})
+    if params.get("is_lost") == "1":
+        return _lost(event, params)
+    answered = event.employee if (event.talk_seconds or 0) > 0 else None
+    ids = [i.strip() for i in params.get("employee_ids", "").split(",") if i.strip() and i.strip() != answered]
+    legs = [
+        event.model_copy(update={"kind": EventKind.LEG_END, "employee": i, "leg_state": LegState.MISSED}) for i in ids
+    ]
+    result = CallResult.ANSWERED if answered else (CallResult.MISSED if event.direction is Direction.IN else None)
+    end = event.model_copy(update={"kind": EventKind.END, "employee": answered, "result": result})
+    return [*legs, end]
+
+
+# Data API `get.calls_report`: the fields we ask for, and how they read as notification variables
+REPORT_FIELDS = ("id", "start_time", "finish_time", "direction", "is_lost", "contact_phone_number",
+                 "virtual_phone_number", "talk_duration", "wait_duration", "total_duration", "call_records",
+                 "employees", "last_answered_employee_id", "scenario_name")  # fmt: skip
+_AS_NOTIFICATION = {"id": "call_session_id", "talk_duration": "talk_time_duration",
+                    "wait_duration": "wait_time_duration", "total_duration": "total_time_duration",
+                    "last_answered_employee_id": "employee_id"}  # fmt: skip
+
+
+def report_params(row: Mapping[str, Any], *, zone: str, media_url: str) -> dict[str, str]:
+    """One calls-report row in the terms of a notification (times made absolute), to journal and parse."""
+    if not isinstance(row, Mapping) or row.get("id") in (None, ""):
+        raise WireError("a calls report row without an id")
+    params = flatten({_AS_NOTIFICATION.get(k, k): v for k, v in row.items() if k in REPORT_FIELDS})
+    params["callbridge_event"] = HISTORY
+    for name in ("start_time", "finish_time"):
+        if params.get(name):
+            params[name] = _time(params[name], datetime.now(UTC), zone).isoformat()
+    params["notification_time"] = params.pop("finish_time", "") or params.get("start_time", "")
+    employees = row.get("employees") if isinstance(row.get("employees"), list) else []
+    params.pop("employees", None)
+    ids = [str(e["employee_id"]) for e in employees if isinstance(e, Mapping) and e.get("employee_id") is not None]
+    if ids:
+        params["employee_ids"] = ",".join(ids)
+    records = row.get("call_records") if isinstance(row.get("call_records"), list) else []
+    params.pop("call_records", None)
+    if records:  # the talk's media address: <media>/<call session>/<record>/
+        params["file_link"] = f"{media_url.rstrip('/')}/{params['call_session_id']}/{records[-1]}/"
+    return params
 
 
 def _employee(params: Mapping[str, str]) -> str | None:

@@ -159,3 +159,59 @@ def test_any_json_object_parses_or_is_refused_cleanly(data):
         wire.parse(wire.flatten(data), received_at=NOW, region="RU")
     except WireError:
         pass
+
+
+# ---- Data API calls report (back-fill) ----------------------------------------------------------
+
+REPORT = json.loads((SAMPLES / "data_api_calls_report.json").read_text())["result"]["data"]
+
+
+def history(row):
+    params = wire.report_params(row, zone="Europe/Moscow", media_url="https://app.uiscom.ru/system/media/talk")
+    return params, wire.parse(params, received_at=NOW, region="RU")
+
+
+def test_an_answered_call_from_the_report_is_the_whole_call():
+    params, command = history(REPORT[0])
+    assert params["call_session_id"] == "3342129" and params["start_time"] == "2026-11-24T09:00:00+00:00"
+    (end,) = command.events
+    assert (end.kind, end.result, end.employee, end.direction) == (EventKind.END, CallResult.ANSWERED, "1001",
+                                                                    Direction.IN)  # fmt: skip
+    assert (end.started_at, end.at) == (at(9, 0, 0), at(9, 1, 50))
+    assert (end.talk_seconds, end.wait_seconds, end.total_seconds) == (95, 15, 110)
+    assert end.recording_url == "https://app.uiscom.ru/system/media/talk/3342129/0f1e2d/"
+
+
+def test_a_lost_call_from_the_report_was_missed_by_everyone_it_rang():
+    _, command = history(REPORT[1])
+    assert [(e.kind, e.employee, e.leg_state or e.result) for e in command.events] == [
+        (EventKind.LEG_END, "1001", LegState.MISSED),
+        (EventKind.LEG_END, "1002", LegState.MISSED),
+        (EventKind.END, None, CallResult.MISSED),
+    ]
+
+
+def test_an_outgoing_call_from_the_report():
+    _, command = history(REPORT[2])
+    (end,) = command.events
+    assert (end.direction, end.employee, end.result, end.talk_seconds) == (Direction.OUT, "1002",
+                                                                            CallResult.ANSWERED, 60)  # fmt: skip
+
+
+def test_a_report_row_without_an_id_is_refused():
+    with pytest.raises(WireError, match="without an id"):
+        history(REPORT[3])
+
+
+report_values = st.one_of(json_values, st.lists(st.dictionaries(st.sampled_from(["employee_id", "x"]),
+                                                                 json_values, max_size=2), max_size=3))  # fmt: skip
+report_keys = st.sampled_from([*wire.REPORT_FIELDS, "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(report_keys, report_values, max_size=10) | json_values)
+def test_any_report_row_reads_or_is_refused_cleanly(row):
+    try:
+        history(row)
+    except WireError:
+        pass

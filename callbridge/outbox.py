@@ -1,0 +1,177 @@
+"""Durable outbound requests: a row first, then delivery by whichever worker claims it, with retries,
+exponential backoff with jitter, a log row per attempt and a per-integration rate limit.
+
+A refusal that needs a person (a wrong token, an unknown employee) fails at once; "not now" (no answer, 5xx,
+a rate limit) is tried again until the action's attempts or time run out. Either way the last state and its
+reason stay on the row, for people to see and retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from . import metrics
+from .dialects.base import PbxError
+from .store import outbox as outbox_store
+from .store.tables import Integration, OutboxRequest
+
+if TYPE_CHECKING:
+    from .flows import Services
+
+log = logging.getLogger("callbridge.outbox")
+
+LEASE = timedelta(minutes=2)  # an attempt under way belongs to its worker this long (longer than any PBX timeout)
+
+
+@dataclass(frozen=True)
+class Policy:
+    attempts: int  # then the request fails for good
+    first_retry: float  # seconds before the second attempt; doubles each time, with jitter
+    max_retry: float = 3600.0
+    expires: float | None = None  # seconds after which doing it is pointless (nobody waits for that call now)
+
+    def delay(self, attempts: int) -> timedelta:
+        """Exponential backoff with jitter, so a PBX that comes back is not hit by every request at once."""
+        base = min(self.first_retry * 2 ** (attempts - 1), self.max_retry)
+        return timedelta(seconds=base * random.uniform(0.5, 1.5))
+
+    def expiry(self, now: datetime) -> datetime | None:
+        return now + timedelta(seconds=self.expires) if self.expires is not None else None
+
+
+Deliver = Callable[["Services", Integration, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Action:
+    deliver: Deliver  # makes the request; returns what to keep as the result, raises PbxError
+    policy: Policy
+
+
+ACTIONS: dict[str, Action] = {}
+
+
+def action(name: str, policy: Policy) -> Callable[[Deliver], Deliver]:
+    """Register what an outbox request of this name does (the flows define them)."""
+
+    def register(deliver: Deliver) -> Deliver:
+        ACTIONS[name] = Action(deliver, policy)
+        return deliver
+
+    return register
+
+
+class StillTrying(PbxError):
+    """The PBX did not take the request yet; it stays queued and is retried by the server."""
+
+    def __init__(self, request: OutboxRequest) -> None:
+        self.request = request
+        when = request.next_attempt_at.strftime("%H:%M:%S UTC")
+        super().__init__(f"{request.error}; callbridge will try again at {when} (outbox #{request.id})", retryable=True)
+
+
+class RateLimiter:
+    """Requests to one PBX account are spaced so that at most `rate` a second leave this process."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, float] = {}
+
+    async def wait(self, key: int, rate: float | None) -> None:
+        if not rate:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next.get(key, now))
+        self._next[key] = slot + 1.0 / rate
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+async def enqueue(session, name: str, integration_id: int, **values) -> OutboxRequest:
+    """Keep a request in the caller's transaction; it is made once that commits."""
+    now = datetime.now(UTC)
+    policy = ACTIONS[name].policy
+    return await outbox_store.add(
+        session, action=name, integration_id=integration_id, next_attempt_at=now, expires_at=policy.expiry(now),
+        **values,
+    )  # fmt: skip
+
+
+async def deliver_now(services: Services, request_id: int) -> OutboxRequest:
+    """Make this request at once, for a person waiting on it; its state afterwards (another worker's attempt
+    under way or a retry later included)."""
+    await _deliver(services, datetime.now(UTC), request_id=request_id)
+    async with services.db.read() as session:
+        return await outbox_store.get(session, request_id)
+
+
+def result_of(request: OutboxRequest) -> dict[str, Any]:
+    """The result of a done request; PbxError if it failed, StillTrying while it is queued."""
+    if request.status == "done":
+        return request.result or {}
+    if request.status == "failed":
+        raise PbxError(request.error or "failed")
+    raise StillTrying(request)
+
+
+async def drain(services: Services, now: datetime) -> int:
+    """The worker: make the requests that are due; returns how many were tried."""
+    return await _deliver(services, now)
+
+
+async def retry(services: Services, request_id: int) -> OutboxRequest | None:
+    """A person asks for a failed request again: fresh attempts, and one made now."""
+    async with services.db.transaction() as session:
+        request = await outbox_store.get(session, request_id)
+        if request is None:
+            return None
+        policy = ACTIONS[request.action].policy if request.action in ACTIONS else None
+        now = datetime.now(UTC)
+        requeued = await outbox_store.requeue(session, request_id, now, policy.expiry(now) if policy else None)
+    return await deliver_now(services, request_id) if requeued else request
+
+
+async def _deliver(services: Services, now: datetime, request_id: int | None = None) -> int:
+    async with services.db.transaction() as session:
+        claimed = await outbox_store.claim(session, now, LEASE, request_id=request_id)
+    for request in claimed:
+        await _attempt(services, request)
+    return len(claimed)
+
+
+async def _attempt(services: Services, request: OutboxRequest) -> None:
+    now = datetime.now(UTC)
+    known = ACTIONS.get(request.action)
+    integration = await services.integration(request.integration_id)
+    dialect = services.dialects.get(integration.kind) if integration else None
+    outcome, detail, values = "failed", None, {}
+    if known is None or dialect is None:
+        detail = f"nothing knows how to do {request.action!r} for integration {request.integration_id}"
+    elif request.expires_at is not None and request.expires_at <= now:
+        detail = "too late: nobody waits for it any more"
+    else:
+        await services.rate.wait(integration.id, dialect.rate_per_second / max(1, services.settings.workers))
+        try:
+            values["result"] = await known.deliver(services, integration, request.payload)
+            outcome = "done"
+        except PbxError as exc:
+            detail = str(exc)
+            if exc.retryable and request.attempts + 1 < known.policy.attempts:
+                retry_at = now + known.policy.delay(request.attempts + 1)
+                if request.expires_at is None or retry_at < request.expires_at:
+                    outcome, values["next_attempt_at"] = "retry", retry_at
+        except Exception:
+            log.exception("outbox request %s (%s) failed", request.id, request.action)
+            detail = "internal error (see the server log)"
+    values["status"] = "pending" if outcome == "retry" else outcome
+    metrics.OUTBOX.labels(request.action, outcome).inc()
+    if outcome != "done":
+        log.warning("outbox #%s %s: %s (%s)", request.id, request.action, detail, outcome)
+    async with services.db.transaction() as session:
+        await outbox_store.finish(session, request, outcome, detail, error=detail, **values)

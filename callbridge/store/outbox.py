@@ -1,0 +1,110 @@
+"""The outbox: requests to PBXs kept before they are made, claimed by one worker at a time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .tables import Employee, OutboxAttempt, OutboxRequest, utcnow
+
+
+async def add(session: AsyncSession, **values) -> OutboxRequest:
+    request = OutboxRequest(**values)
+    session.add(request)
+    await session.flush()
+    return request
+
+
+async def recent(session: AsyncSession, action: str, subject: str, since: datetime) -> OutboxRequest | None:
+    """The same request made since then and not failed; a double click joins it (locks the employee asking)."""
+    request = (
+        await session.scalars(
+            select(OutboxRequest)
+            .where(
+                OutboxRequest.action == action,
+                OutboxRequest.subject == subject,
+                OutboxRequest.created_at >= since,
+                OutboxRequest.status != "failed",
+            )
+            .order_by(OutboxRequest.id.desc())
+        )
+    ).first()
+    return request
+
+
+async def lock_employee(session: AsyncSession, employee_id: int) -> None:
+    """Serialise one employee's clicks, so two at once see each other (a no-op lock on SQLite's one writer)."""
+    await session.execute(select(Employee.id).where(Employee.id == employee_id).with_for_update())
+
+
+async def claim(
+    session: AsyncSession, now: datetime, lease: timedelta, *, limit: int = 10, request_id: int | None = None
+) -> list[OutboxRequest]:
+    """Due requests (or the one given), leased to the caller: SKIP LOCKED on PostgreSQL, so workers never
+    wait for each other or take the same row; SQLite has one writer and needs no row locks."""
+    query = select(OutboxRequest).where(OutboxRequest.status == "pending", OutboxRequest.next_attempt_at <= now)
+    if request_id is not None:
+        query = query.where(OutboxRequest.id == request_id)
+    query = query.order_by(OutboxRequest.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
+    claimed = list(await session.scalars(query))
+    for request in claimed:
+        request.next_attempt_at = now + lease
+    return claimed
+
+
+async def finish(session: AsyncSession, request: OutboxRequest, outcome: str, detail: str | None, **values) -> None:
+    """Record an attempt and the request's new state."""
+    session.add(OutboxAttempt(request_id=request.id, number=request.attempts + 1, outcome=outcome, detail=detail))
+    await session.execute(
+        update(OutboxRequest)
+        .where(OutboxRequest.id == request.id)
+        .values(attempts=request.attempts + 1, updated_at=utcnow(), **values)
+    )
+
+
+async def get(session: AsyncSession, request_id: int) -> OutboxRequest | None:
+    return await session.get(OutboxRequest, request_id, populate_existing=True)
+
+
+async def attempts_of(session: AsyncSession, request_id: int) -> list[OutboxAttempt]:
+    rows = await session.scalars(
+        select(OutboxAttempt).where(OutboxAttempt.request_id == request_id).order_by(OutboxAttempt.id)
+    )
+    return list(rows)
+
+
+async def listing(
+    session: AsyncSession, *, status: str | None = None, integration_id: int | None = None, limit: int = 50
+) -> list[OutboxRequest]:
+    """The newest requests, for people to see what was asked of the PBXs and how it went."""
+    query = select(OutboxRequest).order_by(OutboxRequest.id.desc()).limit(limit)
+    if status:
+        query = query.where(OutboxRequest.status == status)
+    if integration_id:
+        query = query.where(OutboxRequest.integration_id == integration_id)
+    return list(await session.scalars(query))
+
+
+async def requeue(session: AsyncSession, request_id: int, now: datetime, expires_at: datetime | None) -> bool:
+    """A failed request gets a fresh set of attempts (a person asked); False unless it had failed."""
+    result = await session.execute(
+        update(OutboxRequest)
+        .where(OutboxRequest.id == request_id, OutboxRequest.status == "failed")
+        .values(status="pending", attempts=0, next_attempt_at=now, expires_at=expires_at, error=None, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+async def cancel(session: AsyncSession, integration_id: int, action: str, reason: str) -> None:
+    """Give up pending requests of this kind (the integration was switched off meanwhile)."""
+    await session.execute(
+        update(OutboxRequest)
+        .where(
+            OutboxRequest.integration_id == integration_id,
+            OutboxRequest.action == action,
+            OutboxRequest.status == "pending",
+        )
+        .values(status="failed", error=reason, updated_at=utcnow())
+    )

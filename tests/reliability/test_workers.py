@@ -1,0 +1,130 @@
+"""Several server processes on one PostgreSQL: cards reach browsers on every worker, migrations run once,
+periodic jobs run in one worker at a time. (The outbox's SKIP LOCKED claim is in integration/test_outbox.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from callbridge.cli import app as cli_app
+from callbridge.store import Database, directory, integrations
+
+from ..conftest import _drop_pg, _pg_database, settings_for
+from ..helpers import collect_live, running_server
+from ..test_cli import free_port
+from .test_crash_safety import wait_until_up
+
+CALLBRIDGE = str(Path(sys.executable).parent / "callbridge")
+
+
+@pytest.fixture
+def postgres(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several workers share one database through PostgreSQL; SQLite is served by one process")
+    return database_url
+
+
+async def prepare(services) -> tuple[str, str, str]:
+    """An employee, a cloudpbx integration and an API key: (inbound path, its token, API key)."""
+    async with services.db.transaction() as session:
+        await directory.add_employee(session, name="Андрей", pbx_login="andy")
+        pbx = await integrations.add_integration(session, kind="cloudpbx", name="PBX", settings={})
+        key = await integrations.add_api_key(session, "tests")
+    return f"/hooks/cloudpbx/{pbx.id}", pbx.token, key
+
+
+def incoming(call: str, token: str) -> dict[str, str]:
+    return {"cmd": "event", "type": "INCOMING", "callid": call, "phone": "79101234567", "user": "andy",
+            "crm_token": token}  # fmt: skip
+
+
+async def cards_on(http: httpx.AsyncClient, streams: list[str], key: str, post) -> list[list[dict]]:
+    """Open a live stream on each base URL, make the PBX request, and gather what each stream got."""
+    seen: list[list[dict]] = [[] for _ in streams]
+    readers = [asyncio.create_task(collect_live(http, f"{base}/api/live", key, into)) for base, into in
+               zip(streams, seen, strict=True)]  # fmt: skip
+    await asyncio.sleep(0.5)  # the streams are open
+    await post()
+    for _ in range(100):
+        if all(any(m["type"] == "CardShown" for m in got) for got in seen):
+            break
+        await asyncio.sleep(0.05)
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    return seen
+
+
+async def test_a_card_reaches_browsers_on_the_other_worker(services, postgres, tmp_path):
+    hook, token, key = await prepare(services)
+    with running_server(settings_for(postgres, tmp_path)) as a, running_server(settings_for(postgres, tmp_path)) as b:
+        async with httpx.AsyncClient(timeout=10) as http:
+            seen = await cards_on(http, [b, a], key, lambda: http.post(f"{a}{hook}", data=incoming("w1", token)))
+    for got in seen:  # the worker that took the PBX request, and the one that did not
+        (card,) = [m for m in got if m["type"] == "CardShown"]
+        assert card["employee"] == "andy" and card["type"] == "CardShown"
+
+
+async def test_serve_with_several_workers(services, postgres, tmp_path):
+    """`callbridge serve --workers 3`: real processes behind one port, each card on every stream."""
+    hook, token, key = await prepare(services)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = os.environ | {"CALLBRIDGE_RECORDINGS_DIR": str(tmp_path)}
+    command = [CALLBRIDGE, "serve", "--workers", "3", "--port", str(port), "--database-url", postgres,
+               "--log-level", "warning"]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            await wait_until_up(http, base, server)
+            await asyncio.sleep(1.0)  # every worker is up, not just the first
+            seen = await cards_on(http, [base] * 6, key, lambda: http.post(f"{base}{hook}", data=incoming("w2", token)))
+            assert all(len([m for m in got if m["type"] == "CardShown"]) == 1 for got in seen)
+            calls = (await http.get(f"{base}/api/calls", headers={"Authorization": f"Bearer {key}"})).json()
+            assert [c["pbx_call_id"] for c in calls["items"]] == ["w2"]
+    finally:
+        server.terminate()
+        _, errors = server.communicate(timeout=30)
+    assert "Traceback" not in errors, errors
+
+
+async def test_migrations_run_once_when_workers_start_together(postgres):
+    fresh = await _pg_database()
+    try:
+        databases = [Database(fresh) for _ in range(4)]
+        await asyncio.gather(*(db.migrate() for db in databases))  # without a lock, CREATE TABLE would clash
+        async with databases[0].read() as session:
+            versions = (await session.scalars(text("SELECT version_num FROM alembic_version"))).all()
+        assert len(versions) == 1
+        for db in databases:
+            await db.close()
+    finally:
+        await _drop_pg(fresh)
+
+
+async def test_a_periodic_job_runs_in_one_worker_at_a_time(postgres):
+    first, second = Database(postgres), Database(postgres)
+    async with first.exclusively("close_stale_calls") as mine:
+        async with second.exclusively("close_stale_calls") as theirs:
+            assert (mine, theirs) == (True, False)
+        async with second.exclusively("backfill_all") as other_job:
+            assert other_job
+    async with second.exclusively("close_stale_calls") as now_theirs:
+        assert now_theirs  # released with the block
+    await first.close()
+    await second.close()
+
+
+def test_serve_refuses_several_workers_on_sqlite(tmp_path):
+    result = CliRunner().invoke(
+        cli_app, ["serve", "--workers", "2", "--database-url", f"sqlite+aiosqlite:///{tmp_path}/x.db"]
+    )
+    assert result.exit_code == 1 and "through PostgreSQL" in result.stderr
