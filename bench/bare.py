@@ -1,9 +1,18 @@
-"""The bare baseline: a Starlette endpoint that reads a form and answers JSON, with no database."""
+"""The bare baseline: Starlette endpoints with no database, doing only what HTTP itself costs.
+
+POST /hooks/bare reads a form and answers JSON (the lookup's and the ingest's floor); GET /live is a
+Server-Sent Events stream and POST /publish sends one message to every open stream (the call card's floor).
+"""
+
+import asyncio
+import json
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+
+streams: set[asyncio.Queue] = set()
 
 
 async def contact(request: Request) -> JSONResponse:
@@ -11,4 +20,32 @@ async def contact(request: Request) -> JSONResponse:
     return JSONResponse({"contact_name": "bare", "responsible": form.get("phone", "")[:3]})
 
 
-app = Starlette(routes=[Route("/hooks/bare", contact, methods=["POST"])])
+async def live(_request: Request) -> StreamingResponse:
+    async def events():
+        queue: asyncio.Queue = asyncio.Queue()
+        streams.add(queue)
+        try:
+            yield ": connected\n\n"
+            while True:
+                message = await queue.get()
+                yield f"event: {message['type']}\ndata: {json.dumps(message)}\n\n"
+        finally:
+            streams.discard(queue)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def publish(request: Request) -> JSONResponse:
+    form = await request.form()
+    for queue in streams:
+        queue.put_nowait({"type": "CardShown", "employee": form.get("user", "")})
+    return JSONResponse({})
+
+
+app = Starlette(
+    routes=[
+        Route("/hooks/bare", contact, methods=["POST"]),
+        Route("/live", live),
+        Route("/publish", publish, methods=["POST"]),
+    ]
+)

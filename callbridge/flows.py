@@ -195,6 +195,7 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
         async with services.db.transaction() as session:
             entry = await keep(session, "applied")
             if entry.status == "applied":
+                metrics.REQUESTS.labels("duplicate").inc()
                 return Outcome(entry.id, duplicate=True)
             if entry.status is not None:  # it failed or was refused before: this time it goes through
                 await call_store.set_journal_status(session, entry.id, "applied", call_key=command.call_key)
@@ -202,11 +203,14 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
     except Exception as exc:
         log.exception("applying %s for integration %s failed", command.command, integration_id)
         metrics.FAILURES.labels("event").inc()
+        metrics.REQUESTS.labels("failed").inc()
         reason = f"{exc.__class__.__name__}: {exc}"[:1000]
         async with services.db.transaction() as session:
             entry = await keep(session, "failed", reason)
             await call_store.set_journal_status(session, entry.id, "failed", reason)  # it may have been there
         return Outcome(entry.id, failed=reason)
+    metrics.REQUESTS.labels("applied").inc()
+    metrics.EVENTS.inc(len(command.events))
     for message in messages:
         services.bus.publish(message)
     return Outcome(entry.id, call_ids=tuple(call_ids))
@@ -214,6 +218,7 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
 
 async def reject(services: Services, integration_id: int, params: dict[str, str], reason: str) -> None:
     """Journal an authenticated request we could not understand, so nothing a PBX sent is lost."""
+    metrics.REQUESTS.labels("rejected").inc()
     async with services.db.transaction() as session:
         await call_store.journal(
             session,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-REQUESTS = Counter("callbridge_pbx_requests_total", "PBX requests by dialect and outcome", ["dialect", "outcome"])
-EVENTS = Counter("callbridge_call_events_total", "call events applied", ["dialect"])
+# applied, duplicate, failed (journaled for replay), rejected (not a valid command)
+REQUESTS = Counter("callbridge_pbx_requests_total", "PBX event requests by outcome", ["outcome"])
+EVENTS = Counter("callbridge_call_events_total", "call events applied")
 LOOKUPS = Counter("callbridge_lookups_total", "caller lookups by result", ["result"])  # known, unknown, deadline
 LOOKUP_SECONDS = Histogram(
     "callbridge_lookup_seconds", "caller lookup time", buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.3, 1)

@@ -1,0 +1,324 @@
+"""callbridge benchmarks, each figure beside a bare Starlette endpoint measured in the same run.
+
+    .venv/bin/python bench/run.py                      # SQLite and PostgreSQL, 10k and 1M clients
+    .venv/bin/python bench/run.py --sizes 10000 --no-postgres --seconds 5     # a quick look
+
+For each database and each size of the client table, a real `callbridge serve` (PostgreSQL: `--workers 2`):
+- caller lookup: p50/p99 latency of one client at a time (httpx), and requests/s under load (wrk, 16 connections);
+- event ingest: PBX events/s under load (wrk); each 2xx means the journal entry and the call are committed;
+- call card: from the PBX's request to the card arriving on each of `--streams` open SSE streams (p50/p99).
+The bare endpoints (bench/bare.py) read the same forms and fan out to the same number of streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from callbridge.app import build_services  # noqa: E402
+from callbridge.config import Settings, sqlite_url  # noqa: E402
+from callbridge.store import directory, integrations  # noqa: E402
+from callbridge.store.tables import InboundRequest  # noqa: E402
+
+console = Console()
+BIN = Path(sys.executable).parent
+TARGETS = {"lookup p99 ms": ("<", 10.0), "ingest events/s": (">=", 1000.0), "card p99 ms": ("<", 500.0)}
+
+
+def phone_of(n: int) -> str:
+    return f"+7916{n:07d}"
+
+
+# ---- the database -------------------------------------------------------------------------------
+
+
+async def fill(url: str, clients: int) -> dict[str, str]:
+    """An employee, a cloudpbx integration, an API key and `clients` clients with a phone and a manager."""
+    services = build_services(Settings(database_url=url))
+    await services.db.migrate()
+    async with services.db.transaction() as session:
+        manager = await directory.add_employee(session, name="Manager", pbx_login="andy")
+        pbx = await integrations.add_integration(session, kind="cloudpbx", name="bench", settings={})
+        key = await integrations.add_api_key(session, "bench")
+    batch = 10_000
+    for start in track(range(0, clients, batch), description=f"loading {clients:,} clients", console=console):
+        rows = [(f"Client {n}", [phone_of(n)], manager.id) for n in range(start, min(start + batch, clients))]
+        async with services.db.transaction() as session:
+            await directory.add_clients_bulk(session, rows)
+    if not services.db.is_sqlite:
+        async with services.db.transaction() as session:
+            await session.execute(text("ANALYZE"))
+    await services.close()
+    return {"path": f"/hooks/cloudpbx/{pbx.id}", "token": pbx.token, "key": key}
+
+
+async def journaled(url: str) -> int:
+    services = build_services(Settings(database_url=url))
+    async with services.db.read() as session:
+        count = await session.scalar(select(func.count()).select_from(InboundRequest))
+    await services.close()
+    return int(count or 0)
+
+
+async def pg_database(admin_url: str) -> str | None:
+    name = f"callbridge_bench_{uuid.uuid4().hex[:8]}"
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        console.print(f"[yellow]PostgreSQL skipped: {exc.__class__.__name__}: {exc}[/yellow]")
+        return None
+    finally:
+        await engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_pg(admin_url: str, url: str) -> None:
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+# ---- servers and load ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
+    process = subprocess.Popen([*command, "--port", str(port), "--log-level", "warning"], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    for _ in range(600):
+        try:
+            with httpx.Client() as http:
+                http.get(f"http://127.0.0.1:{port}/healthz")
+            time.sleep(1.0)  # every worker is up, not just the first
+            return process
+        except httpx.TransportError:
+            if process.poll() is not None:
+                raise RuntimeError(process.stderr.read().decode()) from None
+            time.sleep(0.1)
+    raise RuntimeError(f"{command} did not start")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:  # streams still open: no need to be gentle with a benchmark
+        process.kill()
+        process.wait()
+
+
+LOOKUP_LUA = """
+request = function()
+  local phone = "%2B7916" .. string.format("%07d", math.random(0, {clients} - 1))
+  local body = "cmd=contact&callid=b&phone=" .. phone .. "&crm_token={token}"
+  return wrk.format("POST", "{path}", {{["Content-Type"]="application/x-www-form-urlencoded"}}, body)
+end
+"""
+INGEST_LUA = """
+local n = 0
+local thread = tostring(math.random(1, 1000000000))
+request = function()
+  n = n + 1
+  local kind = ({{"INCOMING", "ACCEPTED", "COMPLETED"}})[(n % 3) + 1]
+  local call = thread .. "-" .. math.floor(n / 3)
+  local body = "cmd=event&type=" .. kind .. "&callid=" .. call .. "&phone=79160000001&user=andy"
+    .. "&direction=in&duration=30&crm_token={token}"
+  return wrk.format("POST", "{path}", {{["Content-Type"]="application/x-www-form-urlencoded"}}, body)
+end
+"""
+
+
+def wrk(base: str, script: str, seconds: int, folder: Path) -> tuple[float, int]:
+    """Requests per second and non-2xx answers, from wrk with 2 threads and 16 connections."""
+    lua = folder / f"{uuid.uuid4().hex}.lua"
+    lua.write_text(script)
+    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "-s", str(lua), base], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, int(errors.group(1)) if errors else 0
+
+
+async def latency(url: str, bodies: list[dict[str, str]]) -> tuple[float, float]:
+    """p50 and p99 in ms, one request at a time."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        for body in bodies[:200]:
+            (await http.post(url, data=body)).raise_for_status()
+        took = []
+        for body in bodies:
+            began = time.perf_counter()
+            (await http.post(url, data=body)).raise_for_status()
+            took.append(time.perf_counter() - began)
+    cuts = statistics.quantiles(took, n=100)
+    return cuts[49] * 1000, cuts[98] * 1000
+
+
+async def card_latency(base: str, live: str, key: str, post: str, body, streams: int, events: int = 30):
+    """p50/p99 ms from a PBX request to its card on each open stream, and how many cards never came."""
+    host, port = base.removeprefix("http://").split(":")
+    arrivals: list[list[float]] = [[] for _ in range(streams)]
+    ready = asyncio.Semaphore(0)
+
+    async def reader(i: int) -> None:
+        stream, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {live} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n\r\n".encode())
+        card = False
+        while line := await stream.readline():
+            if line.startswith(b": connected"):
+                ready.release()
+            if card and line.startswith(b"data:") and b'"employee": "card"' in line:  # ours, not a leftover
+                arrivals[i].append(time.perf_counter())
+            card = line.startswith(b"event: CardShown")
+        writer.close()
+
+    tasks = [asyncio.create_task(reader(i)) for i in range(streams)]
+    for _ in range(streams):
+        await asyncio.wait_for(ready.acquire(), 60)
+    sent = []
+    async with httpx.AsyncClient(timeout=10) as http:
+        for n in range(events):
+            sent.append(time.perf_counter())
+            (await http.post(f"{base}{post}", data=body(n))).raise_for_status()
+            await asyncio.sleep(0.1)
+    for _ in range(100):
+        if all(len(a) >= events for a in arrivals):
+            break
+        await asyncio.sleep(0.1)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    took = [a[k] - sent[k] for a in arrivals for k in range(min(len(a), events))]
+    cuts = statistics.quantiles(took, n=100)
+    return cuts[49] * 1000, cuts[98] * 1000, streams * events - len(took)
+
+
+# ---- one run ------------------------------------------------------------------------------------
+
+
+def measure(base: str, target: dict[str, str], clients: int, args, folder: Path, bare: bool = False) -> dict:
+    rnd = random.Random(1)
+    lookups = [{"cmd": "contact", "callid": f"l{i}", "phone": phone_of(rnd.randrange(clients)),
+                "crm_token": target["token"]} for i in range(args.requests)]  # fmt: skip
+    path = "/hooks/bare" if bare else target["path"]
+    p50, p99 = asyncio.run(latency(f"{base}{path}", lookups))
+    fields = {"clients": clients, "token": target["token"], "path": path}
+    lookup_rps, lookup_errors = wrk(base, LOOKUP_LUA.format(**fields), args.seconds, folder)
+    ingest_rps, ingest_errors = wrk(base, INGEST_LUA.format(**fields), args.seconds, folder)
+    run = uuid.uuid4().hex[:6]
+
+    def incoming(n: int) -> dict[str, str]:
+        return {"cmd": "event", "type": "INCOMING", "callid": f"card-{run}-{n}", "phone": phone_of(n),
+                "user": "card", "crm_token": target["token"]}  # fmt: skip
+
+    card = asyncio.run(card_latency(base, "/live" if bare else "/api/live", target.get("key", ""),
+                                    "/publish" if bare else path, incoming, args.streams))  # fmt: skip
+    return {"lookup p50 ms": p50, "lookup p99 ms": p99, "lookup req/s": lookup_rps, "ingest events/s": ingest_rps,
+            "card p50 ms": card[0], "card p99 ms": card[1], "cards lost": card[2],
+            "non-2xx": lookup_errors + ingest_errors, "journal rows": 0}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,1000000", help="client table sizes, comma-separated")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    parser.add_argument("--requests", type=int, default=2000, help="lookups for the latency figures")
+    parser.add_argument("--streams", type=int, default=1000, help="open SSE streams for the card figure")
+    parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--pg-workers", type=int, default=2)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        port = free_port()
+        bare = start([str(BIN / "uvicorn"), "bench.bare:app"], port, dict(os.environ))
+        try:
+            console.print("measuring the bare baseline")
+            results["bare Starlette"] = measure(f"http://127.0.0.1:{port}", {"token": "-"}, max(sizes), args, folder,
+                                                bare=True)  # fmt: skip
+        finally:
+            stop(bare)
+        backends = [("SQLite", None)] + ([] if args.no_postgres else [("PostgreSQL", args.postgres)])
+        for name, admin in backends:
+            for size in sizes:
+                url = sqlite_url(folder / f"bench-{size}.db") if admin is None else asyncio.run(pg_database(admin))
+                if url is None:
+                    break
+                target = asyncio.run(fill(url, size))
+                workers = 1 if admin is None else args.pg_workers
+                env = os.environ | {"CALLBRIDGE_DATABASE_URL": url, "CALLBRIDGE_BACKFILL_MINUTES": "0",
+                                    "CALLBRIDGE_RECORDINGS_DIR": str(folder / "recordings")}  # fmt: skip
+                port = free_port()
+                label = f"{name} {size:,} clients" + (f", {workers} workers" if workers > 1 else "")
+                console.print(f"measuring callbridge on {label}")
+                server = start([str(BIN / "callbridge"), "serve", "--workers", str(workers)], port, env)
+                try:
+                    results[label] = measure(f"http://127.0.0.1:{port}", target, size, args, folder)
+                finally:
+                    stop(server)
+                results[label]["journal rows"] = asyncio.run(journaled(url))
+                if admin is not None:
+                    asyncio.run(drop_pg(admin, url))
+    report(results)
+
+
+def report(results: dict[str, dict]) -> None:
+    bare = results["bare Starlette"]
+    table = Table(title="callbridge vs a bare Starlette endpoint (same machine, same run)")
+    table.add_column("")
+    for name in results:
+        table.add_column(name, justify="right")
+    for metric in ("lookup p50 ms", "lookup p99 ms", "lookup req/s", "ingest events/s", "card p50 ms",
+                   "card p99 ms", "cards lost", "non-2xx", "journal rows"):  # fmt: skip
+        cells = []
+        for name, r in results.items():
+            cell = f"{r[metric]:,.2f}" if "ms" in metric else f"{r[metric]:,.0f}"
+            if (
+                name != "bare Starlette"
+                and bare[metric]
+                and metric in TARGETS | {"lookup p50 ms": 0, "lookup req/s": 0, "card p50 ms": 0}
+            ):
+                cell += f" ({r[metric] / bare[metric]:.2f}x)"
+            if metric in TARGETS and name != "bare Starlette":
+                op, limit = TARGETS[metric]
+                cell += " ✓" if (r[metric] < limit if op == "<" else r[metric] >= limit) else " ✗"
+            cells.append(cell)
+        table.add_row(metric, *cells)
+    console.print(table)
+    console.print(
+        "(x) = callbridge / bare.  targets: " + ", ".join(f"{m} {op} {v:g}" for m, (op, v) in TARGETS.items())
+    )
+
+
+if __name__ == "__main__":
+    main()
