@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -90,8 +90,15 @@ class GroupMember(Base):
     employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), primary_key=True)
 
 
+_MADE_BY_CALL = "created_by_call_id IS NOT NULL"
+
+
 class Client(Base):
     __tablename__ = "clients"
+    __table_args__ = (  # read on every call event; almost every client has none, so only the few that do
+        Index("ix_clients_created_by_call", "created_by_call_id", postgresql_where=text(_MADE_BY_CALL),
+              sqlite_where=text(_MADE_BY_CALL)),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(300))
@@ -131,7 +138,7 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     department: Mapped[str | None] = mapped_column(String(200))
     employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
-    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
     phone: Mapped[str | None] = mapped_column(String(32), index=True)
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
