@@ -27,8 +27,7 @@ async def live(_request: Request) -> StreamingResponse:
         try:
             yield ": connected\n\n"
             while True:
-                message = await queue.get()
-                yield f"event: {message['type']}\ndata: {json.dumps(message)}\n\n"
+                yield await queue.get()
         finally:
             streams.discard(queue)
 
@@ -37,8 +36,9 @@ async def live(_request: Request) -> StreamingResponse:
 
 async def publish(request: Request) -> JSONResponse:
     form = await request.form()
+    frame = f"event: CardShown\ndata: {json.dumps({'type': 'CardShown', 'employee': form.get('user', '')})}\n\n"
     for queue in streams:
-        queue.put_nowait({"type": "CardShown", "employee": form.get("user", "")})
+        queue.put_nowait(frame)
     return JSONResponse({})
 
 

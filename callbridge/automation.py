@@ -60,19 +60,32 @@ class Rules(BaseModel):
     ticket_per_call: bool = Field(False, description="a ticket for every call, assigned to the call's employee")
     ticket_department: str | None = Field(None, description="the department tickets are created in")
 
+    @property
+    def creates_clients(self) -> bool:
+        """Whether any rule makes a client or lead for an unknown number."""
+        return (
+            self.leads_for_missed_unknown
+            or self.clients_for_outgoing_unknown
+            or (self.record_interactions and self.unknown_numbers_client_id is None)
+        )
+
 
 MISSED_CALL = "missed_call"
 TICKET = "ticket"
 
 
 async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
-    """Bring the CRM in line with this call as it now stands."""
+    """Bring the CRM in line with this call as it now stands.
+
+    What a rule that is off would make is left alone: turning a rule off keeps the records it made.
+    """
     call = await call_store.get_call(session, call_id, fresh=True)
     client_id = await _client_of(session, rules, call)
     deal_id = await crm.last_active_deal(session, client_id) if rules.add_to_last_deal and client_id else None
     employee_id = call.employee_id or rules.default_employee_id
     links = {"client_id": client_id, "deal_id": deal_id, "employee_id": employee_id, "problem": None}
-    await crm.link_call(session, call_id, **links)
+    if any(getattr(call, name) != value for name, value in links.items()):
+        await crm.link_call(session, call_id, **links)
     ended = call.state == "ended"
 
     if rules.record_interactions and client_id is not None and ended:
@@ -80,13 +93,13 @@ async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
                        "direction": call.direction, "result": call.result, "talk_seconds": call.talk_seconds,
                        "recording_url": call.recording_url}  # fmt: skip
         await crm.upsert_interaction(session, call_id, interaction)
-    else:
+    elif rules.record_interactions:
         await crm.drop_interaction(session, call_id)
 
     key = f"{MISSED_CALL}:{call_id}"
     if rules.missed_call_tasks and ended and call.result == "missed" and call.direction != "out":
         await _missed_call_task(session, rules, call, key, client_id)
-    else:
+    elif rules.missed_call_tasks:
         await crm.drop_open_task(session, key)
     if rules.ticket_per_call:
         number = display(call.phone) if call.phone else "номер скрыт"
@@ -103,7 +116,7 @@ async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
 
 async def _client_of(session: AsyncSession, rules: Rules, call: CallRow) -> int | None:
     """The call's client: the owner of the number, a client the rules create for it, or the fixed one."""
-    made = await crm.created_by_call(session, call.id)
+    made = await crm.created_by_call(session, call.id) if rules.creates_clients else None
     if call.client_id is not None and (made is None or made.id != call.client_id):
         return call.client_id  # a number someone already owned
     kind = _new_client_kind(rules, call)

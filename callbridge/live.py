@@ -16,27 +16,39 @@ from .store import notify
 log = logging.getLogger("callbridge.live")
 
 
+Wanted = Callable[[dict[str, Any]], bool]
+
+
 class LiveBus:
-    """In-process publish/subscribe; a slow subscriber loses old messages rather than blocking a PBX."""
+    """In-process publish/subscribe of Server-Sent Events frames; a slow subscriber loses old messages rather
+    than blocking a PBX.
+
+    A card goes to a thousand open browsers at once: each message is encoded once, and only the streams that
+    want it are woken.
+    """
 
     def __init__(self, queue_size: int = 256) -> None:
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._subscribers: dict[asyncio.Queue[str], Wanted] = {}
         self._queue_size = queue_size
 
     def publish(self, message: dict[str, Any]) -> None:
-        for queue in self._subscribers:
+        frame = None
+        for queue, wanted in self._subscribers.items():
+            if not wanted(message):
+                continue
+            frame = frame or sse_frame(message)
             if queue.full():
                 queue.get_nowait()
-            queue.put_nowait(message)
+            queue.put_nowait(frame)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
-        self._subscribers.add(queue)
+    async def subscribe(self, wanted: Wanted) -> AsyncIterator[asyncio.Queue[str]]:
+        queue: asyncio.Queue[str] = asyncio.Queue(self._queue_size)
+        self._subscribers[queue] = wanted
         try:
             yield queue
         finally:
-            self._subscribers.discard(queue)
+            del self._subscribers[queue]
 
 
 class PostgresBus(LiveBus):
@@ -95,26 +107,30 @@ class PostgresBus(LiveBus):
         super().publish(json.loads(payload))
 
 
-def event_stream(request, bus: LiveBus, wanted: Callable[[dict[str, Any]], bool]) -> StreamingResponse:
-    """Server-Sent Events of the bus's messages this listener wants, with keep-alives, until it leaves."""
+def sse_frame(message: dict[str, Any]) -> str:
+    return f"event: {message['type']}\ndata: {json.dumps(message, ensure_ascii=False, default=str)}\n\n"
+
+
+def event_stream(bus: LiveBus, wanted: Wanted) -> StreamingResponse:
+    """Server-Sent Events of the bus's messages this listener wants, with keep-alives, until it leaves
+    (Starlette ends the stream when the browser disconnects)."""
 
     async def stream() -> AsyncIterator[str]:
-        async with bus.subscribe() as queue:
+        async with bus.subscribe(wanted) as queue:
             yield ": connected\n\n"
-            while not await request.is_disconnected():
+            while True:
                 try:
-                    message = await asyncio.wait_for(queue.get(), 15.0)
+                    async with asyncio.timeout(15.0):
+                        frame = await queue.get()
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                if wanted(message):
-                    body = json.dumps(message, ensure_ascii=False, default=str)
-                    yield f"event: {message['type']}\ndata: {body}\n\n"
+                yield frame
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def for_employee(employee_id: int | None) -> Callable[[dict[str, Any]], bool]:
+def for_employee(employee_id: int | None) -> Wanted:
     """Messages addressed to this employee or to everyone (all of them when no employee is given)."""
 
     def wanted(message: dict[str, Any]) -> bool:

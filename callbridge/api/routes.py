@@ -381,4 +381,4 @@ async def live(request: Request, services: Services, employee_id: IdQuery = None
     With `employee_id`, only what that employee should see: cards addressed to them or to everyone.
     """
 
-    return event_stream(request, services.bus, for_employee(employee_id))
+    return event_stream(services.bus, for_employee(employee_id))

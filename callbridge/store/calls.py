@@ -6,13 +6,36 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.calls import Call, CallState, LegState
 from . import directory
-from .db import insert_for
+from .db import insert_for, prepared
 from .tables import CallRow, InboundRequest, LegRow, utcnow
+
+# The statements run on every PBX event address the tables (SQLAlchemy Core), not the mapped classes: the ORM's
+# bulk paths cost more than the statement itself.
+CALLS, LEGS, JOURNAL = CallRow.__table__, LegRow.__table__, InboundRequest.__table__
+UPDATE_CALL = update(CALLS).where(CALLS.c.id == bindparam("row_id"))
+DELETE_LEGS = delete(LEGS).where(LEGS.c.call_id == bindparam("row_id"))
+
+
+def _lock_call(insert):
+    return (
+        insert(CALLS)
+        .on_conflict_do_update(
+            index_elements=["integration_id", "pbx_call_id"], set_={"pbx_call_id": CALLS.c.pbx_call_id}
+        )
+        .returning(CALLS.c.id, CALLS.c.facts)
+    )
+
+
+def _journal(insert):
+    return (
+        insert(JOURNAL).on_conflict_do_nothing(index_elements=["integration_id", "dedupe_key"]).returning(JOURNAL.c.id)
+    )
+
 
 # ---- calls --------------------------------------------------------------------------------------
 
@@ -20,29 +43,12 @@ from .tables import CallRow, InboundRequest, LegRow, utcnow
 async def lock_call(session: AsyncSession, integration_id: int, key: str) -> tuple[int, Call | None]:
     """The call's row id and facts, creating an empty row if needed, locked until commit.
 
-    Insert-if-missing then SELECT ... FOR UPDATE makes two workers racing on one call's
-    events take turns instead of creating it twice.
+    One statement: an insert that, when the call exists, "updates" it to itself and returns it. The update
+    takes the row lock, so two workers racing on one call's events take turns instead of creating it twice.
     """
-    await session.execute(
-        insert_for(session, CallRow)
-        .values(
-            integration_id=integration_id,
-            pbx_call_id=key,
-            state=CallState.RINGING.value,
-            facts={},
-            tags=[],
-            fields={},
-            updated_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["integration_id", "pbx_call_id"])
-    )
-    row_id, facts = (
-        await session.execute(
-            select(CallRow.id, CallRow.facts)
-            .where(CallRow.integration_id == integration_id, CallRow.pbx_call_id == key)
-            .with_for_update()
-        )
-    ).one()
+    new = {"integration_id": integration_id, "pbx_call_id": key, "state": CallState.RINGING.value, "facts": {},
+           "tags": [], "fields": {}, "updated_at": utcnow()}  # fmt: skip
+    row_id, facts = (await session.execute(prepared(session, _lock_call), new)).one()
     return row_id, (Call.model_validate(facts) if facts else None)
 
 
@@ -63,9 +69,9 @@ async def save_call(session: AsyncSession, row_id: int, call: Call) -> None:
     clients = await directory.client_ids_by_phones(session, [call.phone] if call.phone else [])
     owner = call.answered_by or call.last_rung or (call.legs[0].employee if call.legs else None)
     await session.execute(
-        update(CallRow)
-        .where(CallRow.id == row_id)
-        .values(
+        UPDATE_CALL,
+        dict(
+            row_id=row_id,
             direction=call.direction.value if call.direction else None,
             phone=call.phone,
             virtual_number=call.virtual_number,
@@ -84,12 +90,12 @@ async def save_call(session: AsyncSession, row_id: int, call: Call) -> None:
             fields=call.fields,
             facts=call.model_dump(mode="json"),
             updated_at=utcnow(),
-        )
+        ),
     )
-    await session.execute(delete(LegRow).where(LegRow.call_id == row_id))
+    await session.execute(DELETE_LEGS, {"row_id": row_id})
     if call.legs:
         await session.execute(
-            LegRow.__table__.insert(),
+            LEGS.insert(),
             [
                 {
                     "call_id": row_id,
@@ -198,8 +204,8 @@ async def journal(
 ) -> JournalEntry:
     """Keep an inbound request; a repeat is counted on the first one and its earlier status returned."""
     inserted = await session.scalar(
-        insert_for(session, InboundRequest)
-        .values(
+        prepared(session, _journal),
+        dict(
             integration_id=integration_id,
             dedupe_key=dedupe_key,
             command=command,
@@ -210,9 +216,7 @@ async def journal(
             error=error,
             received_at=utcnow(),
             repeats=0,
-        )
-        .on_conflict_do_nothing(index_elements=["integration_id", "dedupe_key"])
-        .returning(InboundRequest.id)
+        ),
     )
     if inserted is not None:
         return JournalEntry(inserted, None)

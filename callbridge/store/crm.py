@@ -14,7 +14,8 @@ from .tables import CallRow, Client, ClientPhone, Deal, Employee, Interaction, T
 
 async def link_call(session: AsyncSession, call_id: int, **links: int | None) -> None:
     """Set the call's client, deal or employee as the automations decided."""
-    await session.execute(update(CallRow).where(CallRow.id == call_id).values(**links))
+    calls = CallRow.__table__  # Core: it runs on most PBX events
+    await session.execute(update(calls).where(calls.c.id == call_id).values(**links))
 
 
 async def last_active_deal(session: AsyncSession, client_id: int) -> int | None:

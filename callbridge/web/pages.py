@@ -192,7 +192,7 @@ async def dial(request: Request):
 async def live_stream(request: Request):
     """The signed-in employee's call-card messages (Server-Sent Events)."""
     user = auth.signed_in(request)
-    return event_stream(request, services_of(request).bus, for_employee(user["id"]))
+    return event_stream(services_of(request).bus, for_employee(user["id"]))
 
 
 @router.get("/cards/{call_id}")

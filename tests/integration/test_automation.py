@@ -260,6 +260,20 @@ async def test_a_task_closed_by_hand_stays_closed(world, services):
     assert (await world.crm())["tasks"][0][1] == "done"
 
 
+async def test_turning_the_rules_off_keeps_what_they_made(world, services):
+    await world.fresh_pass(**rules_for(world))
+    for params in SCENARIOS["missed_unknown"]:
+        await world.post(params)
+    made = await world.crm()
+    assert made["tasks"] and made["records"] and any(c[1] == "lead" for c in made["clients"])
+    key = await _api_key(services)
+    async with httpx.AsyncClient(base_url=world.server, headers={"Authorization": f"Bearer {key}"}) as api:
+        off = await api.put(f"/api/integrations/{world.hook.rsplit('/', 1)[1]}/automation", json=Rules().model_dump())
+        assert off.status_code == 200
+    await world.post(history("u1", "Missed", "20261124T090000Z", phone=UNKNOWN))  # the call's summary comes later
+    assert await world.crm() == made
+
+
 async def test_card_goes_only_to_the_responsible_manager(world, services):
     await world.fresh_pass(notify_responsible_only=True, listed_employee_ids=[world.people["boss"]])
     key = await _api_key(services)

@@ -1,0 +1,60 @@
+"""SQLite writes run on the event loop's thread: another process's transaction must make them wait without
+freezing the loop (a caller lookup still answers), and a lock that is never released must end in an error."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from callbridge.config import sqlite_url
+from callbridge.store import Database, db, directory
+
+
+@pytest.fixture
+async def database(tmp_path):
+    database = Database(sqlite_url(tmp_path / "callbridge.db"))
+    await database.migrate()
+    yield database, str(tmp_path / "callbridge.db")
+    await database.close()
+
+
+async def add_employee(database: Database, name: str) -> None:
+    async with database.transaction() as session:
+        await directory.add_employee(session, name=name, pbx_login=name)
+
+
+async def test_a_write_waits_for_another_process_and_the_loop_keeps_running(database):
+    database, path = database
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process (say, a CLI import) is writing
+    other.execute(
+        "INSERT INTO employees (name, role, active, away, created_at) VALUES ('Other', 'employee', 1, 0, '2026-11-24')"
+    )
+    write = asyncio.create_task(add_employee(database, "andy"))
+    reads = 0
+    for _ in range(20):  # the loop serves reads while the write waits for its turn
+        async with database.read() as session:
+            reads += (await directory.employees_by_keys(session, ["andy"])) == {}
+        await asyncio.sleep(0.01)
+    assert reads == 20 and not write.done()
+    other.execute("COMMIT")
+    await asyncio.wait_for(write, 10)
+    async with database.read() as session:
+        assert set(await directory.employees_by_keys(session, ["andy", "Other"])) == {"andy"}
+        assert len(await directory.list_employees(session)) == 2  # both writes are there, nothing lost
+
+
+async def test_a_lock_never_released_ends_in_a_clear_error(database, monkeypatch):
+    database, path = database
+    monkeypatch.setattr(db, "WAIT_FOR_OTHER_WRITERS", 0.3)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(OperationalError, match="locked"):
+        await add_employee(database, "andy")
+    other.execute("ROLLBACK")
+    await add_employee(database, "andy")  # the writer is usable again
+    async with database.read() as session:
+        assert await directory.employees_by_keys(session, ["andy"]) != {}
