@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .domain.phones import display
 from .store import calls as call_store
 from .store import crm, directory
-from .store.tables import CallRow, EntityId, utcnow
+from .store.calls import CallView
+from .store.tables import EntityId, utcnow
 
 
 class Rules(BaseModel):
@@ -79,7 +80,7 @@ async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
 
     What a rule that is off would make is left alone: turning a rule off keeps the records it made.
     """
-    call = await call_store.get_call(session, call_id, fresh=True)
+    call = await call_store.call_view(session, call_id)
     client_id = await _client_of(session, rules, call)
     deal_id = await crm.last_active_deal(session, client_id) if rules.add_to_last_deal and client_id else None
     employee_id = call.employee_id or rules.default_employee_id
@@ -114,7 +115,7 @@ async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
         )
 
 
-async def _client_of(session: AsyncSession, rules: Rules, call: CallRow) -> int | None:
+async def _client_of(session: AsyncSession, rules: Rules, call: CallView) -> int | None:
     """The call's client: the owner of the number, a client the rules create for it, or the fixed one."""
     made = await crm.created_by_call(session, call.id) if rules.creates_clients else None
     if call.client_id is not None and (made is None or made.id != call.client_id):
@@ -135,7 +136,7 @@ async def _client_of(session: AsyncSession, rules: Rules, call: CallRow) -> int 
     return fixed if fixed is not None and await crm.client_exists(session, fixed) else None
 
 
-def _new_client_kind(rules: Rules, call: CallRow) -> str | None:
+def _new_client_kind(rules: Rules, call: CallView) -> str | None:
     """Which record an unknown number gets from the rules: a lead, a client, or none."""
     if rules.leads_for_missed_unknown and call.direction == "in" and call.result == "missed":
         return "lead"
@@ -146,7 +147,7 @@ def _new_client_kind(rules: Rules, call: CallRow) -> str | None:
     return None
 
 
-async def _missed_call_task(session: AsyncSession, rules: Rules, call: CallRow, key: str, client_id) -> None:
+async def _missed_call_task(session: AsyncSession, rules: Rules, call: CallView, key: str, client_id) -> None:
     owner = await missed_call_owner(session, rules, call, client_id)
     reached = call.started_at is not None and await crm.reached_since(
         session, client_id=client_id, phone=call.phone, since=call.started_at
@@ -157,7 +158,7 @@ async def _missed_call_task(session: AsyncSession, rules: Rules, call: CallRow, 
     await crm.put_task(session, key, values, done=reached)
 
 
-async def missed_call_owner(session: AsyncSession, rules: Rules, call: CallRow, client_id: int | None) -> int | None:
+async def missed_call_owner(session: AsyncSession, rules: Rules, call: CallView, client_id: int | None) -> int | None:
     """Who owns a missed call, as the integration chose; each choice falls back to the defaults."""
     chosen = None
     if rules.missed_call_owner == "responsible" and client_id is not None:
@@ -183,7 +184,7 @@ async def card_recipients(session: AsyncSession, rules: Rules, call_id: int, emp
     """Who sees the call card of this ringing leg; None means everyone."""
     leg_employee = (await directory.employees_by_keys(session, [employee_key])).get(employee_key)
     if rules.notify_responsible_only:
-        call = await call_store.get_call(session, call_id, fresh=True)
+        call = await call_store.call_view(session, call_id)
         responsible = await crm.responsible_of(session, call.client_id) if call.client_id else None
         if responsible is not None:
             return [responsible]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import bindparam, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .tables import Client, ClientPhone, Deal, Employee, EmployeeGroup, GroupMember, Task
@@ -37,25 +37,26 @@ class CallerInfo:
                        responsible_available=True)  # fmt: skip
 
 
+CALLER = (  # built once: on a ringing call, building the statement would cost more than running it
+    select(
+        Client.id,
+        Client.name,
+        Employee.id,
+        Employee.name,
+        Employee.pbx_login,
+        Employee.extension,
+        Employee.active & ~Employee.away,
+    )
+    .select_from(ClientPhone)
+    .join(Client, Client.id == ClientPhone.client_id)
+    .outerjoin(Employee, Employee.id == Client.responsible_id)
+    .where(ClientPhone.e164 == bindparam("e164"))
+)
+
+
 async def lookup_caller(session: AsyncSession | AsyncConnection, e164: str) -> CallerInfo | None:
     """The client owning this number and their responsible manager: one indexed query."""
-    row = (
-        await session.execute(
-            select(
-                Client.id,
-                Client.name,
-                Employee.id,
-                Employee.name,
-                Employee.pbx_login,
-                Employee.extension,
-                Employee.active & ~Employee.away,
-            )
-            .select_from(ClientPhone)
-            .join(Client, Client.id == ClientPhone.client_id)
-            .outerjoin(Employee, Employee.id == Client.responsible_id)
-            .where(ClientPhone.e164 == e164)
-        )
-    ).first()
+    row = (await session.execute(CALLER, {"e164": e164})).first()
     if row is None:
         return None
     return CallerInfo(*row[:6], responsible_available=bool(row[6]))
@@ -97,6 +98,12 @@ async def update_employee(session: AsyncSession, employee_id: int, **values) -> 
 
 
 ID_KEY = "id:"  # a PBX user key that names our own employee id (dialects whose PBX knows our ids)
+_KEYS = bindparam("keys", expanding=True)
+_EMPLOYEES_BY_KEYS = (  # built once, like the other statements every PBX event runs
+    select(Employee.id, Employee.pbx_login, Employee.extension)
+    .where(or_(Employee.pbx_login.in_(_KEYS), Employee.extension.in_(_KEYS)))
+    .order_by(Employee.id)
+)
 
 
 async def employees_by_keys(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:
@@ -109,11 +116,7 @@ async def employees_by_keys(session: AsyncSession, keys: Iterable[str]) -> dict[
         keys -= set(direct)
     if not keys:
         return direct
-    rows = await session.execute(
-        select(Employee.id, Employee.pbx_login, Employee.extension)
-        .where(or_(Employee.pbx_login.in_(keys), Employee.extension.in_(keys)))
-        .order_by(Employee.id)
-    )
+    rows = await session.execute(_EMPLOYEES_BY_KEYS, {"keys": list(keys)})
     by_ext: dict[str, int] = {}
     by_login: dict[str, int] = {}
     for employee_id, login, extension in rows:
@@ -225,11 +228,16 @@ async def phones_of(session: AsyncSession, client_ids: Iterable[int]) -> dict[in
     return result
 
 
+_CLIENTS_BY_PHONES = select(ClientPhone.e164, ClientPhone.client_id).where(
+    ClientPhone.e164.in_(bindparam("phones", expanding=True))
+)
+
+
 async def client_ids_by_phones(session: AsyncSession, phones: Iterable[str]) -> dict[str, int]:
     phones = [p for p in phones if p]
     if not phones:
         return {}
-    rows = await session.execute(select(ClientPhone.e164, ClientPhone.client_id).where(ClientPhone.e164.in_(phones)))
+    rows = await session.execute(_CLIENTS_BY_PHONES, {"phones": phones})
     return {phone: client_id for phone, client_id in rows}
 
 

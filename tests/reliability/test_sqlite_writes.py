@@ -58,3 +58,14 @@ async def test_a_lock_never_released_ends_in_a_clear_error(database, monkeypatch
     await add_employee(database, "andy")  # the writer is usable again
     async with database.read() as session:
         assert await directory.employees_by_keys(session, ["andy"]) != {}
+
+
+async def test_a_caller_lookup_answers_while_a_write_is_under_way(database):
+    database, _ = database
+    async with database.transaction() as session:
+        await directory.add_client(session, name="Рога и копыта", phones=["+79101234567"])
+    async with database.transaction() as session:
+        await directory.add_client(session, name="Not yet", phones=["+79990000000"])
+        async with database.connect() as connection:  # the lookup's own connection, inline too
+            assert (await directory.lookup_caller(connection, "+79101234567")).client_name == "Рога и копыта"
+            assert await directory.lookup_caller(connection, "+79990000000") is None  # not committed yet
