@@ -175,9 +175,8 @@ async def list_calls(
     return list(rows.all()), int(total or 0)
 
 
-async def get_call(session: AsyncSession, call_id: int, *, fresh: bool = False) -> CallRow | None:
-    """A call; `fresh` re-reads it when this session changed it with an UPDATE statement."""
-    return await session.get(CallRow, call_id, populate_existing=fresh)
+async def get_call(session: AsyncSession, call_id: int) -> CallRow | None:
+    return await session.get(CallRow, call_id)
 
 
 async def legs_of(session: AsyncSession, call_ids: list[int]) -> dict[int, list[LegRow]]:
