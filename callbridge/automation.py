@@ -8,6 +8,7 @@ They run inside the transaction that updates the call.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .domain.phones import display
 from .store import calls as call_store
-from .store import crm, directory
+from .store import crm
 from .store.calls import CallView
 from .store.tables import EntityId, utcnow
 
@@ -75,18 +76,19 @@ MISSED_CALL = "missed_call"
 TICKET = "ticket"
 
 
-async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
-    """Bring the CRM in line with this call as it now stands.
+async def reconcile(session: AsyncSession, rules: Rules, call: CallView) -> CallView:
+    """Bring the CRM in line with this call as it now stands; returns the call with what the rules linked.
 
     What a rule that is off would make is left alone: turning a rule off keeps the records it made.
     """
-    call = await call_store.call_view(session, call_id)
+    call_id = call.id
     client_id = await _client_of(session, rules, call)
     deal_id = await crm.last_active_deal(session, client_id) if rules.add_to_last_deal and client_id else None
     employee_id = call.employee_id or rules.default_employee_id
     links = {"client_id": client_id, "deal_id": deal_id, "employee_id": employee_id, "problem": None}
     if any(getattr(call, name) != value for name, value in links.items()):
         await crm.link_call(session, call_id, **links)
+        call = replace(call, **links)
     ended = call.state == "ended"
 
     if rules.record_interactions and client_id is not None and ended:
@@ -113,6 +115,7 @@ async def reconcile(session: AsyncSession, rules: Rules, call_id: int) -> None:
         await crm.close_missed_tasks(
             session, client_id=client_id, phone=call.phone, before=call.started_at, when=utcnow()
         )
+    return call
 
 
 async def _client_of(session: AsyncSession, rules: Rules, call: CallView) -> int | None:
@@ -180,11 +183,10 @@ async def assignee_of(session: AsyncSession, call_id: int) -> int | None:
     return legs[0].employee_id if len(legs) == 1 else None
 
 
-async def card_recipients(session: AsyncSession, rules: Rules, call_id: int, employee_key: str) -> list[int] | None:
+async def card_recipients(session: AsyncSession, rules: Rules, call: CallView, employee_key: str) -> list[int] | None:
     """Who sees the call card of this ringing leg; None means everyone."""
-    leg_employee = (await directory.employees_by_keys(session, [employee_key])).get(employee_key)
+    leg_employee = call.leg_employees.get(employee_key)
     if rules.notify_responsible_only:
-        call = await call_store.call_view(session, call_id)
         responsible = await crm.responsible_of(session, call.client_id) if call.client_id else None
         if responsible is not None:
             return [responsible]

@@ -17,7 +17,7 @@ from . import automation, metrics, outbox
 from .config import Settings
 from .dialects.base import Account, Dialect, Events, PbxError, PbxUser, WireError
 from .domain import engine
-from .domain.calls import Call, CallEvent, CallState, EventKind
+from .domain.calls import CallEvent, CallState, EventKind
 from .domain.phones import normalize
 from .live import LiveBus
 from .store import Database, crm, directory, integrations
@@ -238,24 +238,25 @@ async def _apply(
     messages: list[dict[str, Any]] = []
     call_ids: list[int] = []
     for event in events:
-        row_id, call = await call_store.lock_call(session, integration_id, event.call_key)
-        messages += await _fold(services, session, integration_id, row_id, call, event)
-        call_ids.append(row_id)
+        locked = await call_store.lock_call(session, integration_id, event.call_key)
+        messages += await _fold(services, session, integration_id, locked, event)
+        call_ids.append(locked.id)
     return messages, call_ids
 
 
 async def _fold(
-    services: Services, session, integration_id: int, row_id: int, call: Call | None, event: CallEvent
+    services: Services, session, integration_id: int, locked: call_store.LockedCall, event: CallEvent
 ) -> list[dict[str, Any]]:
     """Fold one event into a locked call: engine, store, recordings, CRM rules; returns the live messages."""
-    updated, effects = engine.apply(call, event)
-    if updated == call:
+    row_id = locked.id
+    updated, effects = engine.apply(locked.call, event)
+    if updated == locked.call:
         return []
-    await call_store.save_call(session, row_id, updated)
+    view = await call_store.save_call(session, locked, updated)
     rules = await services.rules(integration_id)
     try:
         async with session.begin_nested():  # a failing rule must not lose the call's own update
-            await automation.reconcile(session, rules, row_id)
+            view = await automation.reconcile(session, rules, view)
     except Exception as exc:
         log.exception("CRM rules failed on call %s", row_id)
         metrics.FAILURES.labels("automation").inc()
@@ -267,7 +268,7 @@ async def _fold(
         message = {"type": type(effect).__name__, "call_id": row_id, "integration_id": integration_id}
         message |= asdict(effect)
         if isinstance(effect, engine.CardShown | engine.CardHidden):
-            message["recipients"] = await automation.card_recipients(session, rules, row_id, effect.employee)
+            message["recipients"] = await automation.card_recipients(session, rules, view, effect.employee)
         messages.append(message)
         if isinstance(effect, engine.CallOpened) and updated.state is CallState.RINGING and not updated.legs:
             # rings with no employee named yet: the card goes to the listed employees, or everyone
@@ -288,14 +289,15 @@ async def close_stale_calls(services: Services, now: datetime) -> int:
     closed = 0
     for _row_id, integration_id, key in candidates:
         async with services.db.transaction() as session:
-            row_id, call = await call_store.lock_call(session, integration_id, key)
+            locked = await call_store.lock_call(session, integration_id, key)
+            call = locked.call
             if call is None or call.ended_at is not None or call.last_at is None:
                 continue
             busy = call.ringing_employees or call.answered
             if busy and now - call.last_at < timedelta(seconds=settings.abandon_seconds):
                 continue
             end = CallEvent(kind=EventKind.END, call_key=key, at=call.last_at)
-            messages = await _fold(services, session, integration_id, row_id, call, end)
+            messages = await _fold(services, session, integration_id, locked, end)
         closed += 1
         for message in messages:
             services.bus.publish(message)

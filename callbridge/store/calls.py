@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.calls import Call, CallState, LegState
@@ -27,7 +27,7 @@ def _lock_call(insert):
         .on_conflict_do_update(
             index_elements=["integration_id", "pbx_call_id"], set_={"pbx_call_id": CALLS.c.pbx_call_id}
         )
-        .returning(CALLS.c.id, CALLS.c.facts)
+        .returning(CALLS.c.id, CALLS.c.facts, CALLS.c.deal_id, CALLS.c.problem)
     )
 
 
@@ -40,26 +40,51 @@ def _journal(insert):
 # ---- calls --------------------------------------------------------------------------------------
 
 
-async def lock_call(session: AsyncSession, integration_id: int, key: str) -> tuple[int, Call | None]:
-    """The call's row id and facts, creating an empty row if needed, locked until commit.
+@dataclass(frozen=True)
+class LockedCall:
+    """A call row locked until commit: its facts (None: a new call) and what the CRM rules linked to it."""
+
+    id: int
+    call: Call | None
+    deal_id: int | None
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class CallView:
+    """A call's columns as this transaction left them, for the CRM rules and the live cards: they run on every
+    event, and keeping what was written costs nothing where reading it back costs a statement."""
+
+    id: int
+    direction: str | None
+    phone: str | None
+    virtual_number: str | None
+    state: str
+    result: str | None
+    employee_id: int | None
+    client_id: int | None
+    deal_id: int | None
+    problem: str | None
+    started_at: datetime | None
+    talk_seconds: int | None
+    recording_url: str | None
+    leg_employees: dict[str, int]  # employee ids by the PBX user keys of its legs
+
+
+_WRITTEN = ("direction", "phone", "virtual_number", "state", "result", "employee_id", "client_id", "started_at",
+            "talk_seconds", "recording_url")  # fmt: skip
+
+
+async def lock_call(session: AsyncSession, integration_id: int, key: str) -> LockedCall:
+    """The call, creating an empty row if needed, locked until commit.
 
     One statement: an insert that, when the call exists, "updates" it to itself and returns it. The update
     takes the row lock, so two workers racing on one call's events take turns instead of creating it twice.
     """
     new = {"integration_id": integration_id, "pbx_call_id": key, "state": CallState.RINGING.value, "facts": {},
            "tags": [], "fields": {}, "updated_at": utcnow()}  # fmt: skip
-    row_id, facts = (await session.execute(prepared(session, _lock_call), new)).one()
-    return row_id, (Call.model_validate(facts) if facts else None)
-
-
-_CALL_VIEW = select(CALLS).where(CALLS.c.id == bindparam("row_id"))
-CallView = Row  # a call's columns by name, as on CallRow
-
-
-async def call_view(session: AsyncSession, call_id: int) -> CallView:
-    """The call's columns as they stand in this transaction, read-only (the CRM rules read them on every
-    event: a plain row costs a fraction of a mapped object)."""
-    return (await session.execute(_CALL_VIEW, {"row_id": call_id})).one()
+    row_id, facts, deal_id, problem = (await session.execute(prepared(session, _lock_call), new)).one()
+    return LockedCall(row_id, Call.model_validate(facts) if facts else None, deal_id, problem)
 
 
 async def find_call(session: AsyncSession, integration_id: int, key: str) -> int:
@@ -72,29 +97,37 @@ async def find_call(session: AsyncSession, integration_id: int, key: str) -> int
     return row_id
 
 
-async def save_call(session: AsyncSession, row_id: int, call: Call) -> None:
+async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> CallView:
     """Write the call's facts and its derived view (what queries and the API read)."""
+    row_id = locked.id
     keys = {leg.employee for leg in call.legs}
     employees = await directory.employees_by_keys(session, keys)
     clients = await directory.client_ids_by_phones(session, [call.phone] if call.phone else [])
     owner = call.answered_by or call.last_rung or (call.legs[0].employee if call.legs else None)
+    view = CallView(
+        id=row_id,
+        direction=call.direction.value if call.direction else None,
+        phone=call.phone,
+        virtual_number=call.virtual_number,
+        state=call.state.value,
+        result=call.result.value if call.result else None,
+        employee_id=employees.get(owner) if owner else None,
+        client_id=clients.get(call.phone) if call.phone else None,
+        deal_id=locked.deal_id,
+        problem=locked.problem,
+        started_at=call.started_at,
+        talk_seconds=call.talk_seconds,
+        recording_url=call.recording_url,
+        leg_employees=employees,
+    )
     await session.execute(
         UPDATE_CALL,
-        dict(
+        {name: getattr(view, name) for name in _WRITTEN}
+        | dict(
             row_id=row_id,
-            direction=call.direction.value if call.direction else None,
-            phone=call.phone,
-            virtual_number=call.virtual_number,
-            state=call.state.value,
-            result=call.result.value if call.result else None,
-            employee_id=employees.get(owner) if owner else None,
-            client_id=clients.get(call.phone) if call.phone else None,
-            started_at=call.started_at,
             answered_at=call.answered_at,
             ended_at=call.ended_at,
             wait_seconds=call.wait_seconds,
-            talk_seconds=call.talk_seconds,
-            recording_url=call.recording_url,
             recording_expected=call.recording_expected,
             tags=list(call.tags),
             fields=call.fields,
@@ -120,6 +153,7 @@ async def save_call(session: AsyncSession, row_id: int, call: Call) -> None:
                 for leg in call.legs
             ],
         )
+    return view
 
 
 async def open_calls_idle_since(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db import insert_for
@@ -138,14 +138,23 @@ async def close_missed_tasks(
     """The client was reached: their missed-call tasks from before that call are done."""
     if client_id is None and phone is None:
         return
-    missed_before = select(CallRow.id).where(CallRow.started_at < before)
-    await session.execute(
+    statement = _CLOSE_CLIENTS_MISSED if client_id is not None else _CLOSE_NUMBERS_MISSED
+    await session.execute(statement, {"caller_client": client_id, "caller_phone": phone, "before": before, "when": when})
+
+
+def _close_missed(same_caller):
+    """Built once: every answered call's events run it. EXISTS looks up only the caller's own tasks' calls."""
+    return (
         update(Task)
         .where(
             Task.kind == "missed_call",
             Task.status == "open",
-            _same_caller(Task, client_id, phone),
-            Task.call_id.in_(missed_before),
+            same_caller,
+            exists().where(CallRow.id == Task.call_id, CallRow.started_at < bindparam("before")),
         )
-        .values(status="done", closed_at=when)
+        .values(status="done", closed_at=bindparam("when"))
     )
+
+
+_CLOSE_CLIENTS_MISSED = _close_missed(Task.client_id == bindparam("caller_client"))
+_CLOSE_NUMBERS_MISSED = _close_missed(Task.phone == bindparam("caller_phone"))

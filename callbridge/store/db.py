@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiosqlite
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -25,28 +23,59 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 WAIT_FOR_OTHER_WRITERS = 10.0  # seconds a SQLite write waits for another process's transaction
 
 
-class _InlineSqlite(aiosqlite.Connection):
-    """aiosqlite's API run on the event loop's own thread, for SQLite writes and point reads.
+class Inline:
+    """A synchronous SQLAlchemy session or connection behind the awaitable methods the store calls.
 
-    Such a statement on a local SQLite file takes microseconds, while a hop to aiosqlite's thread and back
-    costs a hundred or more, four times a statement: inline, an event is applied twice as fast and a caller
-    lookup takes a quarter of the time. Nothing waits for a lock here (busy_timeout 0; `Database.transaction`
-    retries BEGIN without blocking the loop), and long reads stay on aiosqlite's threads.
+    SQLite writes and point reads run on the event loop's own thread: such a statement on a local file takes
+    microseconds, where the async layers around it (a thread hop per call, greenlet switches) cost ten to a
+    hundred times that. Nothing here waits for a lock (busy_timeout 0; `Database.transaction` retries BEGIN
+    without blocking the loop), and long reads stay on aiosqlite's threads.
     """
 
-    def __init__(self, path: str) -> None:
-        super().__init__(lambda: sqlite3.connect(path, check_same_thread=False), iter_chunk_size=64)
-        self._thread.daemon = True  # the thread only opens and closes the connection
+    def __init__(self, sync: Session | Connection) -> None:
+        self.sync = sync
+        self.bind = sync.bind if isinstance(sync, Session) else sync.engine
 
-    async def _execute(self, fn, *args, **kwargs):
-        if not self._running or not self._connection:
-            raise ValueError("Connection closed")
-        return fn(*args, **kwargs)
+    async def execute(self, *args, **kwargs):
+        return self.sync.execute(*args, **kwargs)
+
+    async def scalar(self, *args, **kwargs):
+        return self.sync.scalar(*args, **kwargs)
+
+    async def scalars(self, *args, **kwargs):
+        return self.sync.scalars(*args, **kwargs)
+
+    async def get(self, *args, **kwargs):
+        return self.sync.get(*args, **kwargs)
+
+    async def flush(self, *args, **kwargs) -> None:
+        self.sync.flush(*args, **kwargs)
+
+    async def connection(self) -> Connection:
+        return self.sync.connection()
+
+    async def commit(self) -> None:
+        self.sync.commit()
+
+    async def rollback(self) -> None:
+        self.sync.rollback()
+
+    def add(self, instance) -> None:
+        self.sync.add(instance)
+
+    def add_all(self, instances) -> None:
+        self.sync.add_all(instances)
+
+    @asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        with self.sync.begin_nested():
+            yield
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):
@@ -69,18 +98,25 @@ def _sqlite_begin(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
-def make_engine(url: str, *, inline: bool = False) -> AsyncEngine:
-    """An async engine; SQLite gets WAL and a busy timeout (none `inline`), PostgreSQL a modest pool."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
+def make_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite gets WAL and a busy timeout, PostgreSQL a modest pool."""
+    if make_url(url).get_backend_name() != "sqlite":
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    if inline:
-        engine = create_async_engine(url, async_creator=lambda: _InlineSqlite(parsed.database))
-    else:
-        engine = create_async_engine(url)
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas(0 if inline else 10_000))
-    event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    engine = create_async_engine(url)
+    _sqlite_events(engine.sync_engine, busy_timeout_ms=10_000)
     return engine
+
+
+def _inline_engine(url: str) -> Engine:
+    """The synchronous SQLite engine `Inline` runs on the loop's thread; it never waits for a lock."""
+    engine = create_engine(make_url(url).set(drivername="sqlite"))
+    _sqlite_events(engine, busy_timeout_ms=0)
+    return engine
+
+
+def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
+    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+    event.listen(engine, "begin", _sqlite_begin)
 
 
 class Database:
@@ -92,9 +128,13 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        self._inline_engine = make_engine(url, inline=True) if self.is_sqlite else self.engine
-        writes = self._inline_engine.execution_options(writes=True)
-        self._write_sessions = async_sessionmaker(writes, expire_on_commit=False)
+        if self.is_sqlite:
+            self._inline_engine: Engine | None = _inline_engine(url)
+            writes = self._inline_engine.execution_options(writes=True)
+            self._write_sessions = sessionmaker(writes, expire_on_commit=False)
+        else:
+            self._inline_engine = None
+            self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -102,27 +142,33 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncConnection]:
+    async def connect(self) -> AsyncIterator[AsyncConnection | Inline]:
         """A bare connection for hot read paths (the caller lookup): no ORM session to set up, and on SQLite
         run inline like the writes (a point read by index takes microseconds)."""
-        async with self._inline_engine.connect() as connection:
-            yield connection
+        if self._inline_engine is None:
+            async with self.engine.connect() as connection:
+                yield connection
+            return
+        with self._inline_engine.connect() as connection:
+            yield Inline(connection)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self) -> AsyncIterator[AsyncSession | Inline]:
         """A session whose work is committed on exit and rolled back on error."""
         if self._write_lock is None:
             async with self._write_sessions() as session, session.begin():
                 yield session
             return
-        async with self._write_lock, self._write_sessions() as session:
-            await _begin_immediate(session)
-            try:
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
-            await session.commit()
+        async with self._write_lock:
+            with self._write_sessions() as sync:
+                session = Inline(sync)
+                await _begin_immediate(session)
+                try:
+                    yield session
+                except BaseException:
+                    sync.rollback()
+                    raise
+                sync.commit()
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision, once however many workers start at
@@ -152,10 +198,11 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
-        await self._inline_engine.dispose()
+        if self._inline_engine is not None:
+            self._inline_engine.dispose()
 
 
-async def _begin_immediate(session: AsyncSession) -> None:
+async def _begin_immediate(session: Inline) -> None:
     """Start the SQLite write transaction, waiting without blocking the loop while another process writes."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_FOR_OTHER_WRITERS

@@ -249,9 +249,9 @@ async def test_a_double_click_starts_one_call_with_the_employees_caller_id(world
         first, second = await asyncio.gather(world["api"].post("/api/calls", json=body),
                                              world["api"].post("/api/calls", json=body))  # fmt: skip
         other = await world["api"].post("/api/calls", json=body | {"phone": "+7 926 111-22-33"})
-    statuses = sorted(r.json()["status"] for r in (first, second))
-    assert statuses == ["already_calling", "calling_employee"]
-    assert all(r.json()["pbx_call_id"] in ("u-1", None) for r in (first, second))
-    assert "your phone will ring first" in first.json()["message"].lower()
+    placed, joined = sorted((first.json(), second.json()), key=lambda r: r["status"] == "already_calling")
+    assert (placed["status"], joined["status"]) == ("calling_employee", "already_calling")  # either may win
+    assert placed["pbx_call_id"] == "u-1" and joined["pbx_call_id"] in ("u-1", None)
+    assert "your phone will ring first" in placed["message"].lower()
     assert other.json()["status"] == "calling_employee"
     assert [(r["phone"], r["clid"]) for r in pbx.received] == [(KNOWN, "74950000001"), ("79261112233", "74950000001")]
