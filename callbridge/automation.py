@@ -111,7 +111,7 @@ async def reconcile(session: AsyncSession, rules: Rules, call: CallView) -> Call
         await crm.put_task(session, f"{TICKET}:{call_id}", {"title": title, "kind": TICKET, "employee_id": assignee,
                            "client_id": client_id, "call_id": call_id, "phone": call.phone,
                            "department": rules.ticket_department}, done=False)  # fmt: skip
-    if call.result == "answered" and call.started_at is not None:
+    if rules.missed_call_tasks and call.result == "answered" and call.started_at is not None:
         await crm.close_missed_tasks(
             session, client_id=client_id, phone=call.phone, before=call.started_at, when=utcnow()
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -14,7 +15,13 @@ _TAIL = re.compile(r"[^\W\d_]|[#,;]")
 
 def normalize(raw: object, region: str = DEFAULT_REGION) -> str | None:
     """E.164 for a real number, bare digits for a short extension, None when there is no number at all."""
-    text = str(raw).strip() if raw is not None else ""
+    return _normalize(str(raw) if raw is not None else "", region)
+
+
+@functools.lru_cache(maxsize=20_000)
+def _normalize(text: str, region: str) -> str | None:
+    """Cached: a call's number comes in each of its events and its lookup, and parsing it is the costly part."""
+    text = text.strip()
     text = text.removeprefix("tel:").removeprefix("TEL:")
     if tail := _TAIL.search(text):
         text = text[: tail.start()]

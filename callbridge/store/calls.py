@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.calls import Call, CallState, LegState
 from . import directory
-from .db import insert_for, prepared
+from .db import execute_hot, insert_for, prepared
 from .tables import CallRow, InboundRequest, LegRow, utcnow
 
 # The statements run on every PBX event address the tables (SQLAlchemy Core), not the mapped classes: the ORM's
@@ -19,6 +19,7 @@ from .tables import CallRow, InboundRequest, LegRow, utcnow
 CALLS, LEGS, JOURNAL = CallRow.__table__, LegRow.__table__, InboundRequest.__table__
 UPDATE_CALL = update(CALLS).where(CALLS.c.id == bindparam("row_id"))
 DELETE_LEGS = delete(LEGS).where(LEGS.c.call_id == bindparam("row_id"))
+INSERT_LEGS = LEGS.insert()
 
 
 def _lock_call(insert):
@@ -82,8 +83,8 @@ async def lock_call(session: AsyncSession, integration_id: int, key: str) -> Loc
     takes the row lock, so two workers racing on one call's events take turns instead of creating it twice.
     """
     new = {"integration_id": integration_id, "pbx_call_id": key, "state": CallState.RINGING.value, "facts": {},
-           "tags": [], "fields": {}, "updated_at": utcnow()}  # fmt: skip
-    row_id, facts, deal_id, problem = (await session.execute(prepared(session, _lock_call), new)).one()
+           "tags": [], "fields": {}, "recording_expected": False, "updated_at": utcnow()}  # fmt: skip
+    [(row_id, facts, deal_id, problem)] = await execute_hot(session, prepared(session, _lock_call), new)
     return LockedCall(row_id, Call.model_validate(facts) if facts else None, deal_id, problem)
 
 
@@ -102,7 +103,7 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
     row_id = locked.id
     keys = {leg.employee for leg in call.legs}
     employees = await directory.employees_by_keys(session, keys)
-    clients = await directory.client_ids_by_phones(session, [call.phone] if call.phone else [])
+    client_id = await directory.client_id_by_phone(session, call.phone) if call.phone else None
     owner = call.answered_by or call.last_rung or (call.legs[0].employee if call.legs else None)
     view = CallView(
         id=row_id,
@@ -112,7 +113,7 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
         state=call.state.value,
         result=call.result.value if call.result else None,
         employee_id=employees.get(owner) if owner else None,
-        client_id=clients.get(call.phone) if call.phone else None,
+        client_id=client_id,
         deal_id=locked.deal_id,
         problem=locked.problem,
         started_at=call.started_at,
@@ -120,7 +121,8 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
         recording_url=call.recording_url,
         leg_employees=employees,
     )
-    await session.execute(
+    await execute_hot(
+        session,
         UPDATE_CALL,
         {name: getattr(view, name) for name in _WRITTEN}
         | dict(
@@ -135,24 +137,23 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
             updated_at=utcnow(),
         ),
     )
-    await session.execute(DELETE_LEGS, {"row_id": row_id})
-    if call.legs:
-        await session.execute(
-            LEGS.insert(),
-            [
-                {
-                    "call_id": row_id,
-                    "employee_key": leg.employee,
-                    "employee_id": employees.get(leg.employee),
-                    "state": call.leg_state(leg).value,
-                    "rang_at": leg.rang_at,
-                    "answered_at": leg.answered_at,
-                    "ended_at": leg.closed_at
-                    or (call.ended_at if call.leg_state(leg) is not LegState.RINGING else None),
-                }
-                for leg in call.legs
-            ],
-        )
+    await execute_hot(session, DELETE_LEGS, {"row_id": row_id})
+    await execute_hot(
+        session,
+        INSERT_LEGS,
+        [
+            {
+                "call_id": row_id,
+                "employee_key": leg.employee,
+                "employee_id": employees.get(leg.employee),
+                "state": call.leg_state(leg).value,
+                "rang_at": leg.rang_at,
+                "answered_at": leg.answered_at,
+                "ended_at": leg.closed_at or (call.ended_at if call.leg_state(leg) is not LegState.RINGING else None),
+            }
+            for leg in call.legs
+        ],
+    )
     return view
 
 
@@ -246,7 +247,8 @@ async def journal(
     reply: dict[str, Any] | None = None,
 ) -> JournalEntry:
     """Keep an inbound request; a repeat is counted on the first one and its earlier status returned."""
-    inserted = await session.scalar(
+    inserted = await execute_hot(
+        session,
         prepared(session, _journal),
         dict(
             integration_id=integration_id,
@@ -261,8 +263,8 @@ async def journal(
             repeats=0,
         ),
     )
-    if inserted is not None:
-        return JournalEntry(inserted, None)
+    if inserted:
+        return JournalEntry(inserted[0][0], None)
     entry_id, previous = (
         await session.execute(
             select(InboundRequest.id, InboundRequest.status).where(

@@ -139,7 +139,9 @@ async def close_missed_tasks(
     if client_id is None and phone is None:
         return
     statement = _CLOSE_CLIENTS_MISSED if client_id is not None else _CLOSE_NUMBERS_MISSED
-    await session.execute(statement, {"caller_client": client_id, "caller_phone": phone, "before": before, "when": when})
+    await session.execute(
+        statement, {"caller_client": client_id, "caller_phone": phone, "before": before, "when": when}
+    )
 
 
 def _close_missed(same_caller):

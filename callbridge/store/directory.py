@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import bindparam, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from .db import execute_hot
 from .tables import Client, ClientPhone, Deal, Employee, EmployeeGroup, GroupMember, Task
 
 
@@ -98,12 +99,16 @@ async def update_employee(session: AsyncSession, employee_id: int, **values) -> 
 
 
 ID_KEY = "id:"  # a PBX user key that names our own employee id (dialects whose PBX knows our ids)
-_KEYS = bindparam("keys", expanding=True)
-_EMPLOYEES_BY_KEYS = (  # built once, like the other statements every PBX event runs
-    select(Employee.id, Employee.pbx_login, Employee.extension)
-    .where(or_(Employee.pbx_login.in_(_KEYS), Employee.extension.in_(_KEYS)))
-    .order_by(Employee.id)
-)
+
+
+def _employees_matching(match):
+    """Employees whose PBX login or extension matches (built once, like the other statements every event runs)."""
+    columns = (Employee.id, Employee.pbx_login, Employee.extension)
+    return select(*columns).where(or_(match(Employee.pbx_login), match(Employee.extension))).order_by(Employee.id)
+
+
+_EMPLOYEES_BY_KEYS = _employees_matching(lambda column: column.in_(bindparam("keys", expanding=True)))
+_EMPLOYEES_BY_KEY = _employees_matching(lambda column: column == bindparam("key"))
 
 
 async def employees_by_keys(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:
@@ -116,7 +121,10 @@ async def employees_by_keys(session: AsyncSession, keys: Iterable[str]) -> dict[
         keys -= set(direct)
     if not keys:
         return direct
-    rows = await session.execute(_EMPLOYEES_BY_KEYS, {"keys": list(keys)})
+    if len(keys) == 1:  # most events name one PBX user
+        rows = await execute_hot(session, _EMPLOYEES_BY_KEY, {"key": next(iter(keys))})
+    else:
+        rows = await session.execute(_EMPLOYEES_BY_KEYS, {"keys": list(keys)})
     by_ext: dict[str, int] = {}
     by_login: dict[str, int] = {}
     for employee_id, login, extension in rows:
@@ -228,17 +236,13 @@ async def phones_of(session: AsyncSession, client_ids: Iterable[int]) -> dict[in
     return result
 
 
-_CLIENTS_BY_PHONES = select(ClientPhone.e164, ClientPhone.client_id).where(
-    ClientPhone.e164.in_(bindparam("phones", expanding=True))
-)
+_CLIENT_BY_PHONE = select(ClientPhone.client_id).where(ClientPhone.e164 == bindparam("phone"))
 
 
-async def client_ids_by_phones(session: AsyncSession, phones: Iterable[str]) -> dict[str, int]:
-    phones = [p for p in phones if p]
-    if not phones:
-        return {}
-    rows = await session.execute(_CLIENTS_BY_PHONES, {"phones": phones})
-    return {phone: client_id for phone, client_id in rows}
+async def client_id_by_phone(session: AsyncSession, phone: str) -> int | None:
+    """The client who owns this number (read on every PBX event)."""
+    found = await execute_hot(session, _CLIENT_BY_PHONE, {"phone": phone})
+    return found[0][0] if found else None
 
 
 async def count_clients(session: AsyncSession) -> int:
