@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,6 +42,14 @@ class Inline:
     def __init__(self, sync: Session | Connection) -> None:
         self.sync = sync
         self.bind = sync.bind if isinstance(sync, Session) else sync.engine
+        self._driver: sqlite3.Connection | None = None
+
+    def cursor(self) -> sqlite3.Cursor:
+        """A cursor on the sqlite3 connection under this session, which stays the same until it ends."""
+        if self._driver is None:
+            pooled = self.sync.connection().connection if isinstance(self.sync, Session) else self.sync.connection
+            self._driver = pooled.driver_connection
+        return self._driver.cursor()
 
     async def execute(self, *args, **kwargs):
         return self.sync.execute(*args, **kwargs)
@@ -247,7 +256,7 @@ async def execute_hot(session: AsyncSession | Inline, statement, params: dict | 
         result = await session.execute(statement, params)
         return list(result.all()) if statement.exported_columns else []
     sql, binds, converters = _compiled(statement, tuple(params[0] if many else params), session.bind.dialect)
-    cursor = session.sync.connection().connection.driver_connection.cursor()
+    cursor = session.cursor()
 
     def values(row: dict) -> list:
         return [row[name] if convert is None else convert(row[name]) for name, convert in binds]
