@@ -8,6 +8,7 @@ import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 WAIT_FOR_OTHER_WRITERS = 10.0  # seconds a SQLite write waits for another process's transaction
@@ -136,13 +137,12 @@ class Database:
         self.engine = make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             self._inline_engine: Engine | None = _inline_engine(url)
             writes = self._inline_engine.execution_options(writes=True)
-            self._write_sessions = sessionmaker(writes, expire_on_commit=False)
+            self._writer: _GroupCommit | None = _GroupCommit(writes)
         else:
-            self._inline_engine = None
+            self._inline_engine = self._writer = None
             self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -164,20 +164,12 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession | Inline]:
         """A session whose work is committed on exit and rolled back on error."""
-        if self._write_lock is None:
+        if self._writer is None:
             async with self._write_sessions() as session, session.begin():
                 yield session
             return
-        async with self._write_lock:
-            with self._write_sessions() as sync:
-                session = Inline(sync)
-                await _begin_immediate(session)
-                try:
-                    yield session
-                except BaseException:
-                    sync.rollback()
-                    raise
-                sync.commit()
+        async with self._writer.transaction() as session:
+            yield session
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision, once however many workers start at
@@ -207,23 +199,121 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._writer is not None:
+            self._writer.close()
         if self._inline_engine is not None:
             self._inline_engine.dispose()
 
 
-async def _begin_immediate(session: Inline) -> None:
+MAX_GROUP = 64  # transactions committed together at most, which bounds how long the first one waits
+
+
+@dataclass
+class _Group:
+    connection: Connection
+    committed: asyncio.Future
+    members: int = 0
+    closer: asyncio.Task | None = None
+
+
+class _GroupCommit:
+    """SQLite's one writer: transactions queued behind each other share one SQLite transaction, each in a savepoint
+    of its own, and are committed together once nobody else is waiting.
+
+    A commit writes every page the transaction touched to the WAL, and transactions that follow each other touch
+    the same pages (the ends of the journal, the calls and their legs): a group writes them once. Each transaction
+    still ends only after the commit, so a 2xx still means durable; one that fails rolls back its savepoint only
+    (its session joins the group's connection with a savepoint, so SQLAlchemy itself never rolls back further).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+        self._open: _Group | None = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Inline]:
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            group = self._open or await self._begin()
+            group.members += 1
+            try:
+                with Session(group.connection, join_transaction_mode="create_savepoint", expire_on_commit=False) as own:
+                    try:
+                        yield Inline(own)
+                    except BaseException:
+                        own.rollback()
+                        raise
+                    own.commit()
+            finally:
+                try:
+                    if not self._waiting:
+                        await asyncio.sleep(0)  # a transaction runs without a pause: let requests under way queue up
+                finally:
+                    self._settle(group)
+        finally:
+            self._lock.release()
+        await asyncio.shield(group.committed)
+
+    async def _begin(self) -> _Group:
+        connection = self._engine.connect()
+        try:
+            await _begin_immediate(connection)
+        except BaseException:
+            connection.close()
+            raise
+        committed = asyncio.get_running_loop().create_future()
+        committed.add_done_callback(lambda f: f.cancelled() or f.exception())  # members that failed never await it
+        self._open = _Group(connection, committed)
+        return self._open
+
+    def _settle(self, group: _Group) -> None:
+        """Leave the group open for the next transaction in the queue, or commit it now."""
+        if self._waiting and group.members < MAX_GROUP:
+            if group.closer is None:  # in case those waiting give up: commit once they had their turn
+                group.closer = asyncio.create_task(self._close(group))
+            return
+        self._commit(group)
+
+    def _commit(self, group: _Group) -> None:
+        self._open = None
+        try:
+            group.connection.commit()
+        except Exception as exc:
+            group.committed.set_exception(exc)
+        else:
+            group.committed.set_result(None)
+        finally:
+            group.connection.close()
+
+    async def _close(self, group: _Group) -> None:
+        async with self._lock:
+            if self._open is group:
+                self._commit(group)
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._commit(self._open)
+
+
+async def _begin_immediate(connection: Connection) -> None:
     """Start the SQLite write transaction, waiting without blocking the loop while another process writes."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_FOR_OTHER_WRITERS
     delay = 0.002
     while True:
         try:
-            await session.connection()  # the session begins here
+            connection.begin()
             return
         except OperationalError as exc:
             if "locked" not in str(exc) or loop.time() > deadline:
                 raise
-        await session.rollback()
+        connection.rollback()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)
 
