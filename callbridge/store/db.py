@@ -67,15 +67,6 @@ class Inline:
     async def flush(self, *args, **kwargs) -> None:
         self.sync.flush(*args, **kwargs)
 
-    async def connection(self) -> Connection:
-        return self.sync.connection()
-
-    async def commit(self) -> None:
-        self.sync.commit()
-
-    async def rollback(self) -> None:
-        self.sync.rollback()
-
     def add(self, instance) -> None:
         self.sync.add(instance)
 
@@ -130,7 +121,8 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
 
 
 class Database:
-    """Sessions for reading, and one transaction at a time for writing on SQLite (it has one writer)."""
+    """Sessions for reading, and transactions for writing; on SQLite, which has one writer, they take turns and
+    share commits (`_GroupCommit`)."""
 
     def __init__(self, url: str) -> None:
         self.url = url

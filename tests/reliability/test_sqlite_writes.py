@@ -7,10 +7,11 @@ import asyncio
 import sqlite3
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from callbridge.config import sqlite_url
-from callbridge.store import Database, db, directory
+from callbridge.store import Database, db, directory, integrations
+from callbridge.store.tables import Integration
 
 
 @pytest.fixture
@@ -69,3 +70,30 @@ async def test_a_caller_lookup_answers_while_a_write_is_under_way(database):
         async with database.connect() as connection:  # the lookup's own connection, inline too
             assert (await directory.lookup_caller(connection, "+79101234567")).client_name == "Рога и копыта"
             assert await directory.lookup_caller(connection, "+79990000000") is None  # not committed yet
+
+
+async def test_writers_that_queue_up_commit_together_and_fail_alone(database):
+    """Transactions queued behind each other share one SQLite commit: each one that returns is on disk for any
+    other connection, and one that fails, even in the middle of an ORM flush, takes nothing of the others along."""
+    database, path = database
+    async with database.transaction() as session:
+        taken = (await integrations.add_integration(session, kind="cloudpbx", name="first", settings={})).token
+
+    async def write(n: int) -> str:
+        async with database.transaction() as session:
+            await directory.add_employee(session, name=f"e{n}", pbx_login=f"e{n}")
+            if n % 5 == 0:  # a unique token that is taken: the flush fails inside this transaction
+                session.add(Integration(kind="cloudpbx", name=f"dup{n}", token=taken, settings={}, automation={}))
+                await session.flush()
+        other = sqlite3.connect(path)  # another process's view: what returned is committed
+        found = other.execute("SELECT count(*) FROM employees WHERE pbx_login = ?", (f"e{n}",)).fetchone()[0]
+        other.close()
+        return "kept" if found == 1 else "lost"
+
+    outcomes = await asyncio.gather(*(write(n) for n in range(1, 31)), return_exceptions=True)
+    failed = [n for n, outcome in enumerate(outcomes, 1) if isinstance(outcome, IntegrityError)]
+    assert failed == [5, 10, 15, 20, 25, 30]
+    assert [o for o in outcomes if not isinstance(o, IntegrityError)] == ["kept"] * 24
+    async with database.read() as session:
+        logins = {e.pbx_login for e in await directory.list_employees(session)}
+    assert logins == {f"e{n}" for n in range(1, 31) if n % 5}
