@@ -143,13 +143,19 @@ request = function()
   return wrk.format("POST", "{path}", {{["Content-Type"]="application/x-www-form-urlencoded"}}, body)
 end
 """
+# Every wrk thread posts calls of its own (each thread's Lua starts with the same random seed, so the thread's
+# number comes from setup()): no request repeats another, or the duplicates' cheaper path would count as events.
 INGEST_LUA = """
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
 local n = 0
-local thread = tostring(math.random(1, 1000000000))
 request = function()
   n = n + 1
   local kind = ({{"INCOMING", "ACCEPTED", "COMPLETED"}})[(n % 3) + 1]
-  local call = thread .. "-" .. math.floor(n / 3)
+  local call = "{run}-" .. id .. "-" .. math.floor(n / 3)
   local body = "cmd=event&type=" .. kind .. "&callid=" .. call .. "&phone=79160000001&user=andy"
     .. "&direction=in&duration=30&crm_token={token}"
   return wrk.format("POST", "{path}", {{["Content-Type"]="application/x-www-form-urlencoded"}}, body)
@@ -232,8 +238,8 @@ def measure(base: str, target: dict[str, str], clients: int, args, folder: Path,
     p50, p99 = asyncio.run(latency(f"{base}{path}", lookups))
     fields = {"clients": clients, "token": target["token"], "path": path}
     lookup_rps, lookup_errors = wrk(base, LOOKUP_LUA.format(**fields), args.seconds, folder)
-    ingest_rps, ingest_errors = wrk(base, INGEST_LUA.format(**fields), args.seconds, folder)
     run = uuid.uuid4().hex[:6]
+    ingest_rps, ingest_errors = wrk(base, INGEST_LUA.format(run=run, **fields), args.seconds, folder)
 
     def incoming(n: int) -> dict[str, str]:
         return {"cmd": "event", "type": "INCOMING", "callid": f"card-{run}-{n}", "phone": phone_of(n),

@@ -60,10 +60,9 @@ async def _add_client(services: Services, session, row: dict[str, str]) -> None:
         phones.append(phone)
     responsible_id = None
     if responsible := (row.get("responsible") or "").strip():
-        found = await directory.employees_by_keys(session, [responsible])
-        if responsible not in found:
+        responsible_id = await directory.employee_by_key(session, responsible)
+        if responsible_id is None:
             raise ValueError(f"no employee with login or extension {responsible!r}")
-        responsible_id = found[responsible]
     data = ClientIn(name=(row.get("name") or "").strip(), phones=phones, responsible_id=responsible_id)
     await directory.add_client(session, name=data.name, phones=data.phones, responsible_id=responsible_id)
 

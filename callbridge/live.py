@@ -56,6 +56,7 @@ class PostgresBus(LiveBus):
     process's listener, so a browser sees a card whichever worker received the PBX's request."""
 
     CHANNEL = "callbridge_live"
+    BATCH = 100  # messages sent in one statement at most (each under PostgreSQL's 8000-byte payload limit)
 
     def __init__(self, url: str, queue_size: int = 256) -> None:
         super().__init__(queue_size)
@@ -81,21 +82,24 @@ class PostgresBus(LiveBus):
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        """Keep a listening connection, reconnecting when it drops; send what is published, in order."""
-        pending: str | None = None
+        """Keep a listening connection, reconnecting when it drops; send what is published, in order, all that
+        queued up meanwhile at once."""
+        pending: list[str] = []
         while True:
             try:
                 async with notify.channel(self._url, self.CHANNEL, self._received) as channel:
                     self.connected.set()
                     while True:
-                        if pending is None:
+                        if not pending:
                             try:
-                                pending = await asyncio.wait_for(self._outgoing.get(), 10.0)
+                                pending.append(await asyncio.wait_for(self._outgoing.get(), 10.0))
                             except TimeoutError:
                                 await channel.check()
                                 continue
+                        while not self._outgoing.empty() and len(pending) < self.BATCH:
+                            pending.append(self._outgoing.get_nowait())
                         await channel.notify(pending)
-                        pending = None
+                        pending = []
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: try again shortly, keeping the message

@@ -56,6 +56,14 @@ async def database_url(request, tmp_path_factory):
         await _drop_pg(url)
 
 
+@pytest.fixture
+def postgres(database_url):
+    """The PostgreSQL database, for what only PostgreSQL does (several workers share it; SQLite has one process)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: several workers share one database through it; SQLite is served by one process")
+    return database_url
+
+
 def settings_for(database_url: str, tmp_path, **overrides) -> Settings:
     """Settings for a test: quick background jobs, recordings in the test's folder, only temporary ones kept."""
     values = dict(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.calls import Call, CallState, LegState
@@ -17,9 +18,18 @@ from .tables import CallRow, InboundRequest, LegRow, utcnow
 # The statements run on every PBX event address the tables (SQLAlchemy Core), not the mapped classes: the ORM's
 # bulk paths cost more than the statement itself.
 CALLS, LEGS, JOURNAL = CallRow.__table__, LegRow.__table__, InboundRequest.__table__
-UPDATE_CALL = update(CALLS).where(CALLS.c.id == bindparam("row_id"))
-DELETE_LEGS = delete(LEGS).where(LEGS.c.call_id == bindparam("row_id"))
-INSERT_LEGS = LEGS.insert()
+# The call's client is whoever owns its number when it is written; its employee is the one its owner's leg names.
+UPDATE_CALL = (
+    update(CALLS)
+    .where(CALLS.c.id == bindparam("row_id"))
+    .values(
+        client_id=directory.CLIENT_OF_NUMBER,
+        employee_id=select(LEGS.c.employee_id)
+        .where(LEGS.c.call_id == bindparam("row_id"), LEGS.c.employee_key == bindparam("owner"))
+        .scalar_subquery(),
+    )
+    .returning(CALLS.c.client_id, CALLS.c.employee_id)
+)
 
 
 def _lock_call(insert):
@@ -30,6 +40,28 @@ def _lock_call(insert):
         )
         .returning(CALLS.c.id, CALLS.c.facts, CALLS.c.deal_id, CALLS.c.problem)
     )
+
+
+_LEG_FIELDS = ("state", "rang_at", "answered_at", "ended_at")
+
+
+@functools.cache
+def _put_legs(count: int):
+    """`count` legs upserted in one statement, each naming its employee as it is written; returns each leg's key
+    and employee. (A call's legs only ever grow: the engine merges an event into the leg of its employee.)"""
+
+    def build(insert):
+        rows = [{"call_id": bindparam("row_id"), "employee_key": bindparam(f"key{i}"),
+                 "employee_id": directory.employee_named(bindparam(f"key{i}"), bindparam(f"own{i}"))}
+                | {name: bindparam(f"{name}{i}", type_=LEGS.c[name].type) for name in _LEG_FIELDS}
+                for i in range(count)]  # fmt: skip
+        statement = insert(LEGS).values(rows)
+        return statement.on_conflict_do_update(
+            index_elements=["call_id", "employee_key"],
+            set_={name: statement.excluded[name] for name in ("employee_id", *_LEG_FIELDS)},
+        ).returning(LEGS.c.employee_key, LEGS.c.employee_id)
+
+    return build
 
 
 def _journal(insert):
@@ -72,10 +104,6 @@ class CallView:
     leg_employees: dict[str, int]  # employee ids by the PBX user keys of its legs
 
 
-_WRITTEN = ("direction", "phone", "virtual_number", "state", "result", "employee_id", "client_id", "started_at",
-            "talk_seconds", "recording_url")  # fmt: skip
-
-
 async def lock_call(session: AsyncSession, integration_id: int, key: str) -> LockedCall:
     """The call, creating an empty row if needed, locked until commit.
 
@@ -101,32 +129,31 @@ async def find_call(session: AsyncSession, integration_id: int, key: str) -> int
 async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> CallView:
     """Write the call's facts and its derived view (what queries and the API read)."""
     row_id = locked.id
-    keys = {leg.employee for leg in call.legs}
-    employees = await directory.employees_by_keys(session, keys)
-    client_id = await directory.client_id_by_phone(session, call.phone) if call.phone else None
-    owner = call.answered_by or call.last_rung or (call.legs[0].employee if call.legs else None)
-    view = CallView(
-        id=row_id,
+    legs = {"row_id": row_id}
+    for i, leg in enumerate(call.legs):
+        state = call.leg_state(leg)
+        ended = leg.closed_at or (call.ended_at if state is not LegState.RINGING else None)
+        legs |= {f"key{i}": leg.employee, f"own{i}": directory.own_id(leg.employee), f"state{i}": state.value,
+                 f"rang_at{i}": leg.rang_at, f"answered_at{i}": leg.answered_at, f"ended_at{i}": ended}  # fmt: skip
+    named = await execute_hot(session, prepared(session, _put_legs(len(call.legs))), legs) if call.legs else []
+    written = dict(
         direction=call.direction.value if call.direction else None,
         phone=call.phone,
         virtual_number=call.virtual_number,
         state=call.state.value,
         result=call.result.value if call.result else None,
-        employee_id=employees.get(owner) if owner else None,
-        client_id=client_id,
-        deal_id=locked.deal_id,
-        problem=locked.problem,
         started_at=call.started_at,
         talk_seconds=call.talk_seconds,
         recording_url=call.recording_url,
-        leg_employees=employees,
     )
-    await execute_hot(
+    [(client_id, employee_id)] = await execute_hot(
         session,
         UPDATE_CALL,
-        {name: getattr(view, name) for name in _WRITTEN}
+        written
         | dict(
             row_id=row_id,
+            number=call.phone,
+            owner=call.answered_by or call.last_rung or (call.legs[0].employee if call.legs else None),
             answered_at=call.answered_at,
             ended_at=call.ended_at,
             wait_seconds=call.wait_seconds,
@@ -137,24 +164,9 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
             updated_at=utcnow(),
         ),
     )
-    await execute_hot(session, DELETE_LEGS, {"row_id": row_id})
-    await execute_hot(
-        session,
-        INSERT_LEGS,
-        [
-            {
-                "call_id": row_id,
-                "employee_key": leg.employee,
-                "employee_id": employees.get(leg.employee),
-                "state": call.leg_state(leg).value,
-                "rang_at": leg.rang_at,
-                "answered_at": leg.answered_at,
-                "ended_at": leg.closed_at or (call.ended_at if call.leg_state(leg) is not LegState.RINGING else None),
-            }
-            for leg in call.legs
-        ],
-    )
-    return view
+    return CallView(id=row_id, client_id=client_id, employee_id=employee_id, deal_id=locked.deal_id,
+                    problem=locked.problem, leg_employees={key: e for key, e in named if e is not None},
+                    **written)  # fmt: skip
 
 
 async def open_calls_idle_since(

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import hashlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 WAIT_FOR_OTHER_WRITERS = 10.0  # seconds a SQLite write waits for another process's transaction
+PING_AFTER_IDLE = 2.0  # seconds a pooled PostgreSQL connection may sit unused before it is checked on checkout
 
 
 class Inline:
@@ -99,13 +101,35 @@ def _sqlite_begin(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, ping_after_idle: float = PING_AFTER_IDLE) -> AsyncEngine:
     """An async engine; SQLite gets WAL and a busy timeout, PostgreSQL a modest pool."""
     if make_url(url).get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_async_engine(url, pool_size=10, max_overflow=10)
+        _ping_after_idle(engine.sync_engine, ping_after_idle)
+        return engine
     engine = create_async_engine(url)
     _sqlite_events(engine.sync_engine, busy_timeout_ms=10_000)
     return engine
+
+
+def _ping_after_idle(engine: Engine, seconds: float) -> None:
+    """Check a pooled connection before use only when it sat idle: a restarted database leaves dead connections in
+    the pool. `pool_pre_ping` checks every checkout, three round trips with asyncpg, a fifth of a PBX event's
+    statements; a connection in steady use proved itself a moment ago (if it died since, the first error
+    invalidates the whole pool)."""
+
+    @event.listens_for(engine.pool, "checkin")
+    def checked_in(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def checked_out(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.pop("idle_since", time.monotonic()) < seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(str(exc)) from exc  # the pool replaces it with a new connection
 
 
 def _inline_engine(url: str) -> Engine:
@@ -124,9 +148,9 @@ class Database:
     """Sessions for reading, and transactions for writing; on SQLite, which has one writer, they take turns and
     share commits (`_GroupCommit`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ping_after_idle: float = PING_AFTER_IDLE) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, ping_after_idle)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         if self.is_sqlite:
@@ -324,32 +348,53 @@ def _insert(dialect: str):
     return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
-async def execute_hot(session: AsyncSession | Inline, statement, params: dict | list[dict]) -> list[tuple]:
-    """Run a statement built once, on a path every PBX event takes; the rows it returns, as tuples.
+async def execute_hot(session: AsyncSession | Inline, statement, params: dict | list[dict]) -> list:
+    """Run a statement built once, on a path every PBX event takes; the rows it returns (tuples, or asyncpg
+    records, which index and unpack alike).
 
-    On SQLite the statement goes straight to the sqlite3 cursor, with the SQL and the type conversions SQLAlchemy
-    compiled for it on first use: the statement itself takes microseconds, SQLAlchemy's execution around it fifty.
-    Every column value must be given (no defaults are filled in), and IN lists are not expanded.
+    The statement goes straight to the driver (sqlite3, asyncpg), with the SQL and the type conversions SQLAlchemy
+    compiled for it on first use: SQLAlchemy's execution around a statement costs more than the statement (on
+    SQLite fifty times more; on PostgreSQL as much as asyncpg's round trip). Every column value must be given (no
+    defaults are filled in), and IN lists are not expanded.
     """
     many = isinstance(params, list)
     if many and not params:
         return []
-    if not isinstance(session, Inline):
+    driver = None
+    if not isinstance(session, Inline) and (driver := session.info.get(_DRIVER)) is None:
+        # the first statement begins the transaction, which asyncpg's adapter does lazily, on its own connection
         result = await session.execute(statement, params)
+        session.info[_DRIVER] = (await (await session.connection()).get_raw_connection()).driver_connection
         return list(result.all()) if statement.exported_columns else []
     sql, binds, converters = _compiled(statement, tuple(params[0] if many else params), session.bind.dialect)
-    cursor = session.cursor()
-
-    def values(row: dict) -> list:
-        return [row[name] if convert is None else convert(row[name]) for name, convert in binds]
-
-    if many:
-        cursor.executemany(sql, [values(row) for row in params])
-        return []
-    rows = cursor.execute(sql, values(params)).fetchall()
+    values = [_values(binds, row) for row in params] if many else _values(binds, params)
+    if driver is not None:
+        if many:
+            await driver.executemany(sql, values)
+            return []
+        rows = await driver.fetch(sql, *values)
+    else:
+        cursor = session.cursor()
+        if many:
+            cursor.executemany(sql, values)
+            return []
+        rows = cursor.execute(sql, values).fetchall()
     if any(converters):
-        rows = [tuple(v if c is None else c(v) for c, v in zip(converters, row, strict=True)) for row in rows]
+        return [tuple(v if c is None else c(v) for c, v in zip(converters, row, strict=True)) for row in rows]
     return rows
+
+
+_DRIVER = "callbridge.driver"  # in session.info: the asyncpg connection of the session's transaction, once begun
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _transaction_ended(session: Session) -> None:
+    session.info.pop(_DRIVER, None)
+
+
+def _values(binds, row: dict) -> list:
+    return [row[name] if convert is None else convert(row[name]) for name, convert in binds]
 
 
 @functools.cache

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import bindparam, func, insert, or_, select
+from sqlalchemy import Integer, String, bindparam, func, insert, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from .db import execute_hot
 from .tables import Client, ClientPhone, Deal, Employee, EmployeeGroup, GroupMember, Task
 
 
@@ -101,38 +100,23 @@ async def update_employee(session: AsyncSession, employee_id: int, **values) -> 
 ID_KEY = "id:"  # a PBX user key that names our own employee id (dialects whose PBX knows our ids)
 
 
-def _employees_matching(match):
-    """Employees whose PBX login or extension matches (built once, like the other statements every event runs)."""
-    columns = (Employee.id, Employee.pbx_login, Employee.extension)
-    return select(*columns).where(or_(match(Employee.pbx_login), match(Employee.extension))).order_by(Employee.id)
+def own_id(key: str) -> int | None:
+    """The employee id an `id:<n>` key carries."""
+    number = key[len(ID_KEY) :] if key.startswith(ID_KEY) else ""
+    return int(number) if number.isdigit() and len(number) < 10 else None
 
 
-_EMPLOYEES_BY_KEYS = _employees_matching(lambda column: column.in_(bindparam("keys", expanding=True)))
-_EMPLOYEES_BY_KEY = _employees_matching(lambda column: column == bindparam("key"))
+def employee_named(key, own):
+    """The employee a PBX user key names, as a value inside another statement (a call's legs name theirs as they
+    are written): the one whose id it carries (`own`, see `own_id`), else the first whose login it is, else the
+    first whose extension it is."""
+    first = lambda condition: select(func.min(Employee.id)).where(condition).scalar_subquery()  # noqa: E731
+    return func.coalesce(first(Employee.id == own), first(Employee.pbx_login == key), first(Employee.extension == key))
 
 
-async def employees_by_keys(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:
-    """Map PBX user keys (login or extension, or `id:<n>`) to employee ids; a login match beats an extension."""
-    keys = {k for k in keys if k}
-    direct = {k: int(k[len(ID_KEY) :]) for k in keys if k.startswith(ID_KEY) and k[len(ID_KEY) :].isdigit()}
-    if direct:
-        found = set(await session.scalars(select(Employee.id).where(Employee.id.in_(direct.values()))))
-        direct = {k: i for k, i in direct.items() if i in found}
-        keys -= set(direct)
-    if not keys:
-        return direct
-    if len(keys) == 1:  # most events name one PBX user
-        rows = await execute_hot(session, _EMPLOYEES_BY_KEY, {"key": next(iter(keys))})
-    else:
-        rows = await session.execute(_EMPLOYEES_BY_KEYS, {"keys": list(keys)})
-    by_ext: dict[str, int] = {}
-    by_login: dict[str, int] = {}
-    for employee_id, login, extension in rows:
-        if login in keys:
-            by_login.setdefault(login, employee_id)
-        if extension in keys:
-            by_ext.setdefault(extension, employee_id)
-    return {**by_ext, **by_login, **direct}
+async def employee_by_key(session: AsyncSession, key: str) -> int | None:
+    """The employee a PBX user key (login, extension or `id:<n>`) names."""
+    return await session.scalar(select(employee_named(literal(key, String), literal(own_id(key), Integer))))
 
 
 async def find_employee(session: AsyncSession, *, login: str | None, email: str | None) -> Employee | None:
@@ -236,13 +220,8 @@ async def phones_of(session: AsyncSession, client_ids: Iterable[int]) -> dict[in
     return result
 
 
-_CLIENT_BY_PHONE = select(ClientPhone.client_id).where(ClientPhone.e164 == bindparam("phone"))
-
-
-async def client_id_by_phone(session: AsyncSession, phone: str) -> int | None:
-    """The client who owns this number (read on every PBX event)."""
-    found = await execute_hot(session, _CLIENT_BY_PHONE, {"phone": phone})
-    return found[0][0] if found else None
+# The client who owns the number given as `number`, as a value inside another statement (the call's update).
+CLIENT_OF_NUMBER = select(ClientPhone.client_id).where(ClientPhone.e164 == bindparam("number")).scalar_subquery()
 
 
 async def count_clients(session: AsyncSession) -> int:

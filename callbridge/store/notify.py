@@ -31,8 +31,10 @@ class Channel:
     def __init__(self, connection: asyncpg.Connection, name: str) -> None:
         self._connection, self._name = connection, name
 
-    def notify(self, payload: str) -> Awaitable[str]:
-        return self._connection.execute("SELECT pg_notify($1, $2)", self._name, payload)
+    def notify(self, payloads: list[str]) -> Awaitable[str]:
+        """Send payloads in order, in one statement: a round trip each costs the database more than the NOTIFY.
+        (PostgreSQL delivers identical payloads sent in one transaction once.)"""
+        return self._connection.execute("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", self._name, payloads)
 
     async def check(self) -> None:
         """Raise if the connection is gone (a listener notices nothing by itself)."""

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -23,13 +22,6 @@ from ..test_cli import free_port
 from .test_crash_safety import wait_until_up
 
 CALLBRIDGE = str(Path(sys.executable).parent / "callbridge")
-
-
-@pytest.fixture
-def postgres(database_url):
-    if not database_url.startswith("postgresql"):
-        pytest.skip("several workers share one database through PostgreSQL; SQLite is served by one process")
-    return database_url
 
 
 async def prepare(services) -> tuple[str, str, str]:

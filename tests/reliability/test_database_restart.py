@@ -1,0 +1,55 @@
+"""PostgreSQL dropping the connections callbridge keeps in its pool (a restart, a failover, an idle timeout)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from callbridge.store import Database
+
+from ..conftest import PG_ADMIN_URL
+
+
+async def drop_connections(url: str) -> int:
+    """Terminate every server process of the database, as a restart does; how many there were."""
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        dropped = await connection.scalar(
+            text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name"),
+            {"name": url.rsplit("/", 1)[1]},
+        )
+    await admin.dispose()
+    return int(dropped)
+
+
+async def used_once(db: Database) -> None:
+    async with db.transaction() as session:
+        assert await session.scalar(text("SELECT 1")) == 1
+
+
+async def test_a_connection_that_died_while_idle_is_replaced_before_use(postgres):
+    db = Database(postgres, ping_after_idle=0.2)
+    try:
+        await used_once(db)
+        assert await drop_connections(postgres) >= 1
+        await asyncio.sleep(0.3)
+        await used_once(db)  # checked on checkout, found dead, replaced: the caller never notices
+        await used_once(db)
+    finally:
+        await db.close()
+
+
+async def test_a_connection_in_steady_use_is_not_checked_and_one_failure_renews_the_pool(postgres):
+    db = Database(postgres, ping_after_idle=3600)
+    try:
+        await used_once(db)
+        await drop_connections(postgres)
+        with pytest.raises(DBAPIError):  # a round trip per use would have caught it: a price not worth paying
+            await used_once(db)
+        await used_once(db)
+    finally:
+        await db.close()
