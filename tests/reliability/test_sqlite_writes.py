@@ -98,3 +98,19 @@ async def test_writers_that_queue_up_commit_together_and_fail_alone(database):
     async with database.read() as session:
         logins = {e.pbx_login for e in await directory.list_employees(session)}
     assert logins == {f"e{n}" for n in range(1, 31) if n % 5}
+
+
+async def test_a_nested_block_that_fails_undoes_only_its_own_writes(database):
+    database, _ = database
+    async with database.transaction() as session:
+        await directory.add_employee(session, name="kept", pbx_login="kept")
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():  # the savepoints are taken when the inner block first writes
+                async with session.begin_nested():
+                    await directory.add_employee(session, name="undone", pbx_login="undone")
+                raise RuntimeError("a rule failed after the inner block")
+        async with session.begin_nested():
+            pass  # a block that touches nothing
+        await directory.add_employee(session, name="also kept", pbx_login="also")
+    async with database.read() as session:
+        assert sorted(e.name for e in await directory.list_employees(session)) == ["also kept", "kept"]
