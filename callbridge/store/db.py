@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -129,6 +130,19 @@ def make_engine(url: str, ping_after_idle: float = PING_AFTER_IDLE) -> AsyncEngi
     return engine
 
 
+# What asyncpg raises when the connection itself failed (or was left mid-statement), rather than a statement.
+CONNECTION_IN_DOUBT = (asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresConnectionError, OSError,
+                        asyncio.CancelledError)  # fmt: skip
+
+
+async def _discard(engine: AsyncEngine, connection: AsyncConnection) -> None:
+    """Drop a connection that failed under asyncpg, where SQLAlchemy did not see it, and start the pool afresh (a
+    connection lost is mostly a database restarted, which took the pooled ones too): what SQLAlchemy itself does
+    when a statement it runs finds the connection gone."""
+    await connection.invalidate()
+    await engine.dispose(close=False)
+
+
 def _ping_after_idle(engine: Engine, seconds: float) -> None:
     """Check a pooled connection before use only when it sat idle: a restarted database leaves dead connections in
     the pool. `pool_pre_ping` checks every checkout, three round trips with asyncpg, a fifth of a PBX event's
@@ -176,7 +190,6 @@ class Database:
             self._writer: _GroupCommit | None = _GroupCommit(writes)
         else:
             self._inline_engine = self._writer = None
-            self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -198,11 +211,32 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession | Inline]:
         """A session whose work is committed on exit and rolled back on error."""
         if self._writer is None:
-            async with self._write_sessions() as session, session.begin():
+            async with self._postgres_transaction() as session:
                 yield session
             return
         async with self._writer.transaction() as session:
             yield session
+
+    @asynccontextmanager
+    async def _postgres_transaction(self) -> AsyncIterator[AsyncSession]:
+        """The transaction is asyncpg's own, begun at once, so `execute_hot` can run statements on the driver from
+        the first; the session joins it (asyncpg turns the adapter's own transaction, begun if the session runs a
+        statement, into a savepoint), and commits before the driver does."""
+        async with self.engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            try:
+                async with driver.transaction(), AsyncSession(connection, expire_on_commit=False) as session:
+                    session.info[_DRIVER] = driver
+                    try:
+                        yield session
+                        await session.commit()
+                    except BaseException:
+                        await session.rollback()
+                        raise
+            except BaseException as exc:
+                if driver.is_closed() or isinstance(exc, CONNECTION_IN_DOUBT):
+                    await _discard(self.engine, connection)
+                raise
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision, once however many workers start at
@@ -378,10 +412,8 @@ async def execute_hot(session: AsyncSession | Inline, statement, params: dict | 
     if many and not params:
         return []
     driver = None
-    if not isinstance(session, Inline) and (driver := session.info.get(_DRIVER)) is None:
-        # the first statement begins the transaction, which asyncpg's adapter does lazily, on its own connection
+    if not isinstance(session, Inline) and (driver := session.info.get(_DRIVER)) is None:  # not in `transaction`
         result = await session.execute(statement, params)
-        session.info[_DRIVER] = (await (await session.connection()).get_raw_connection()).driver_connection
         return list(result.all()) if statement.exported_columns else []
     sql, binds, converters = _compiled(statement, tuple(params[0] if many else params), session.bind.dialect)
     values = [_values(binds, row) for row in params] if many else _values(binds, params)
@@ -401,13 +433,7 @@ async def execute_hot(session: AsyncSession | Inline, statement, params: dict | 
     return rows
 
 
-_DRIVER = "callbridge.driver"  # in session.info: the asyncpg connection of the session's transaction, once begun
-
-
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-def _transaction_ended(session: Session) -> None:
-    session.info.pop(_DRIVER, None)
+_DRIVER = "callbridge.driver"  # in session.info: the asyncpg connection whose transaction the session is in
 
 
 def _values(binds, row: dict) -> list:
