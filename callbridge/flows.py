@@ -24,6 +24,7 @@ from .store import Database, crm, directory, integrations
 from .store import calls as call_store
 from .store import outbox as outbox_store
 from .store import recordings as recording_store
+from .store.db import lost_connection
 from .store.directory import CallerInfo
 from .store.tables import Integration, OutboxRequest
 
@@ -176,7 +177,8 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
     """Journal a PBX request and apply its events, in one transaction.
 
     A 2xx goes out only after this commits, so an acknowledged request is always journaled and
-    applied. If applying fails, the request is still journaled, as failed, for `replay`.
+    applied. If applying fails, the request is still journaled, as failed, for `replay`; if the
+    database connection was lost under it (a restart), it is tried once more on a fresh one first.
     """
 
     async def keep(session, status: str, error: str | None = None) -> call_store.JournalEntry:
@@ -191,15 +193,23 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
             error=error,
         )
 
-    try:
+    async def apply() -> tuple[call_store.JournalEntry, list[dict[str, Any]], list[int]]:
         async with services.db.transaction() as session:
             entry = await keep(session, "applied")
             if entry.status == "applied":
-                metrics.REQUESTS.labels("duplicate").inc()
-                return Outcome(entry.id, duplicate=True)
+                return entry, [], []
             if entry.status is not None:  # it failed or was refused before: this time it goes through
                 await call_store.set_journal_status(session, entry.id, "applied", call_key=command.call_key)
-            messages, call_ids = await _apply(services, session, integration_id, command.events)
+            return entry, *await _apply(services, session, integration_id, command.events)
+
+    try:
+        try:
+            entry, messages, call_ids = await apply()
+        except Exception as exc:
+            if not lost_connection(exc):
+                raise
+            log.warning("the database connection was lost applying %s; trying again", command.command)
+            entry, messages, call_ids = await apply()
     except Exception as exc:
         log.exception("applying %s for integration %s failed", command.command, integration_id)
         metrics.FAILURES.labels("event").inc()
@@ -209,6 +219,9 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
             entry = await keep(session, "failed", reason)
             await call_store.set_journal_status(session, entry.id, "failed", reason)  # it may have been there
         return Outcome(entry.id, failed=reason)
+    if entry.status == "applied":
+        metrics.REQUESTS.labels("duplicate").inc()
+        return Outcome(entry.id, duplicate=True)
     metrics.REQUESTS.labels("applied").inc()
     metrics.EVENTS.inc(len(command.events))
     for message in messages:

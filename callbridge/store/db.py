@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -133,6 +133,11 @@ def make_engine(url: str, ping_after_idle: float = PING_AFTER_IDLE) -> AsyncEngi
 # What asyncpg raises when the connection itself failed (or was left mid-statement), rather than a statement.
 CONNECTION_IN_DOUBT = (asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresConnectionError, OSError,
                         asyncio.CancelledError)  # fmt: skip
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether an error was the database connection failing, not a statement (worth another try on a new one)."""
+    return isinstance(exc, CONNECTION_IN_DOUBT) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 async def _discard(engine: AsyncEngine, connection: AsyncConnection) -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from callbridge.store import Database
+from callbridge.domain.calls import EventKind
+from callbridge.store import Database, integrations
 from callbridge.store.db import CONNECTION_IN_DOUBT
 
 from ..conftest import PG_ADMIN_URL
+from ..integration.test_flows import call_row, post
 
 
 async def drop_connections(url: str) -> int:
@@ -54,3 +57,14 @@ async def test_a_connection_in_steady_use_is_not_checked_and_one_failure_renews_
         await used_once(db)
     finally:
         await db.close()
+
+
+async def test_a_pbx_event_whose_connection_was_lost_is_applied_on_a_fresh_one(services, postgres):
+    async with services.db.transaction() as session:
+        integration_id = (await integrations.add_integration(session, kind="cloudpbx", name="PBX", settings={})).id
+    now = datetime.now(UTC)
+    first = await post(services, integration_id, EventKind.RING, "r1", now)
+    await drop_connections(postgres)  # the pool still holds the connection the first event used
+    second = await post(services, integration_id, EventKind.ANSWER, "r1", now + timedelta(seconds=3))
+    assert first.failed is None and second.failed is None and second.call_ids == first.call_ids
+    assert (await call_row(services, first.call_ids[0])).state == "talking"
