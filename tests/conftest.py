@@ -60,7 +60,7 @@ async def database_url(request, tmp_path_factory):
 def postgres(database_url):
     """The PostgreSQL database, for what only PostgreSQL does (several workers share it; SQLite has one process)."""
     if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only: several workers share one database through it; SQLite is served by one process")
+        pytest.skip("PostgreSQL only: a database server several workers share, and which can drop their connections")
     return database_url
 
 
