@@ -64,26 +64,6 @@ def _put_legs(count: int):
     return build
 
 
-@functools.cache
-def _save_with_legs(count: int):
-    """PostgreSQL: `count` legs upserted and the call updated in one statement, where a round trip costs more than
-    either; returns what UPDATE_CALL returns and the legs' [key, employee] pairs."""
-
-    def build(insert):
-        legs = _put_legs(count)(insert).cte("legs")
-        owner = select(legs.c.employee_id).where(legs.c.employee_key == bindparam("owner")).scalar_subquery()
-        named = select(func.json_agg(func.json_build_array(legs.c.employee_key, legs.c.employee_id)))
-        return (
-            update(CALLS)
-            .add_cte(legs)
-            .where(CALLS.c.id == bindparam("row_id"))
-            .values(client_id=directory.CLIENT_OF_NUMBER, employee_id=owner)
-            .returning(CALLS.c.client_id, CALLS.c.employee_id, named.scalar_subquery())
-        )
-
-    return build
-
-
 def _journal(insert):
     return (
         insert(JOURNAL).on_conflict_do_nothing(index_elements=["integration_id", "dedupe_key"]).returning(JOURNAL.c.id)
@@ -178,13 +158,8 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
         facts=call.model_dump(mode="json"),
         updated_at=utcnow(),
     )
-    if call.legs and session.bind.dialect.name == "postgresql":
-        [(client_id, employee_id, named)] = await execute_hot(
-            session, prepared(session, _save_with_legs(len(call.legs))), legs | update_call
-        )
-    else:
-        named = await execute_hot(session, prepared(session, _put_legs(len(call.legs))), legs) if call.legs else []
-        [(client_id, employee_id)] = await execute_hot(session, UPDATE_CALL, update_call)
+    named = await execute_hot(session, prepared(session, _put_legs(len(call.legs))), legs) if call.legs else []
+    [(client_id, employee_id)] = await execute_hot(session, UPDATE_CALL, update_call)
     return CallView(id=row_id, client_id=client_id, employee_id=employee_id, deal_id=locked.deal_id,
                     problem=locked.problem, leg_employees={key: e for key, e in named if e is not None},
                     **written)  # fmt: skip

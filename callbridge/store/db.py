@@ -140,14 +140,6 @@ def lost_connection(exc: BaseException) -> bool:
     return isinstance(exc, CONNECTION_IN_DOUBT) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
-async def _discard(engine: AsyncEngine, connection: AsyncConnection) -> None:
-    """Drop a connection that failed under asyncpg, where SQLAlchemy did not see it, and start the pool afresh (a
-    connection lost is mostly a database restarted, which took the pooled ones too): what SQLAlchemy itself does
-    when a statement it runs finds the connection gone."""
-    await connection.invalidate()
-    await engine.dispose(close=False)
-
-
 def _ping_after_idle(engine: Engine, seconds: float) -> None:
     """Check a pooled connection before use only when it sat idle: a restarted database leaves dead connections in
     the pool. `pool_pre_ping` checks every checkout, three round trips with asyncpg, a fifth of a PBX event's
@@ -238,9 +230,11 @@ class Database:
                     except BaseException:
                         await session.rollback()
                         raise
-            except BaseException as exc:
+            except BaseException as exc:  # SQLAlchemy did not see what asyncpg ran: do what it does on a disconnect
                 if driver.is_closed() or isinstance(exc, CONNECTION_IN_DOUBT):
-                    await _discard(self.engine, connection)
+                    await connection.invalidate()  # in doubt: never back to the pool
+                    if not isinstance(exc, asyncio.CancelledError):  # mostly a restart, which took the others too
+                        await self.engine.dispose(close=False)
                 raise
 
     async def migrate(self) -> None:

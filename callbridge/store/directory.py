@@ -110,7 +110,10 @@ def employee_named(key, own):
     """The employee a PBX user key names, as a value inside another statement (a call's legs name theirs as they
     are written): the one whose id it carries (`own`, see `own_id`), else the first whose login it is, else the
     first whose extension it is."""
-    first = lambda condition: select(func.min(Employee.id)).where(condition).scalar_subquery()  # noqa: E731
+
+    def first(condition):
+        return select(func.min(Employee.id)).where(condition).scalar_subquery()
+
     return func.coalesce(first(Employee.id == own), first(Employee.pbx_login == key), first(Employee.extension == key))
 
 

@@ -124,3 +124,25 @@ async def test_live_stream_shows_and_hides_call_cards(services, server):
         ("CallAnswered", "mike", None),
     }
     assert {m["call_id"] for m in shown + answered} == {shown[0]["call_id"]}
+
+
+async def test_a_pbx_user_key_names_an_employee_by_own_id_then_login_then_extension(services, integration_id):
+    async with services.db.transaction() as session:
+        by_extension = await directory.add_employee(session, name="Extension 101", extension="101")
+        by_login = await directory.add_employee(session, name="Login 101", pbx_login="101", extension="555")
+    async with services.db.read() as session:
+        assert await directory.employee_by_key(session, "101") == by_login.id  # a login beats an extension
+        assert await directory.employee_by_key(session, "555") == by_login.id
+        assert await directory.employee_by_key(session, f"id:{by_extension.id}") == by_extension.id
+        assert await directory.employee_by_key(session, "id:99999") is None
+        assert await directory.employee_by_key(session, "id:9999999999999") is None  # not an id we could have
+        assert await directory.employee_by_key(session, "nobody") is None
+    at = datetime.now(UTC)
+    outcome = await post(services, integration_id, EventKind.RING, "keys", at, employee="101")
+    await post(services, integration_id, EventKind.RING, "keys", at, employee="nobody")
+    await post(services, integration_id, EventKind.ANSWER, "keys", at + timedelta(seconds=2), employee="101")
+    (call_id,) = outcome.call_ids
+    assert (await call_row(services, call_id)).employee_id == by_login.id
+    async with services.db.read() as session:
+        legs = (await call_store.legs_of(session, [call_id]))[call_id]
+    assert {leg.employee_key: leg.employee_id for leg in legs} == {"101": by_login.id, "nobody": None}
