@@ -221,21 +221,31 @@ class Database:
         statement, into a savepoint), and commits before the driver does."""
         async with self.engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
+            session = AsyncSession(connection, expire_on_commit=False, info={_DRIVER: driver})
             try:
-                async with driver.transaction(), AsyncSession(connection, expire_on_commit=False) as session:
-                    session.info[_DRIVER] = driver
-                    try:
-                        yield session
-                        await session.commit()
-                    except BaseException:
-                        await session.rollback()
-                        raise
-            except BaseException as exc:  # SQLAlchemy did not see what asyncpg ran: do what it does on a disconnect
-                if driver.is_closed() or isinstance(exc, CONNECTION_IN_DOUBT):
-                    await connection.invalidate()  # in doubt: never back to the pool
-                    if not isinstance(exc, asyncio.CancelledError):  # mostly a restart, which took the others too
-                        await self.engine.dispose(close=False)
+                transaction = driver.transaction()
+                await transaction.start()
+                yield session
+                await session.commit()
+                await transaction.commit()
+            except BaseException as exc:
+                if isinstance(exc, CONNECTION_IN_DOUBT) or driver.is_closed():
+                    await self._drop(connection, driver, lost=not isinstance(exc, asyncio.CancelledError))
+                else:  # a statement failed; the connection is fine
+                    await session.rollback()
+                    await transaction.rollback()
                 raise
+            finally:
+                await session.close()
+
+    async def _drop(self, connection: AsyncConnection, driver: asyncpg.Connection, lost: bool) -> None:
+        """A connection lost, or cancelled mid-statement, under asyncpg, where SQLAlchemy did not see it: closed at
+        once and never reused; a lost one (mostly a restart, which took the pooled ones too) renews the pool, as
+        SQLAlchemy does when it sees a disconnect."""
+        driver.terminate()
+        await connection.invalidate()
+        if lost:
+            await self.engine.dispose(close=False)
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision, once however many workers start at

@@ -68,3 +68,22 @@ async def test_a_pbx_event_whose_connection_was_lost_is_applied_on_a_fresh_one(s
     second = await post(services, integration_id, EventKind.ANSWER, "r1", now + timedelta(seconds=3))
     assert first.failed is None and second.failed is None and second.call_ids == first.call_ids
     assert (await call_row(services, first.call_ids[0])).state == "talking"
+
+
+async def test_a_transaction_cancelled_mid_statement_leaves_no_connection_behind(postgres):
+    db = Database(postgres)
+    try:
+
+        async def slow() -> None:
+            async with db.transaction() as session:
+                await session.execute(text("SELECT pg_sleep(5)"))
+
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert task in done and task.cancelled()  # at once, and still a cancellation (jobs stop on it)
+        await used_once(db)
+        await used_once(db)
+    finally:
+        await db.close()
