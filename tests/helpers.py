@@ -35,6 +35,8 @@ def serve_app(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+        # a server left running keeps its background jobs on the shared test database: later tests fail oddly
+        assert not thread.is_alive(), "the test server did not stop within 10 s"
 
 
 @contextmanager
