@@ -229,7 +229,7 @@ class Database:
                 await session.commit()
                 await transaction.commit()
             except BaseException as exc:
-                if isinstance(exc, CONNECTION_IN_DOUBT) or driver.is_closed():
+                if lost_connection(exc) or driver.is_closed():
                     await self._drop(connection, driver, lost=not isinstance(exc, asyncio.CancelledError))
                 else:  # a statement failed; the connection is fine
                     await session.rollback()
