@@ -24,13 +24,14 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, literal, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from callbridge.app import build_services  # noqa: E402
 from callbridge.config import Settings, sqlite_url  # noqa: E402
 from callbridge.store import directory, integrations  # noqa: E402
-from callbridge.store.tables import InboundRequest  # noqa: E402
+from callbridge.store.tables import CallRow, InboundRequest, LegRow  # noqa: E402
 
 console = Console()
 BIN = Path(sys.executable).parent
@@ -54,7 +55,12 @@ def phone_of(n: int) -> str:
 
 
 async def fill(url: str, clients: int) -> dict[str, str]:
-    """An employee, a cloudpbx integration, an API key and `clients` clients with a phone and a manager."""
+    """An employee, a cloudpbx integration, an API key, `clients` clients with a phone and a manager, and a
+    history of past calls, one for every ten clients (10,000 at least), each with its leg.
+
+    A database in use holds calls: on empty tables PostgreSQL plans the hot statements as scans of a table that
+    looks tiny, and keeps those plans while the benchmark fills it (its statistics, and so its plans, are
+    renewed once a minute at most)."""
     services = build_services(Settings(database_url=url))
     await services.db.migrate()
     async with services.db.transaction() as session:
@@ -66,11 +72,31 @@ async def fill(url: str, clients: int) -> dict[str, str]:
         rows = [(f"Client {n}", [phone_of(n)], manager.id) for n in range(start, min(start + batch, clients))]
         async with services.db.transaction() as session:
             await directory.add_clients_bulk(session, rows)
+    history = max(10_000, clients // 10)
+    for start in track(range(0, history, batch), description=f"loading {history:,} past calls", console=console):
+        async with services.db.transaction() as session:
+            await session.execute(insert(CallRow), [past_call(n, clients, pbx.id, manager.id)
+                                                    for n in range(start, min(start + batch, history))])  # fmt: skip
+    async with services.db.transaction() as session:
+        await session.execute(insert(LegRow).from_select(
+            ["call_id", "employee_key", "employee_id", "state", "rang_at", "answered_at", "ended_at"],
+            select(CallRow.id, literal("andy"), CallRow.employee_id, literal("answered"), CallRow.started_at,
+                   CallRow.answered_at, CallRow.ended_at),
+        ))  # fmt: skip
     if not services.db.is_sqlite:
         async with services.db.transaction() as session:
             await session.execute(text("ANALYZE"))
     await services.close()
     return {"path": f"/hooks/cloudpbx/{pbx.id}", "token": pbx.token, "key": key}
+
+
+def past_call(n: int, clients: int, integration_id: int, employee_id: int) -> dict:
+    started = datetime.now(UTC) - timedelta(minutes=n)
+    return {"integration_id": integration_id, "pbx_call_id": f"past-{n}", "direction": "in",
+            "phone": phone_of(n % clients), "state": "ended", "result": "answered", "employee_id": employee_id,
+            "started_at": started, "answered_at": started + timedelta(seconds=10),
+            "ended_at": started + timedelta(seconds=70), "wait_seconds": 10, "talk_seconds": 60, "facts": {},
+            "updated_at": started + timedelta(seconds=70)}  # fmt: skip
 
 
 async def journaled(url: str) -> int:
@@ -145,6 +171,8 @@ end
 """
 # Every wrk thread posts calls of its own (each thread's Lua starts with the same random seed, so the thread's
 # number comes from setup()): no request repeats another, or the duplicates' cheaper path would count as events.
+# A thread keeps 100 calls under way, as a PBX does: the calls ring, then are answered, then end, in turn, so
+# each call's events come in order, a hundred requests apart (not at the same moment on different connections).
 INGEST_LUA = """
 local threads = 0
 setup = function(thread)
@@ -153,9 +181,10 @@ setup = function(thread)
 end
 local n = 0
 request = function()
+  local round, step = math.floor(n / 300), n % 300
   n = n + 1
-  local kind = ({{"INCOMING", "ACCEPTED", "COMPLETED"}})[(n % 3) + 1]
-  local call = "{run}-" .. id .. "-" .. math.floor(n / 3)
+  local kind = ({{"INCOMING", "ACCEPTED", "COMPLETED"}})[math.floor(step / 100) + 1]
+  local call = "{run}-" .. id .. "-" .. (round * 100 + step % 100)
   local body = "cmd=event&type=" .. kind .. "&callid=" .. call .. "&phone=79160000001&user=andy"
     .. "&direction=in&duration=30&crm_token={token}"
   return wrk.format("POST", "{path}", {{["Content-Type"]="application/x-www-form-urlencoded"}}, body)

@@ -24,7 +24,6 @@ from .store import Database, crm, directory, integrations
 from .store import calls as call_store
 from .store import outbox as outbox_store
 from .store import recordings as recording_store
-from .store.db import lost_connection
 from .store.directory import CallerInfo
 from .store.tables import Integration, OutboxRequest
 
@@ -76,24 +75,28 @@ class Services:
     lookups: LookupJournal = field(default_factory=LookupJournal)
     rate: outbox.RateLimiter = field(default_factory=outbox.RateLimiter)
     http: httpx.AsyncClient | None = None
-    _integrations: dict[int, tuple[float, Integration | None]] = field(default_factory=dict)
+    _integrations: dict[int, tuple[float, Integration | None, automation.Rules]] = field(default_factory=dict)
 
     async def rules(self, integration_id: int) -> automation.Rules:
-        integration = await self.integration(integration_id)
-        return automation.Rules.model_validate(integration.automation if integration else {})
+        return (await self._integration(integration_id))[2]
 
     async def integration(self, integration_id: int) -> Integration | None:
-        """An integration, cached for a few seconds: it is read on every PBX request."""
+        return (await self._integration(integration_id))[1]
+
+    async def _integration(self, integration_id: int) -> tuple[float, Integration | None, automation.Rules]:
+        """An integration and its rules, cached for a few seconds: they are read on every PBX request."""
         cached = self._integrations.get(integration_id)
         if cached and cached[0] > time.monotonic():
-            return cached[1]
+            return cached
         async with self.db.read() as session:
             found = await integrations.get_integration(session, integration_id)
-        self._integrations[integration_id] = (
+        rules = automation.Rules.model_validate(found.automation if found else {})
+        cached = self._integrations[integration_id] = (
             time.monotonic() + self.settings.integration_cache_seconds,
             found,
+            rules,
         )
-        return found
+        return cached
 
     def http_client(self) -> httpx.AsyncClient:
         if self.http is None:
@@ -177,8 +180,10 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
     """Journal a PBX request and apply its events, in one transaction.
 
     A 2xx goes out only after this commits, so an acknowledged request is always journaled and
-    applied. If applying fails, the request is still journaled, as failed, for `replay`; if the
-    database connection was lost under it (a restart), it is tried once more on a fresh one first.
+    applied. It shares its commit with the requests under way with it (`Database.shared_transaction`);
+    if that fails, it is tried once more alone, in a transaction and on a connection of its own (a
+    connection lost under it, mostly a restart, is replaced). If that fails too, the request is still
+    journaled, as failed, for `replay`.
     """
 
     async def keep(session, status: str, error: str | None = None) -> call_store.JournalEntry:
@@ -193,8 +198,8 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
             error=error,
         )
 
-    async def apply() -> tuple[call_store.JournalEntry, list[dict[str, Any]], list[int]]:
-        async with services.db.transaction() as session:
+    async def apply(transaction) -> tuple[call_store.JournalEntry, list[dict[str, Any]], list[int]]:
+        async with transaction() as session:
             entry = await keep(session, "applied")
             if entry.status == "applied":
                 return entry, [], []
@@ -204,12 +209,11 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
 
     try:
         try:
-            entry, messages, call_ids = await apply()
+            entry, messages, call_ids = await apply(services.db.shared_transaction)
         except Exception as exc:
-            if not lost_connection(exc):
-                raise
-            log.warning("the database connection was lost applying %s; trying again", command.command)
-            entry, messages, call_ids = await apply()
+            log.info("applying %s failed (%s); trying again alone", command.command, exc.__class__.__name__)
+            metrics.RUN_ALONE.inc()
+            entry, messages, call_ids = await apply(services.db.transaction)
     except Exception as exc:
         log.exception("applying %s for integration %s failed", command.command, integration_id)
         metrics.FAILURES.labels("event").inc()

@@ -11,6 +11,9 @@ LOOKUPS = Counter("callbridge_lookups_total", "caller lookups by result", ["resu
 LOOKUP_SECONDS = Histogram(
     "callbridge_lookup_seconds", "caller lookup time", buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.3, 1)
 )
+RUN_ALONE = Counter(
+    "callbridge_pbx_requests_run_alone_total", "PBX event requests run again alone: the commit they shared failed"
+)
 FAILURES = Counter("callbridge_failures_total", "things that failed and are shown on the call", ["kind"])
 OUTBOX = Counter(
     "callbridge_outbox_attempts_total", "attempts at requests to PBXs by action and outcome", ["action", "outcome"]
