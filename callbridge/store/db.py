@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 WAIT_FOR_OTHER_WRITERS = 10.0  # seconds a SQLite write waits for another process's transaction
@@ -431,19 +431,39 @@ class _Driven:
 
 class DrivenSession:
     """The session of a `_Driven` transaction, an `AsyncSession` made only when something asks for one: the
-    statements every PBX event runs go to the driver (`execute_hot`), and an unused session's setup, commit and
-    close cost a twentieth of the event."""
+    statements every PBX event runs go to the driver (`execute_hot`), and an unused session's setup, savepoint
+    block, commit and close cost a tenth of the event."""
 
     def __init__(self, driven: _Driven) -> None:
-        self._driven = driven
-        self._session: AsyncSession | None = None
-        self.info = {_DRIVER: driven.driver}
+        self.driver = driven.driver
         self.bind = driven.connection
+        self._session: AsyncSession | None = None
+        self._blocks: list[SessionTransaction | None] = []  # per open `begin_nested` block, its savepoint
 
     def __getattr__(self, name: str):
         if self._session is None:
-            self._session = AsyncSession(self._driven.connection, expire_on_commit=False, info=self.info)
+            self._session = AsyncSession(self.bind, expire_on_commit=False)
+            # the blocks it is made in begin their savepoints now (no statement: SQLAlchemy takes them on first use)
+            self._blocks = [self._session.sync_session.begin_nested() for _ in self._blocks]
         return getattr(self._session, name)
+
+    @property
+    def in_block(self) -> bool:
+        return bool(self._blocks)
+
+    @asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        """A savepoint for the block, as `AsyncSession.begin_nested`, that makes no session if the block needs none
+        (the CRM rules' block mostly does nothing)."""
+        self._blocks.append(await self._session.run_sync(Session.begin_nested) if self._session else None)
+        try:
+            yield
+        except BaseException:
+            if (savepoint := self._blocks.pop()) is not None:
+                await self._session.run_sync(lambda _: savepoint.rollback())
+            raise
+        if (savepoint := self._blocks.pop()) is not None:
+            await self._session.run_sync(lambda _: savepoint.commit())
 
     async def finish(self, failure: BaseException | None = None) -> None:
         """Commit the session into the transaction, or after `failure` give it up (the transaction is rolled back
@@ -596,7 +616,7 @@ def _insert(dialect: str):
     return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
-async def execute_hot(session: AsyncSession | Inline, statement, params: dict | list[dict]) -> list:
+async def execute_hot(session: AsyncSession | DrivenSession | Inline, statement, params: dict | list[dict]) -> list:
     """Run a statement built once, on a path every PBX event takes; the rows it returns (tuples, or asyncpg
     records, which index and unpack alike).
 
@@ -608,8 +628,8 @@ async def execute_hot(session: AsyncSession | Inline, statement, params: dict | 
     many = isinstance(params, list)
     if many and not params:
         return []
-    driver = None
-    if not isinstance(session, Inline) and (driver := session.info.get(_DRIVER)) is None:  # not in `transaction`
+    driver = session.driver if isinstance(session, DrivenSession) and not session.in_block else None
+    if driver is None and not isinstance(session, Inline):  # outside `transaction`, or in a savepoint's block
         result = await session.execute(statement, params)
         return list(result.all()) if statement.exported_columns else []
     sql, binds, converters = _compiled(statement, tuple(params[0] if many else params), session.bind.dialect)
@@ -628,9 +648,6 @@ async def execute_hot(session: AsyncSession | Inline, statement, params: dict | 
     if any(converters):
         return [tuple(v if c is None else c(v) for c, v in zip(converters, row, strict=True)) for row in rows]
     return rows
-
-
-_DRIVER = "callbridge.driver"  # in session.info: the asyncpg connection whose transaction the session is in
 
 
 def _values(binds, row: dict) -> list:
