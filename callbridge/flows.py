@@ -186,7 +186,7 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
     journaled, as failed, for `replay`.
     """
 
-    async def keep(session, status: str, error: str | None = None) -> call_store.JournalEntry:
+    async def keep(session, status: str, error: str | None = None, lock: bool = False) -> call_store.JournalEntry:
         return await call_store.journal(
             session,
             integration_id=integration_id,
@@ -196,16 +196,18 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
             params=params,
             status=status,
             error=error,
+            lock=lock,
         )
 
     async def apply(transaction) -> tuple[call_store.JournalEntry, list[dict[str, Any]], list[int]]:
         async with transaction() as session:
-            entry = await keep(session, "applied")
+            entry = await keep(session, "applied", lock=bool(command.call_key and command.events))
             if entry.status == "applied":
                 return entry, [], []
             if entry.status is not None:  # it failed or was refused before: this time it goes through
                 await call_store.set_journal_status(session, entry.id, "applied", call_key=command.call_key)
-            return entry, *await _apply(services, session, integration_id, command.events)
+            locked = {command.call_key: entry.locked} if entry.locked else {}
+            return entry, *await _apply(services, session, integration_id, command.events, locked)
 
     try:
         try:
@@ -250,12 +252,13 @@ async def reject(services: Services, integration_id: int, params: dict[str, str]
 
 
 async def _apply(
-    services: Services, session, integration_id: int, events: list[CallEvent]
+    services: Services, session, integration_id: int, events: list[CallEvent], ready: dict[str, call_store.LockedCall]
 ) -> tuple[list[dict[str, Any]], list[int]]:
+    """Fold the events into their calls; `ready` holds calls locked already, each as it was before its first event."""
     messages: list[dict[str, Any]] = []
     call_ids: list[int] = []
     for event in events:
-        locked = await call_store.lock_call(session, integration_id, event.call_key)
+        locked = ready.pop(event.call_key, None) or await call_store.lock_call(session, integration_id, event.call_key)
         messages += await _fold(services, session, integration_id, locked, event)
         call_ids.append(locked.id)
     return messages, call_ids

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import Select, bindparam, cast, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -118,9 +118,15 @@ async def lock_call(session: AsyncSession, integration_id: int, key: str) -> Loc
     One statement: an insert that, when the call exists, "updates" it to itself and returns it. The update
     takes the row lock, so two workers racing on one call's events take turns instead of creating it twice.
     """
-    new = {"integration_id": integration_id, "pbx_call_id": key, "state": CallState.RINGING.value, "facts": {},
-           "tags": [], "fields": {}, "recording_expected": False, "updated_at": utcnow()}  # fmt: skip
-    [(row_id, facts, deal_id, problem)] = await execute_hot(session, prepared(session, _lock_call), new)
+    new = {"integration_id": integration_id, "pbx_call_id": key, "updated_at": utcnow()} | _NEW_CALL
+    [row] = await execute_hot(session, prepared(session, _lock_call), new)
+    return _locked(*row)
+
+
+_NEW_CALL = {"state": CallState.RINGING.value, "facts": {}, "tags": [], "fields": {}, "recording_expected": False}
+
+
+def _locked(row_id: int, facts: dict, deal_id: int | None, problem: str | None) -> LockedCall:
     return LockedCall(row_id, Call.model_validate(facts) if facts else None, deal_id, problem)
 
 
@@ -254,6 +260,34 @@ async def legs_of(session: AsyncSession, call_ids: list[int]) -> dict[int, list[
 class JournalEntry:
     id: int
     status: str | None  # None: new; otherwise the status the same request got before
+    locked: LockedCall | None = None  # a new request's call, when `journal` was asked to lock it
+
+
+def _journal_and_lock():
+    """PostgreSQL: a request journaled and, if it is new, its call locked as `lock_call` does, in one statement (a
+    round trip less on every event, and the transactions that share a commit run one after another)."""
+    entry = (
+        pg_insert(JOURNAL)
+        .values({c.name: bindparam(c.name, type_=c.type) for c in JOURNAL.c if c.name != "id"})
+        .on_conflict_do_nothing(index_elements=["integration_id", "dedupe_key"])
+        .returning(JOURNAL.c.id)
+        .cte("entry")
+    )
+    typed = {"call_key": CALLS.c.pbx_call_id.type} | {name: CALLS.c[name].type for name in _NEW_CALL}
+    new = [bindparam("integration_id")] + [cast(bindparam(name, type_=t), t) for name, t in typed.items()]
+    new.append(bindparam("received_at"))
+    return (
+        pg_insert(CALLS)
+        .from_select(["integration_id", "pbx_call_id", *_NEW_CALL, "updated_at"], select(*new).select_from(entry))
+        .on_conflict_do_update(
+            index_elements=["integration_id", "pbx_call_id"], set_={"pbx_call_id": CALLS.c.pbx_call_id}
+        )
+        .returning(select(entry.c.id).scalar_subquery(), CALLS.c.id, CALLS.c.facts, CALLS.c.deal_id, CALLS.c.problem)
+        .add_cte(entry)
+    )
+
+
+JOURNAL_AND_LOCK = _journal_and_lock()
 
 
 async def journal(
@@ -267,26 +301,18 @@ async def journal(
     status: str,
     error: str | None = None,
     reply: dict[str, Any] | None = None,
+    lock: bool = False,
 ) -> JournalEntry:
-    """Keep an inbound request; a repeat is counted on the first one and its earlier status returned."""
-    inserted = await execute_hot(
-        session,
-        prepared(session, _journal),
-        dict(
-            integration_id=integration_id,
-            dedupe_key=dedupe_key,
-            command=command,
-            call_key=call_key,
-            params=params,
-            reply=reply,
-            status=status,
-            error=error,
-            received_at=utcnow(),
-            repeats=0,
-        ),
-    )
-    if inserted:
-        return JournalEntry(inserted[0][0], None)
+    """Keep an inbound request; a repeat is counted on the first one and its earlier status returned. With `lock`,
+    a new request's call (`call_key`) is locked too, as `lock_call` does."""
+    row = dict(integration_id=integration_id, dedupe_key=dedupe_key, command=command, call_key=call_key,
+               params=params, reply=reply, status=status, error=error, received_at=utcnow(), repeats=0)  # fmt: skip
+    if lock and session.bind.dialect.name == "postgresql":
+        if locked := await execute_hot(session, JOURNAL_AND_LOCK, row | _NEW_CALL):
+            [(entry_id, *call)] = locked
+            return JournalEntry(entry_id, None, _locked(*call))
+    elif inserted := await execute_hot(session, prepared(session, _journal), row):
+        return JournalEntry(inserted[0][0], None, await lock_call(session, integration_id, call_key) if lock else None)
     entry_id, previous = (
         await session.execute(
             select(InboundRequest.id, InboundRequest.status).where(
