@@ -31,14 +31,18 @@ UPDATE_CALL = (
 )
 
 
-def _lock_call(insert):
-    return (
-        insert(CALLS)
-        .on_conflict_do_update(
-            index_elements=["integration_id", "pbx_call_id"], set_={"pbx_call_id": CALLS.c.pbx_call_id}
-        )
-        .returning(CALLS.c.id, CALLS.c.facts, CALLS.c.deal_id, CALLS.c.problem)
+def _locking(insert_call):
+    """An insert of a call that, when the call exists, "updates" it to itself, which takes the row lock."""
+    return insert_call.on_conflict_do_update(
+        index_elements=["integration_id", "pbx_call_id"], set_={"pbx_call_id": CALLS.c.pbx_call_id}
     )
+
+
+_LOCKED = (CALLS.c.id, CALLS.c.facts, CALLS.c.deal_id, CALLS.c.problem)  # what `_locked` makes a LockedCall of
+
+
+def _lock_call(insert):
+    return _locking(insert(CALLS)).returning(*_LOCKED)
 
 
 _LEG_FIELDS = ("state", "rang_at", "answered_at", "ended_at")
@@ -65,8 +69,8 @@ def _put_legs(count: int):
 
 @functools.cache
 def _save_call(count: int):
-    """PostgreSQL: the legs' upsert and the call's update in one statement (a round trip less on every event, and
-    the transactions that share a commit run one after another); the legs' employees come back as JSON."""
+    """PostgreSQL: the legs' upsert and the call's update in one statement (a round trip less, as in
+    `_journal_and_lock`); the legs' employees come back as JSON."""
     legs = _put_legs(count)(pg_insert).cte("legs")
     named = select(func.json_object_agg(legs.c.employee_key, legs.c.employee_id)).scalar_subquery()
     return UPDATE_CALL.add_cte(legs).returning(named)
@@ -263,31 +267,18 @@ class JournalEntry:
     locked: LockedCall | None = None  # a new request's call, when `journal` was asked to lock it
 
 
+@functools.cache
 def _journal_and_lock():
     """PostgreSQL: a request journaled and, if it is new, its call locked as `lock_call` does, in one statement (a
     round trip less on every event, and the transactions that share a commit run one after another)."""
-    entry = (
-        pg_insert(JOURNAL)
-        .values({c.name: bindparam(c.name, type_=c.type) for c in JOURNAL.c if c.name != "id"})
-        .on_conflict_do_nothing(index_elements=["integration_id", "dedupe_key"])
-        .returning(JOURNAL.c.id)
-        .cte("entry")
-    )
+    entry = _journal(pg_insert).values({c.name: bindparam(c.name, type_=c.type) for c in JOURNAL.c if c.name != "id"})
+    entry = entry.cte("entry")
     typed = {"call_key": CALLS.c.pbx_call_id.type} | {name: CALLS.c[name].type for name in _NEW_CALL}
     new = [bindparam("integration_id")] + [cast(bindparam(name, type_=t), t) for name, t in typed.items()]
     new.append(bindparam("received_at"))
-    return (
-        pg_insert(CALLS)
-        .from_select(["integration_id", "pbx_call_id", *_NEW_CALL, "updated_at"], select(*new).select_from(entry))
-        .on_conflict_do_update(
-            index_elements=["integration_id", "pbx_call_id"], set_={"pbx_call_id": CALLS.c.pbx_call_id}
-        )
-        .returning(select(entry.c.id).scalar_subquery(), CALLS.c.id, CALLS.c.facts, CALLS.c.deal_id, CALLS.c.problem)
-        .add_cte(entry)
-    )
-
-
-JOURNAL_AND_LOCK = _journal_and_lock()
+    columns = ["integration_id", "pbx_call_id", *_NEW_CALL, "updated_at"]
+    insert_call = pg_insert(CALLS).from_select(columns, select(*new).select_from(entry))
+    return _locking(insert_call).returning(select(entry.c.id).scalar_subquery(), *_LOCKED).add_cte(entry)
 
 
 async def journal(
@@ -308,7 +299,7 @@ async def journal(
     row = dict(integration_id=integration_id, dedupe_key=dedupe_key, command=command, call_key=call_key,
                params=params, reply=reply, status=status, error=error, received_at=utcnow(), repeats=0)  # fmt: skip
     if lock and session.bind.dialect.name == "postgresql":
-        if locked := await execute_hot(session, JOURNAL_AND_LOCK, row | _NEW_CALL):
+        if locked := await execute_hot(session, _journal_and_lock(), row | _NEW_CALL):
             [(entry_id, *call)] = locked
             return JournalEntry(entry_id, None, _locked(*call))
     elif inserted := await execute_hot(session, prepared(session, _journal), row):

@@ -241,7 +241,7 @@ class Database:
             yield Inline(connection)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession | Inline]:
+    async def transaction(self) -> AsyncIterator[DrivenSession | Inline]:
         """A session whose work is committed on exit and rolled back on error."""
         if self._writer is None:
             async with self._postgres_transaction() as session:
@@ -251,7 +251,7 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def shared_transaction(self) -> AsyncIterator[AsyncSession | Inline]:
+    async def shared_transaction(self) -> AsyncIterator[DrivenSession | Inline]:
         """A transaction that may share its commit with others under way in this process (`_SharedTransactions`):
         if any of them fails, all do (`SharedTransactionFailed`), and each is to be run again alone, in
         `transaction`. For work that is run often and can be run again; on SQLite, the same as `transaction`."""
@@ -263,7 +263,7 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def _postgres_transaction(self) -> AsyncIterator[AsyncSession]:
+    async def _postgres_transaction(self) -> AsyncIterator[DrivenSession]:
         """The transaction is asyncpg's own (`_Driven`), so `execute_hot` can run statements on the driver."""
         driven = await _Driven.begin(self)
         session = driven.session()
@@ -443,23 +443,22 @@ class _Driven:
 
     async def end(self, failure: BaseException | None = None) -> None:
         """Commit, or roll back after `failure`; a connection lost or left mid-statement is dropped instead."""
+        if failure is not None and await self._dropped(failure):
+            return
         try:
-            if failure is None:
-                await self.transaction.commit()
-            elif not (
-                lost_connection(failure) or self.driver.is_closed()
-            ):  # a statement failed: the connection is fine
-                await self.transaction.rollback()
-            else:
-                await self.db._drop(self.connection, self.driver, lost=not isinstance(failure, asyncio.CancelledError))
-                return
+            await (self.transaction.rollback() if failure else self.transaction.commit())
         except BaseException as exc:
-            if lost_connection(exc) or self.driver.is_closed():
-                await self.db._drop(self.connection, self.driver, lost=not isinstance(exc, asyncio.CancelledError))
-                raise
-            await self.connection.close()
+            if not await self._dropped(exc):
+                await self.connection.close()
             raise
         await self.connection.close()
+
+    async def _dropped(self, exc: BaseException) -> bool:
+        """Whether `exc` left the connection in doubt, and so it was dropped (a failed statement leaves it fine)."""
+        if not (lost_connection(exc) or self.driver.is_closed()):
+            return False
+        await self.db._drop(self.connection, self.driver, lost=not isinstance(exc, asyncio.CancelledError))
+        return True
 
 
 class DrivenSession:
@@ -526,7 +525,7 @@ class _Share:
     members: int = 0
     failure: BaseException | None = None
     closer: asyncio.Task | None = None
-    ending: asyncio.Task | None = None
+    ending: asyncio.Task | None = None  # the commit, held here until it is done (the loop keeps tasks weakly)
 
 
 class _SharedTransactions:
@@ -547,7 +546,7 @@ class _SharedTransactions:
         self._open: _Share | None = None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self) -> AsyncIterator[DrivenSession]:
         self._waiting += 1
         try:
             await self._lock.acquire()
@@ -578,7 +577,7 @@ class _SharedTransactions:
         committed = asyncio.get_running_loop().create_future()
         committed.add_done_callback(lambda f: f.cancelled() or f.exception())  # the failed one never awaits it
         driven = await _Driven.begin(self._db)
-        try:  # transactions of two processes may wait for each other: the database tells after a second
+        try:  # shares of two processes may wait for each other, which PostgreSQL looks into only after a second
             await driven.driver.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
         except BaseException as exc:
             await driven.end(exc)
