@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 from sqlalchemy import text
 
+from callbridge.app import build_services
 from callbridge.domain.calls import EventKind
 from callbridge.store import Database, directory, integrations
 from callbridge.store import calls as call_store
 from callbridge.store.db import SharedTransactionFailed
 
+from ..conftest import settings_for
 from ..integration.test_flows import call_row, post
 
 
@@ -110,3 +112,24 @@ async def test_shared_transactions_of_two_processes_waiting_for_each_other_give_
         await other.close()
     assert {type(o) for o in outcomes} <= {str, asyncpg.LockNotAvailableError}  # not DeadlockDetectedError
     assert outcomes.count("committed") < 2
+
+
+async def test_two_workers_given_events_of_the_same_calls_at_once_apply_every_one(services, postgres, tmp_path):
+    """Workers' shares wanting each other's calls (the second one takes them in the opposite order) give up and
+    run again alone: every event is applied once, to the one row of its call."""
+    other = build_services(settings_for(postgres, tmp_path))  # the other worker
+    async with services.db.transaction() as session:
+        integration_id = (await integrations.add_integration(session, kind="cloudpbx", name="PBX", settings={})).id
+    now = datetime.now(UTC)
+    keys = [f"x{n}" for n in range(20)]
+    try:
+        outcomes = await asyncio.gather(
+            *(post(services, integration_id, EventKind.RING, key, now) for key in keys),
+            *(post(other, integration_id, EventKind.ANSWER, key, now + timedelta(seconds=3)) for key in keys[::-1]),
+        )
+    finally:
+        await other.close()
+    rung, answered = outcomes[: len(keys)], outcomes[len(keys) :][::-1]
+    assert all(o.failed is None and not o.duplicate for o in outcomes)
+    assert [r.call_ids for r in rung] == [a.call_ids for a in answered]
+    assert {(await call_row(services, r.call_ids[0])).state for r in rung} == {"talking"}
