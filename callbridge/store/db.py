@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from alembic import command
@@ -324,46 +325,40 @@ MAX_GROUP = 64  # transactions committed together at most, which bounds how long
 
 @dataclass
 class _Group:
-    connection: Connection
+    transaction: Any  # the database transaction its members run in: a SQLite connection, or a `_Driven`
     committed: asyncio.Future
     members: int = 0
+    failure: BaseException | None = None  # a member's, which ends the group (only where members take no savepoint)
     closer: asyncio.Task | None = None
+    ending: asyncio.Task | None = None  # the commit, held here until it is done (the loop keeps tasks weakly)
 
 
-class _GroupCommit:
-    """SQLite's one writer: transactions queued behind each other share one SQLite transaction, each in a savepoint
-    of its own, and are committed together once nobody else is waiting.
+class _SharedCommits:
+    """Transactions under way together in one process, run one after another in one database transaction and
+    committed together once nobody else is waiting (or `limit` have joined). Each still ends only after the
+    commit, so a 2xx still means durable. Subclasses begin the database transaction (`_begin`), wrap each member
+    in it (`_member`), and commit it or roll it back after `failure`, settling `committed` (`_end`)."""
 
-    A commit writes every page the transaction touched to the WAL, and transactions that follow each other touch
-    the same pages (the ends of the journal, the calls and their legs): a group writes them once. Each transaction
-    still ends only after the commit, so a 2xx still means durable; one that fails rolls back its savepoint only
-    (its session joins the group's connection with a savepoint, so SQLAlchemy itself never rolls back further).
-    """
+    limit: int
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._waiting = 0
         self._open: _Group | None = None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Inline]:
+    async def transaction(self):
         self._waiting += 1
         try:
             await self._lock.acquire()
         finally:
             self._waiting -= 1
         try:
-            group = self._open or await self._begin()
+            group = self._open or await self._start()
             group.members += 1
             try:
-                own = Inline(group.connection, savepoint="callbridge_member")
-                try:
-                    yield own
-                except BaseException:
-                    own.rollback()
-                    raise
-                own.commit()
+                async with self._member(group) as session:
+                    yield session
             finally:
                 try:
                     if not self._waiting:
@@ -374,45 +369,78 @@ class _GroupCommit:
             self._lock.release()
         await asyncio.shield(group.committed)
 
-    async def _begin(self) -> _Group:
+    async def _start(self) -> _Group:
+        committed = asyncio.get_running_loop().create_future()
+        committed.add_done_callback(lambda f: f.cancelled() or f.exception())  # members that failed never await it
+        self._open = _Group(await self._begin(), committed)
+        return self._open
+
+    def _settle(self, group: _Group) -> None:
+        """Leave the group open for the next transaction in the queue, or end it now."""
+        if group.failure is None and self._waiting and group.members < self.limit:
+            if group.closer is None:  # in case those waiting give up: end it once they had their turn
+                group.closer = asyncio.create_task(self._end_when_free(group))
+            return
+        self._end_now(group)
+
+    async def _end_when_free(self, group: _Group) -> None:
+        async with self._lock:
+            if self._open is group:
+                self._end_now(group)
+
+    def _end_now(self, group: _Group) -> None:
+        self._open = None
+        self._end(group)
+
+
+class _GroupCommit(_SharedCommits):
+    """SQLite's one writer: transactions queued behind each other share one SQLite transaction, each in a savepoint
+    of its own.
+
+    A commit writes every page the transaction touched to the WAL, and transactions that follow each other touch
+    the same pages (the ends of the journal, the calls and their legs): a group writes them once. One that fails
+    rolls back its savepoint only (`Inline`).
+    """
+
+    limit = MAX_GROUP
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._engine = engine
+
+    async def _begin(self) -> Connection:
         connection = self._engine.connect()
         try:
             await _begin_immediate(connection)
         except BaseException:
             connection.close()
             raise
-        committed = asyncio.get_running_loop().create_future()
-        committed.add_done_callback(lambda f: f.cancelled() or f.exception())  # members that failed never await it
-        self._open = _Group(connection, committed)
-        return self._open
+        return connection
 
-    def _settle(self, group: _Group) -> None:
-        """Leave the group open for the next transaction in the queue, or commit it now."""
-        if self._waiting and group.members < MAX_GROUP:
-            if group.closer is None:  # in case those waiting give up: commit once they had their turn
-                group.closer = asyncio.create_task(self._close(group))
-            return
-        self._commit(group)
-
-    def _commit(self, group: _Group) -> None:
-        self._open = None
+    @asynccontextmanager
+    async def _member(self, group: _Group) -> AsyncIterator[Inline]:
+        own = Inline(group.transaction, savepoint="callbridge_member")
         try:
-            group.connection.commit()
+            yield own
+        except BaseException:
+            own.rollback()
+            raise
+        own.commit()
+
+    def _end(self, group: _Group) -> None:
+        """At once, before the next group's BEGIN: SQLite has one writer."""
+        try:
+            group.transaction.commit()
         except Exception as exc:
             group.committed.set_exception(exc)
         else:
             group.committed.set_result(None)
         finally:
-            group.connection.close()
-
-    async def _close(self, group: _Group) -> None:
-        async with self._lock:
-            if self._open is group:
-                self._commit(group)
+            group.transaction.close()
 
     def close(self) -> None:
         if self._open is not None:
-            self._commit(self._open)
+            self._end_now(self._open)
 
 
 @dataclass
@@ -518,103 +546,56 @@ MAX_SHARED = 32  # PostgreSQL transactions sharing a commit at most: all run aga
 LOCK_TIMEOUT_MS = 100  # a shared transaction waiting longer for a lock fails, and each of its own runs again alone
 
 
-@dataclass
-class _Share:
-    driven: _Driven
-    committed: asyncio.Future
-    members: int = 0
-    failure: BaseException | None = None
-    closer: asyncio.Task | None = None
-    ending: asyncio.Task | None = None  # the commit, held here until it is done (the loop keeps tasks weakly)
-
-
-class _SharedTransactions:
-    """PostgreSQL transactions under way together in one process, run one after another in one database
-    transaction and committed together.
+class _SharedTransactions(_SharedCommits):
+    """PostgreSQL transactions under way together in one process, in one database transaction.
 
     Each costs its statements and no more: no connection to check out, no BEGIN, no COMMIT (a third of a PBX
     event's round trips), and the database writes one commit for all. Unlike SQLite's group they take no
     savepoints, which cost a round trip each: if one fails, the whole transaction is rolled back, and each of
-    them fails with `SharedTransactionFailed` (or its own error), to be run again alone. Each still ends only
-    after the commit, so a 2xx still means durable.
+    them fails with `SharedTransactionFailed` (or its own error), to be run again alone.
     """
 
+    limit = MAX_SHARED
+
     def __init__(self, db: Database) -> None:
+        super().__init__()
         self._db = db
-        self._lock = asyncio.Lock()
-        self._waiting = 0
-        self._open: _Share | None = None
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[DrivenSession]:
-        self._waiting += 1
-        try:
-            await self._lock.acquire()
-        finally:
-            self._waiting -= 1
-        try:
-            share = self._open or await self._begin()
-            share.members += 1
-            session = share.driven.session()
-            try:
-                yield session
-                await session.finish()
-            except BaseException as exc:
-                share.failure = exc
-                await session.finish(exc)
-                raise
-            finally:
-                try:
-                    if not self._waiting:
-                        await asyncio.sleep(0)  # a transaction runs without a pause: let requests under way queue up
-                finally:
-                    self._settle(share)
-        finally:
-            self._lock.release()
-        await asyncio.shield(share.committed)
-
-    async def _begin(self) -> _Share:
-        committed = asyncio.get_running_loop().create_future()
-        committed.add_done_callback(lambda f: f.cancelled() or f.exception())  # the failed one never awaits it
+    async def _begin(self) -> _Driven:
         driven = await _Driven.begin(self._db)
         try:  # shares of two processes may wait for each other, which PostgreSQL looks into only after a second
             await driven.driver.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
         except BaseException as exc:
             await driven.end(exc)
             raise
-        self._open = _Share(driven, committed)
-        return self._open
+        return driven
 
-    def _settle(self, share: _Share) -> None:
-        """Leave the transaction open for the next one in the queue, or end it now (committing in the background
-        while the next ones begin another)."""
-        if share.failure is None and self._waiting and share.members < MAX_SHARED:
-            if share.closer is None:  # in case those waiting give up: end it once they had their turn
-                share.closer = asyncio.create_task(self._end_when_free(share))
-            return
-        self._open = None
-        share.ending = asyncio.create_task(self._end(share))
-
-    async def _end_when_free(self, share: _Share) -> None:
-        async with self._lock:
-            if self._open is share:
-                self._open = None
-                await self._end(share)
-
-    async def _end(self, share: _Share) -> None:
+    @asynccontextmanager
+    async def _member(self, group: _Group) -> AsyncIterator[DrivenSession]:
+        session = group.transaction.session()
         try:
-            await share.driven.end(share.failure)
+            yield session
+            await session.finish()
         except BaseException as exc:
-            share.committed.set_exception(
-                SharedTransactionFailed(f"the commit failed: {exc.__class__.__name__}: {exc}")
-            )
-            return
-        if share.failure is None:
-            share.committed.set_result(None)
+            group.failure = exc
+            await session.finish(exc)
+            raise
+
+    def _end(self, group: _Group) -> None:
+        """In the background, while the next ones begin another transaction."""
+        group.ending = asyncio.create_task(self._commit(group))
+
+    async def _commit(self, group: _Group) -> None:
+        try:
+            await group.transaction.end(group.failure)
+        except BaseException as exc:
+            failed = f"the commit failed: {exc.__class__.__name__}: {exc}"
         else:
-            share.committed.set_exception(
-                SharedTransactionFailed(f"{share.failure.__class__.__name__}: {share.failure}")
-            )
+            if group.failure is None:
+                group.committed.set_result(None)
+                return
+            failed = f"{group.failure.__class__.__name__}: {group.failure}"
+        group.committed.set_exception(SharedTransactionFailed(failed))
 
 
 async def _begin_immediate(connection: Connection) -> None:
