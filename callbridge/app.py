@@ -16,15 +16,18 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import ClientDisconnect
 
-from . import __version__, flows, outbox, recordings
+from . import __version__, flows, outbox, recordings, redact
 from .api.routes import router as api_router
-from .config import Settings
+from .config import Settings, key_file
 from .dialects import DIALECTS
+from .dialects.base import token_matches
+from .guard import BodyLimits, SecurityHeaders
 from .live import LiveBus, PostgresBus
 from .store import Database
 from .web import pages as web
-from .web.auth import Forbidden, LoginRequired, secret_key
+from .web.auth import Forbidden, LoginRequired, SignInGuard, secret_key
 
 log = logging.getLogger("callbridge")
 
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact.install(d.secret_in_path for d in DIALECTS.values() if d.secret_in_path)
         services = build_services(settings)
         await services.db.migrate()
         services.bus = _server_bus(services)
@@ -79,7 +83,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="static")
-    app.add_middleware(SessionMiddleware, secret_key=secret_key(settings.secret_key), same_site="lax")
+    key = secret_key(settings.secret_key.get_secret_value(), key_file(settings))
+    app.add_middleware(SessionMiddleware, secret_key=key, same_site="lax", session_cookie="callbridge_session")
+    uploads = {d.uploads_under: settings.recording_max_bytes + 1_000_000 for d in DIALECTS.values() if d.uploads_under}
+    app.add_middleware(BodyLimits, default=settings.max_body_bytes, uploads=uploads)
+    app.add_middleware(SecurityHeaders)
+    # failed sign-ins allowed per worker, so that all workers together allow about the configured number
+    app.state.sign_in = SignInGuard(
+        per_login=max(1, settings.login_failures_per_login // settings.workers),
+        per_address=max(1, settings.login_failures_per_address // settings.workers),
+    )
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, _exc: LoginRequired) -> RedirectResponse:
@@ -89,8 +102,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def forbidden(_request: Request, _exc: Forbidden) -> PlainTextResponse:
         return PlainTextResponse("administrators only / только для администраторов", status_code=403)
 
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_request: Request, _exc: ClientDisconnect) -> Response:
+        return Response(status_code=400)  # nobody is there to read it; nothing to log
+
     @app.get("/metrics", include_in_schema=False)
-    async def metrics_page() -> Response:
+    async def metrics_page(request: Request) -> Response:
+        wanted = settings.metrics_token.get_secret_value()
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if wanted and not token_matches(given, wanted):
+            return PlainTextResponse("metrics need `Authorization: Bearer <CALLBRIDGE_METRICS_TOKEN>`", 401)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)

@@ -84,6 +84,9 @@ def serve(
     import uvicorn
 
     from .app import create_app
+    from .config import key_file
+    from .server import uvicorn_options
+    from .web.auth import KeyFileError, secret_key
 
     settings = _settings(database_url)
     if (certfile is None) != (keyfile is None):
@@ -96,13 +99,17 @@ def serve(
     scheme = "https" if certfile else "http"
     console.print(f"callbridge on {scheme}://{host}:{port}  (API docs: {scheme}://{host}:{port}/docs)")
     tls = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if certfile and keyfile else {}
+    options = uvicorn_options(settings) | tls | {"host": host, "port": port, "log_level": log_level}
+    try:
+        secret_key(settings.secret_key.get_secret_value(), key_file(settings))  # made once, before any worker
+    except KeyFileError as exc:
+        raise _fail(str(exc)) from None
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **tls)
+        uvicorn.run(create_app(settings), **options)
         return
     # worker processes build their app from the environment
     os.environ |= {"CALLBRIDGE_DATABASE_URL": settings.database_url, "CALLBRIDGE_WORKERS": str(workers)}
-    uvicorn.run("callbridge.app:create_app", factory=True, workers=workers, host=host, port=port,
-                log_level=log_level, **tls)  # fmt: skip
+    uvicorn.run("callbridge.app:create_app", factory=True, workers=workers, **options)
 
 
 @app.command()
@@ -350,17 +357,56 @@ def _integration_view(services: flows.Services, integration) -> dict[str, Any]:
 @apikey_app.command("create")
 def apikey_create(
     name: Annotated[str, typer.Option(help="who uses the key")] = "api",
+    read_only: Annotated[bool, typer.Option("--read-only", help="the key may only read (GET)")] = False,
     as_json: AsJson = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a JSON API key; it is shown once (only its hash is kept)."""
 
-    async def work(services: flows.Services) -> str:
+    async def work(services: flows.Services) -> tuple[int, str]:
         async with services.db.transaction() as session:
-            return await integrations.add_api_key(session, name)
+            key = await integrations.add_api_key(session, name, read_only=read_only)
+            return (await integrations.api_key(session, key)).id, key
 
-    key = _run(database_url, work)
-    print(json.dumps({"name": name, "key": key}) if as_json else key)
+    key_id, key = _run(database_url, work)
+    print(json.dumps({"id": key_id, "name": name, "read_only": read_only, "key": key}) if as_json else key)
+
+
+@apikey_app.command("list")
+def apikey_list(as_json: AsJson = False, database_url: DatabaseUrl = None) -> None:
+    """The API keys: name, whether read-only, created, last used (to the minute), revoked."""
+
+    async def work(services: flows.Services):
+        async with services.db.read() as session:
+            return await integrations.list_api_keys(session)
+
+    keys = _run(database_url, work)
+    rows = [{"id": k.id, "name": k.name, "read_only": k.read_only, "created_at": k.created_at.isoformat(),
+             "last_used_at": k.last_used_at and k.last_used_at.isoformat(),
+             "revoked_at": k.revoked_at and k.revoked_at.isoformat()} for k in keys]  # fmt: skip
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("id", "name", "access", "created", "last used", "revoked")
+    for row in rows:
+        access = "read" if row["read_only"] else "read, write"
+        used, revoked = (row["last_used_at"] or "never")[:16], (row["revoked_at"] or "")[:16]
+        table.add_row(str(row["id"]), row["name"], access, row["created_at"][:16], used, revoked)
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[int, typer.Argument(help="the key's id (apikey list)")],
+                  database_url: DatabaseUrl = None) -> None:  # fmt: skip
+    """Revoke an API key: every worker refuses it from the next request on."""
+
+    async def work(services: flows.Services) -> bool:
+        async with services.db.transaction() as session:
+            return await integrations.revoke_api_key(session, key_id)
+
+    if not _run(database_url, work):
+        raise _fail(f"no API key {key_id}, or it is revoked already")
+    console.print(f"API key {key_id} revoked")
 
 
 @app.command()
@@ -434,14 +480,14 @@ def password(
     new_password: Annotated[str, typer.Option("--password", prompt=True, hide_input=True, confirmation_prompt=True)],
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Set an employee's workspace password."""
+    """Set an employee's workspace password (their open sessions end)."""
 
     async def work(services: flows.Services) -> bool:
         async with services.db.transaction() as session:
             employee = await directory.employee_for_login(session, login)
             if employee is None:
                 return False
-            employee.password_hash = hash_password(new_password)
+            await directory.update_employee(session, employee.id, password_hash=hash_password(new_password))
             return True
 
     if not _run(database_url, work):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,9 +19,18 @@ class Settings(BaseSettings):
     settle_seconds: int = 90  # a call with no ringing phone and no news for this long is over (missed)
     abandon_seconds: int = 4 * 3600  # any call with no news for this long is over
     sweep_interval_seconds: float = 15.0
-    max_body_bytes: int = 1_000_000
+    max_body_bytes: int = 1_000_000  # any request body; a recording upload may be recording_max_bytes
     timezone: str = "Europe/Moscow"  # how the workspace shows times
-    secret_key: str = ""  # signs workspace sessions; empty: a random key kept in ./.callbridge-secret
+    secret_key: SecretStr = SecretStr("")  # signs workspace sessions; shared by every node of one service
+    secret_key_file: str = ""  # where a generated key is kept; empty: beside the SQLite file, or ./ on PostgreSQL
+    login_failures_per_login: int = 10  # failed sign-ins per 15 minutes before that login waits
+    login_failures_per_address: int = 50  # ... and before that client address waits
+    trusted_proxies: str = ""  # addresses whose X-Forwarded-For/-Proto are believed (comma-separated, or *)
+    outbound_allow: str = ""  # hosts and CIDRs callbridge may fetch from although private (comma-separated)
+    metrics_token: SecretStr = SecretStr("")  # if set, /metrics wants `Authorization: Bearer <it>`
+    header_timeout_seconds: float = 10.0  # a client must send its request's headers within this
+    body_timeout_seconds: float = 20.0  # and must not pause longer than this while sending the body
+    max_connections: int = 4096  # open connections per server process; past it new requests get 503
     lookup_deadline_ms: int = 300  # past it the PBX is told "unknown" (or the default route): a call never waits
     recordings_dir: str = "./recordings"  # where downloaded call recordings are kept
     keep_recordings: bool = True  # download every recording; temporary links are always downloaded
@@ -35,3 +47,14 @@ class Settings(BaseSettings):
 
 def sqlite_url(path: str) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+def key_file(settings: Settings) -> Path:
+    """Where this install keeps its generated session key: beside its data."""
+    if settings.secret_key_file:
+        return Path(settings.secret_key_file)
+    if settings.database_url.startswith("sqlite") and ":///" in settings.database_url:
+        database = settings.database_url.split(":///", 1)[1].split("?", 1)[0]
+        if database and database != ":memory:":
+            return Path(database).parent / ".callbridge-secret"
+    return Path(".callbridge-secret")

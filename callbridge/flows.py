@@ -7,13 +7,14 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from . import automation, metrics, outbox
+from . import automation, metrics, outbound, outbox
 from .config import Settings
 from .dialects.base import Account, Dialect, Events, PbxError, PbxUser, WireError
 from .domain import engine
@@ -52,8 +53,8 @@ class LookupJournal:
                         {
                             "integration_id": integration_id,
                             "dedupe_key": dedupe_key(params),
-                            "command": params.get("cmd"),
-                            "call_key": params.get("callid") or None,
+                            "command": params.get("cmd", "")[:32] or None,
+                            "call_key": params.get("callid", "")[:200] or None,
                             "params": params,
                             "reply": reply,
                             "status": "answered",
@@ -74,14 +75,16 @@ class Services:
     bus: LiveBus = field(default_factory=LiveBus)
     lookups: LookupJournal = field(default_factory=LookupJournal)
     rate: outbox.RateLimiter = field(default_factory=outbox.RateLimiter)
-    http: httpx.AsyncClient | None = None
+    _pool: httpx.AsyncHTTPTransport | None = None  # one connection pool under every client's outbound policy
+    _clients: dict[frozenset[str], httpx.AsyncClient] = field(default_factory=dict)
     _integrations: dict[int, tuple[float, Integration | None, automation.Rules]] = field(default_factory=dict)
 
     async def rules(self, integration_id: int) -> automation.Rules:
         return (await self._integration(integration_id))[2]
 
-    async def integration(self, integration_id: int) -> Integration | None:
-        return (await self._integration(integration_id))[1]
+    async def integration(self, integration_id: int | None) -> Integration | None:
+        """The integration (None for no id: what an unreadable id in a URL names)."""
+        return (await self._integration(integration_id))[1] if integration_id is not None else None
 
     async def _integration(self, integration_id: int) -> tuple[float, Integration | None, automation.Rules]:
         """An integration and its rules, cached for a few seconds: they are read on every PBX request."""
@@ -98,15 +101,26 @@ class Services:
         )
         return cached
 
-    def http_client(self) -> httpx.AsyncClient:
-        if self.http is None:
-            self.http = httpx.AsyncClient(timeout=self.settings.pbx_timeout_seconds)
-        return self.http
+    def http_client(self, integration: Mapping[str, Any] | None = None) -> httpx.AsyncClient:
+        """An HTTP client under the outbound policy, trusting the addresses an admin set in these integration
+        settings (the PBX's API)."""
+        trusted = outbound.admin_hosts(integration or {})
+        client = self._clients.get(trusted)
+        if client is None:
+            if self._pool is None:
+                self._pool = httpx.AsyncHTTPTransport()
+            policy = outbound.OutboundPolicy(self.settings.outbound_allow)
+            transport = outbound.PolicyTransport(policy, self._pool, trusted)
+            client = self._clients[trusted] = httpx.AsyncClient(transport=transport,
+                                                                 timeout=self.settings.pbx_timeout_seconds)  # fmt: skip
+        return client
 
     async def close(self) -> None:
         await self.lookups.flush(self.db)
-        if self.http is not None:
-            await self.http.aclose()
+        for client in self._clients.values():
+            await client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
         await self.db.close()
 
 
@@ -243,7 +257,7 @@ async def reject(services: Services, integration_id: int, params: dict[str, str]
             session,
             integration_id=integration_id,
             dedupe_key=dedupe_key(params),
-            command=params.get("cmd"),
+            command=params.get("cmd", "")[:32] or None,  # an unknown command can be of any length
             call_key=None,
             params=params,
             status="rejected",
@@ -434,7 +448,7 @@ async def backfill(services: Services, integration_id: int, period: str = "today
     dialect = services.dialects.get(integration.kind) if integration else None
     if dialect is None or dialect.history is None or dialect.history_row is None:
         raise PbxError(f"integration {integration_id} cannot fetch call history")
-    rows = await dialect.history(services.http_client(), integration.settings, period)
+    rows = await dialect.history(services.http_client(integration.settings), integration.settings, period)
     report = BackfillReport()
     for row in rows:
         try:
@@ -490,7 +504,7 @@ async def _place_call(services: Services, integration: Integration, payload: dic
     make_call = services.dialects[integration.kind].make_call
     if make_call is None:
         raise PbxError(f"{services.dialects[integration.kind].title} cannot place calls")
-    pbx_call_id = await make_call(services.http_client(), integration.settings, PbxUser(**payload["user"]),
+    pbx_call_id = await make_call(services.http_client(integration.settings), integration.settings, PbxUser(**payload["user"]),
                                   payload["phone"])  # fmt: skip
     return {"pbx_call_id": pbx_call_id}
 
@@ -556,7 +570,7 @@ async def _sync_accounts(services: Services, integration: Integration, _payload:
     dialect = services.dialects[integration.kind]
     if dialect.accounts is None:
         raise PbxError(f"{dialect.title} does not list its employees")
-    accounts: list[Account] = await dialect.accounts(services.http_client(), integration.settings)
+    accounts: list[Account] = await dialect.accounts(services.http_client(integration.settings), integration.settings)
     linked = created = unchanged = 0
     async with services.db.transaction() as session:
         for account in accounts:
@@ -591,7 +605,7 @@ async def sync_accounts(services: Services, integration_id: int) -> SyncReport:
 async def _setup(services: Services, integration: Integration, _payload: dict[str, Any]) -> dict[str, Any]:
     enable = services.dialects[integration.kind].enable
     if enable is not None:
-        await enable(services.http_client(), integration.settings, integration.token,
+        await enable(services.http_client(integration.settings), integration.settings, integration.token,
                      inbound_url(services, integration))  # fmt: skip
     await set_enabled(services, integration.id, True)
     return {}
@@ -629,10 +643,10 @@ async def check_integration(services: Services, integration_id: int) -> str:
         return f"integration {integration_id} does not exist"
     try:
         if dialect.enable is not None:
-            await dialect.enable(services.http_client(), integration.settings, integration.token,
+            await dialect.enable(services.http_client(integration.settings), integration.settings, integration.token,
                                  inbound_url(services, integration))  # fmt: skip
         elif dialect.accounts is not None:
-            await dialect.accounts(services.http_client(), integration.settings)
+            await dialect.accounts(services.http_client(integration.settings), integration.settings)
     except PbxError as exc:
         return str(exc)
     return "check_ok"

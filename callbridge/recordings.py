@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import filetype
 import httpx
 from fastapi import HTTPException
 from fastapi.responses import FileResponse
 
-from . import metrics
+from . import metrics, outbound
 from .store import recordings as recording_store
 from .store.tables import Recording
 
@@ -95,8 +97,11 @@ async def _download(services: Services, recording: Recording) -> tuple[str, str,
     folder = Path(settings.recordings_dir)
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{recording.call_id}.part"
+    async with services.db.read() as session:
+        integration = await services.integration(await recording_store.integration_of(session, recording.call_id))
+    http = services.http_client(integration.settings if integration else None)
     try:
-        size, head = await _stream_to(services.http_client(), recording, partial, settings.recording_max_bytes)
+        size, head = await _stream_to(http, recording, partial, settings.recording_max_bytes)
         kind = audio_type(head)
         if kind is None:
             raise FetchError("the link did not give an audio file (mp3, mp4, wav, ogg)", final=True)
@@ -127,19 +132,27 @@ async def _stream_to(http: httpx.AsyncClient, recording: Recording, target: Path
                         raise FetchError(f"larger than {limit} bytes", final=True)
                     head += chunk[: max(0, 262 - len(head))]
                     out.write(chunk)
+    except outbound.Refused as exc:
+        raise FetchError(str(exc), final=True) from None
     except httpx.HTTPError as exc:
         raise FetchError(f"download failed: {exc.__class__.__name__}", final=False) from None
     return size, head
 
 
-async def keep_upload(services: Services, call_id: int, body: bytes, kind: filetype.Type) -> None:
-    """Store an uploaded recording (already checked to be audio) as the call's recording."""
+async def keep_upload(services: Services, call_id: int, upload: BinaryIO, kind: filetype.Type) -> None:
+    """Store an uploaded recording (already checked to be audio) as the call's recording, copied in a thread."""
     folder = Path(services.settings.recordings_dir)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{call_id}.{kind.extension}"
-    (folder / name).write_bytes(body)
+    size = await asyncio.to_thread(_copy, upload, folder / name)
     async with services.db.transaction() as session:
-        await recording_store.keep_upload(session, call_id, file=name, content_type=kind.mime, size=len(body))
+        await recording_store.keep_upload(session, call_id, file=name, content_type=kind.mime, size=size)
+
+
+def _copy(source: BinaryIO, target: Path) -> int:
+    with target.open("wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+        return out.tell()
 
 
 async def response(services: Services, call_id: int) -> FileResponse:

@@ -73,6 +73,9 @@ def settings_for(database_url: str, tmp_path, **overrides) -> Settings:
         recording_retry_seconds=0.2,
         recordings_dir=str(tmp_path / "recordings"),
         keep_recordings=False,  # the spec samples' links (https://link/file.mp3) lead nowhere
+        # the fake PBXs and their recordings listen on loopback, allowed as an admin allows a PBX on the LAN
+        # (tests/security holds the policy's own tests, with nothing allowed)
+        outbound_allow="127.0.0.1",
     )
     return Settings(**(values | overrides))
 

@@ -12,17 +12,20 @@ import uvicorn
 
 from callbridge.app import create_app
 from callbridge.config import Settings
+from callbridge.server import uvicorn_config
 
 
 @contextmanager
-def serve_app(app) -> Iterator[str]:
+def serve_app(app, settings: Settings | None = None) -> Iterator[str]:
     """Serve an ASGI app on 127.0.0.1 on a free port until the block ends; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     # open live streams (a browser's) would hold a graceful shutdown forever: cut them after a second
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
+    config = uvicorn_config(app, settings or Settings(), log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=1)  # fmt: skip
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -42,7 +45,7 @@ def serve_app(app) -> Iterator[str]:
 
 @contextmanager
 def running_server(settings: Settings) -> Iterator[str]:
-    with serve_app(create_app(settings)) as url:
+    with serve_app(create_app(settings), settings) as url:
         yield url
 
 

@@ -85,8 +85,8 @@ def test_integration_add_explains_bad_settings(db):
 def test_apikey_is_shown_once_and_stored_hashed(db):
     created = json.loads(cli(db, "apikey", "create", "--name", "crm", "--json").stdout)
     assert created["name"] == "crm" and created["key"].startswith("cb_")
-    assert query(db, lambda s: integrations.api_key_exists(s, created["key"]))
-    assert not query(db, lambda s: integrations.api_key_exists(s, created["key"] + "x"))
+    assert query(db, lambda s: integrations.api_key(s, created["key"]))
+    assert query(db, lambda s: integrations.api_key(s, created["key"] + "x")) is None
 
 
 def test_import_keeps_good_rows_and_reports_bad_ones_by_line(db, tmp_path):

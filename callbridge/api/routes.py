@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from .. import flows, outbox, recordings
 from ..automation import Rules
 from ..dialects.base import PbxError, utc
+from ..domain.ids import MAX_ID
 from ..domain.phones import normalize
 from ..live import event_stream, for_employee
 from ..store import calls as call_store
@@ -20,8 +21,11 @@ from ..store import directory, integrations
 from ..store import outbox as outbox_store
 from ..store import recordings as recording_store
 from ..store.directory import PhoneTaken
-from ..store.tables import MAX_ID
+from ..store.tables import utcnow
 from .schemas import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeyOut,
     CallDetail,
     CallOut,
     ClickToCallIn,
@@ -43,7 +47,8 @@ from .schemas import (
 )
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `callbridge apikey create`")
-_known_keys: dict[str, float] = {}
+_USE_NOTED_EVERY = 60.0  # seconds: how often a key's last use is written (a write on every request would not pay)
+_use_noted: dict[int, float] = {}
 
 
 def services_of(request: Request) -> flows.Services:
@@ -53,16 +58,21 @@ def services_of(request: Request) -> flows.Services:
 async def require_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    """A valid API key; checked keys are remembered for a minute to keep the database out of the way."""
+    """A key that exists and is not revoked, read from the store on every request (a revocation holds at once in
+    every worker); a read-only key may only read."""
     if credentials is None:
         raise HTTPException(401, "missing API key", headers={"WWW-Authenticate": "Bearer"})
-    digest = integrations.hash_key(credentials.credentials)
-    if _known_keys.get(digest, 0) > time.monotonic():
-        return
-    async with services_of(request).db.read() as session:
-        if not await integrations.api_key_exists(session, credentials.credentials):
-            raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
-    _known_keys[digest] = time.monotonic() + 60
+    services = services_of(request)
+    async with services.db.read() as session:
+        key = await integrations.api_key(session, credentials.credentials)
+    if key is None:
+        raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    if key.read_only and request.method not in ("GET", "HEAD"):
+        raise HTTPException(403, "this API key is read-only")
+    if _use_noted.get(key.id, 0.0) < time.monotonic() - _USE_NOTED_EVERY:
+        _use_noted[key.id] = time.monotonic()
+        async with services.db.transaction() as session:
+            await integrations.api_key_used(session, key.id, utcnow())
 
 
 Services = Annotated[flows.Services, Depends(services_of)]
@@ -382,3 +392,30 @@ async def live(request: Request, services: Services, employee_id: IdQuery = None
     """
 
     return event_stream(services.bus, for_employee(employee_id))
+
+
+# ---- API keys -----------------------------------------------------------------------------------
+
+
+@router.get("/keys", response_model=list[ApiKeyOut], tags=["keys"])
+async def list_keys(services: Services):
+    """Every API key, revoked ones included (the key itself is never shown again)."""
+    async with services.db.read() as session:
+        return await integrations.list_api_keys(session)
+
+
+@router.post("/keys", response_model=ApiKeyCreated, status_code=201, tags=["keys"])
+async def create_key(body: ApiKeyIn, services: Services):
+    """A new key; the answer is the only time it is shown."""
+    async with services.db.transaction() as session:
+        key = await integrations.add_api_key(session, body.name, read_only=body.read_only)
+        row = await integrations.api_key(session, key)
+    return ApiKeyCreated(**ApiKeyOut.model_validate(row).model_dump(), key=key)
+
+
+@router.delete("/keys/{key_id}", status_code=204, tags=["keys"])
+async def revoke_key(key_id: IdPath, services: Services):
+    """Revoke a key: every worker refuses it from the next request on."""
+    async with services.db.transaction() as session:
+        if not await integrations.revoke_api_key(session, key_id):
+            raise HTTPException(404, "no such key, or revoked already")

@@ -221,3 +221,21 @@ class OutboxOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     attempt_log: list[OutboxAttemptOut] = []
+
+
+class ApiKeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="who uses the key")
+    read_only: bool = Field(False, description="GET and HEAD only")
+
+
+class ApiKeyOut(ORM):
+    id: int
+    name: str
+    read_only: bool
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="to the minute")
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="shown this once; only its hash is kept")

@@ -14,8 +14,10 @@ import httpx
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, HttpUrl, SecretStr
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from .. import outbound, safejson
 from ..domain.calls import CallEvent
 
 
@@ -107,6 +109,8 @@ class Dialect:
     settings: type[BaseModel]  # what `integration add` asks for, kept in Integration.settings
     router: APIRouter
     inbound_path: Callable[[int, str], str]  # (integration id, token) -> path of the inbound URL
+    secret_in_path: str | None = None  # a regex whose group `secret` is the token in that path: masked in logs
+    uploads_under: str | None = None  # inbound paths that take recording uploads (bodies up to recording_max_bytes)
     make_call: MakeCall | None = None
     accounts: ListAccounts | None = None
     enable: Enable | None = None
@@ -130,34 +134,51 @@ def token_matches(given: object, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-async def read_params(request: Request, max_bytes: int) -> dict[str, str]:
-    """A flat dict of strings from a form-encoded, multipart or JSON body (PBXs send all three)."""
+async def read_params(request: Request) -> dict[str, str]:
+    """A flat dict of strings from a form-encoded, multipart or JSON body (PBXs send all three); the app's body
+    limit holds while it is read."""
     body = await request.body()
-    if len(body) > max_bytes:
-        raise WireError("body too large")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         try:
-            form = await request.form()
-        except Exception as exc:  # starlette raises several types for broken multipart
-            raise WireError(f"broken multipart body: {exc}") from None
-        return {k: v for k, v in form.multi_items() if not isinstance(v, UploadFile)}
+            form = await request.form(max_files=0, max_fields=500)
+        except HTTPException as exc:  # a broken body; a body over the limit stays the app's 413
+            if exc.status_code == 413:
+                raise
+            raise WireError(f"broken multipart body: {exc.detail}") from None
+        return _checked({k: v for k, v in form.multi_items() if not isinstance(v, UploadFile)})
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise WireError("body is not UTF-8") from None
     if content_type.endswith("json") or text.lstrip().startswith("{"):
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise WireError(f"invalid JSON: {exc.msg}") from None
+            data = safejson.loads(text)
+        except safejson.JsonRefused as exc:
+            raise WireError(str(exc)) from None
         if not isinstance(data, dict):
             raise WireError("JSON body must be an object")
         return {str(k): _flat(v) for k, v in data.items() if v is not None}
     try:
-        return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=500))
+        return _checked(dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=500)))
     except ValueError as exc:
         raise WireError(f"invalid form body: {exc}") from None
+
+
+def _checked(params: dict[str, str]) -> dict[str, str]:
+    for name, value in params.items():
+        checked_text(name, value)
+    return params
+
+
+def checked_text(name: str, value: str) -> str:
+    """A form value our store can keep (no NUL, no lone surrogate), or WireError."""
+    try:
+        safejson.check_text(name)
+        safejson.check_text(value)
+    except safejson.JsonRefused as exc:
+        raise WireError(f"{name[:40]!r}: {exc}") from None
+    return value
 
 
 def _flat(value: Any) -> str:
@@ -179,6 +200,8 @@ async def post_form(http: httpx.AsyncClient, settings: dict[str, Any], data: dic
     config = PbxSettings.model_validate(settings)
     try:
         response = await http.post(str(config.pbx_url), data=data | {"token": config.pbx_token.get_secret_value()})
+    except outbound.Refused as exc:
+        raise PbxError(str(exc)) from None
     except httpx.HTTPError as exc:
         raise PbxError(f"PBX did not answer: {exc.__class__.__name__}", retryable=True) from None
     if response.status_code != 200:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from .. import flows
+from ..domain.ids import parse_id
 from ..store.directory import CallerInfo
 from ..store.tables import Integration
 from .base import Command, Dialect, Lookup, PbxSettings, Ping, WireError, read_params, token_matches
@@ -38,10 +39,10 @@ def _error(status: int, text: str) -> JSONResponse:
 async def handle(hook: TokenHook, integration_id: str, request: Request) -> JSONResponse:
     services: flows.Services = request.app.state.services
     try:
-        params = await read_params(request, services.settings.max_body_bytes)
+        params = await read_params(request)
     except WireError:
         return _error(400, "Invalid parameters")
-    integration = await services.integration(int(integration_id)) if integration_id.isdigit() else None
+    integration = await services.integration(parse_id(integration_id))
     if not authentic(hook.kind, integration, params.pop(hook.token_field, None)):
         return _error(401, "Invalid token")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import wraps
@@ -45,9 +46,12 @@ def seconds(params: Mapping[str, str], name: str) -> int | None:
     if not raw:
         return None
     try:
-        value = round(float(raw))
+        number = float(raw)
     except ValueError:
-        raise WireError(f"{name} must be a number of seconds, not {raw!r}") from None
+        raise WireError(f"{name} must be a number of seconds, not {raw[:40]!r}") from None
+    if not math.isfinite(number):  # 1e999, inf, nan
+        raise WireError(f"{name} is out of range")
+    value = round(number)
     if not 0 <= value <= 7 * 24 * 3600:
         raise WireError(f"{name} is out of range")
     return value
@@ -85,17 +89,30 @@ def choice(params: Mapping[str, str], name: str, options: Mapping[str, T]) -> T:
         raise WireError(f"{name} must be one of {', '.join(options)}, not {value!r}") from None
 
 
+EARLIEST, LATEST = 1990, 2200  # years a PBX's clock can say (and a week of call added to it still fits)
+
+
 def time_value(raw: str, formats: tuple[str, ...] = ("%Y%m%dT%H%M%SZ",)) -> datetime:
-    """A UTC time in one of the given strptime formats, or ISO 8601."""
+    """A UTC time in one of the given strptime formats, or ISO 8601, within the years a PBX can mean."""
+    moment = None
     for fmt in formats:
         try:
-            return utc(datetime.strptime(raw.strip(), fmt))
+            moment = utc(datetime.strptime(raw.strip(), fmt))
+            break
         except ValueError:
             continue
-    try:
-        return utc(datetime.fromisoformat(raw.strip()))
-    except ValueError:
-        raise WireError(f"{raw!r} is not a time") from None
+    if moment is None:
+        try:
+            moment = utc(datetime.fromisoformat(raw.strip()))
+        except (ValueError, OverflowError):
+            raise WireError(f"{raw[:40]!r} is not a time") from None
+    return plausible(moment, raw)
+
+
+def plausible(moment: datetime, raw: str) -> datetime:
+    if not EARLIEST <= moment.year <= LATEST:
+        raise WireError(f"{raw[:40]!r} is out of range")
+    return moment
 
 
 def analytics(params: Mapping[str, str], prefix: str = "data_") -> dict[str, str]:

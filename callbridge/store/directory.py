@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Integer, String, bindparam, func, insert, literal, or_, select
+from sqlalchemy import Integer, String, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .tables import Client, ClientPhone, Deal, Employee, EmployeeGroup, GroupMember, Task
@@ -88,13 +88,26 @@ async def get_employee(session: AsyncSession, employee_id: int) -> Employee | No
     return await session.get(Employee, employee_id)
 
 
+_ENDS_SESSIONS = ("role", "password_hash", "active")  # a change of any of these signs the employee out everywhere
+
+
 async def update_employee(session: AsyncSession, employee_id: int, **values) -> Employee | None:
     employee = await session.get(Employee, employee_id)
     if employee is not None:
+        changed = any(getattr(employee, name) != values[name] for name in _ENDS_SESSIONS if name in values)
         for name, value in values.items():
             setattr(employee, name, value)
+        if changed:
+            employee.session_version += 1
         await session.flush()
     return employee
+
+
+async def end_sessions(session: AsyncSession, employee_id: int) -> None:
+    """Every workspace session of this employee ends (a logout ends them on every device)."""
+    await session.execute(
+        update(Employee).where(Employee.id == employee_id).values(session_version=Employee.session_version + 1)
+    )
 
 
 ID_KEY = "id:"  # a PBX user key that names our own employee id (dialects whose PBX knows our ids)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .tables import ApiKey, Integration
+from .tables import ApiKey, Integration, utcnow
 
 
 def new_secret() -> str:
@@ -59,13 +60,28 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def add_api_key(session: AsyncSession, name: str) -> str:
+async def add_api_key(session: AsyncSession, name: str, *, read_only: bool = False) -> str:
     """Create a key and return it; only its hash is kept."""
     key = "cb_" + new_secret()
-    session.add(ApiKey(name=name, key_hash=hash_key(key)))
+    session.add(ApiKey(name=name, key_hash=hash_key(key), read_only=read_only))
     await session.flush()
     return key
 
 
-async def api_key_exists(session: AsyncSession, key: str) -> bool:
-    return (await session.scalar(select(ApiKey.id).where(ApiKey.key_hash == hash_key(key)))) is not None
+async def api_key(session: AsyncSession, key: str) -> ApiKey | None:
+    """The key's row if it exists and is not revoked."""
+    query = select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    return await session.scalar(query)
+
+
+async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
+    return list((await session.scalars(select(ApiKey).order_by(ApiKey.id))).all())
+
+
+async def revoke_api_key(session: AsyncSession, key_id: int) -> bool:
+    query = update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+    return (await session.execute(query)).rowcount > 0
+
+
+async def api_key_used(session: AsyncSession, key_id: int, at: datetime) -> None:
+    await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=at))

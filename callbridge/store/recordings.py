@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db import insert_for
-from .tables import Recording, utcnow
+from .tables import CallRow, Recording, utcnow
 
 
 async def queue(session: AsyncSession, call_id: int, url: str, temporary: bool) -> None:
@@ -78,3 +78,8 @@ async def of_calls(session: AsyncSession, call_ids: list[int]) -> dict[int, Reco
 
 async def get(session: AsyncSession, call_id: int) -> Recording | None:
     return await session.get(Recording, call_id)
+
+
+async def integration_of(session: AsyncSession, call_id: int) -> int | None:
+    """The integration whose PBX sent the call (its admin-set addresses are trusted for its links)."""
+    return await session.scalar(select(CallRow.integration_id).where(CallRow.id == call_id))

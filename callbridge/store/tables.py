@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime, TypeDecorator
+
+from ..domain.ids import MAX_ID
 
 
 class UTCDateTime(TypeDecorator):
@@ -31,7 +33,6 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns on PostgreSQL
 EntityId = Annotated[int, Field(ge=1, le=MAX_ID)]  # an id as the outside world may send one
 
 
@@ -71,6 +72,9 @@ class Employee(Base):
     away: Mapped[bool] = mapped_column(default=False)  # calls are not routed to them (holiday, sick leave)
     clid: Mapped[str | None] = mapped_column(String(32))  # the number clients see when this employee calls out
     password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2; None: cannot sign in
+    # a workspace session names the version it was made at: a logout, a new password, a new role or a
+    # deactivation bumps it, and every session made before ends
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -298,4 +302,7 @@ class ApiKey(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    read_only: Mapped[bool] = mapped_column(default=False, server_default=false())  # GET and HEAD only
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]  # written at most once a minute per key
+    revoked_at: Mapped[datetime | None]

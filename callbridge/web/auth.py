@@ -1,15 +1,26 @@
-"""Workspace sign-in: argon2 password hashes, signed-cookie sessions, CSRF tokens for every form."""
+"""Workspace sign-in: argon2 off the event loop, failures throttled, every session checked against the store.
+
+A session cookie names the employee and the session version it was made at; the role is read from the store on
+every request, so a logout, a new password, a new role or a deactivation takes effect at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import os
 import secrets
+import stat
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
+from ..store import directory
 from ..store.tables import Employee
 
 _hasher = PasswordHasher()
@@ -20,8 +31,7 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def password_matches(employee: Employee | None, password: str) -> bool:
-    """Whether the password is the employee's; the hashing runs even for no one, so timing tells nothing."""
+def _matches(employee: Employee | None, password: str) -> bool:
     stored = employee.password_hash if employee and employee.password_hash else _DUMMY
     try:
         return _hasher.verify(stored, password) and employee is not None and employee.password_hash is not None
@@ -32,6 +42,32 @@ def password_matches(employee: Employee | None, password: str) -> bool:
 _DUMMY = _hasher.hash("no one has this password")
 
 
+class SignInGuard:
+    """Checks passwords without stalling calls, and throttles failed sign-ins per login and per client address
+    (a moving window kept in this process)."""
+
+    def __init__(self, per_login: int, per_address: int, minutes: int = 15) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._login = RateLimitItemPerMinute(per_login, minutes)
+        self._address = RateLimitItemPerMinute(per_address, minutes)
+        self._hashing = asyncio.Semaphore(2)  # at most two hashes at once: sign-ins never take every core
+
+    async def password_matches(self, employee: Employee | None, password: str) -> bool:
+        """Whether the password is the employee's, hashed in a thread (argon2 releases the GIL) so the loop
+        goes on answering calls; the hashing runs even for no one, so timing tells nothing."""
+        async with self._hashing:
+            return await asyncio.to_thread(_matches, employee, password)
+
+    async def allowed(self, login: str, address: str) -> bool:
+        return await self._limiter.test(self._login, "login", login.lower()) and await self._limiter.test(
+            self._address, "address", address
+        )
+
+    async def failed(self, login: str, address: str) -> None:
+        await self._limiter.hit(self._login, "login", login.lower())
+        await self._limiter.hit(self._address, "address", address)
+
+
 class LoginRequired(Exception):
     """Raised by pages when nobody is signed in; the app turns it into a redirect to /login."""
 
@@ -40,16 +76,27 @@ class Forbidden(Exception):
     """The signed-in employee's role does not allow this."""
 
 
-def signed_in(request: Request) -> dict:
-    """The session's employee (id, name, role), or LoginRequired."""
-    user = request.session.get("user")
-    if not user:
+def start_session(request: Request, employee: Employee) -> None:
+    request.session.clear()
+    request.session["user"] = {"id": employee.id, "v": employee.session_version}
+
+
+async def signed_in(request: Request) -> dict:
+    """The session's employee (id, name, role, as the store has them now), or LoginRequired."""
+    known = request.session.get("user")
+    if not isinstance(known, dict) or not isinstance(known.get("id"), int):
         raise LoginRequired()
-    return user
+    async with request.app.state.services.db.read() as session:
+        employee = await directory.get_employee(session, known["id"])
+    if employee is None or not employee.active or employee.session_version != known.get("v"):
+        request.session.clear()
+        raise LoginRequired()
+    request.state.user = {"id": employee.id, "name": employee.name, "role": employee.role}
+    return request.state.user
 
 
-def require_role(request: Request, *roles: str) -> dict:
-    user = signed_in(request)
+async def require_role(request: Request, *roles: str) -> dict:
+    user = await signed_in(request)
     if user["role"] not in roles:
         raise Forbidden()
     return user
@@ -67,12 +114,32 @@ def csrf_ok(request: Request, given: str | None) -> bool:
     return bool(expected and given) and hmac.compare_digest(expected.encode(), given.encode())
 
 
-def secret_key(configured: str, folder: Path = Path(".")) -> str:
-    """The configured session key, or one generated once and kept beside the database."""
+def local_path(target: str | None, fallback: str = "/calls") -> str:
+    """Where to go after sign-in: a path on this site only (never `//host`, `/\\host` or another scheme)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
+        return fallback
+    return target if target.isprintable() else fallback
+
+
+class KeyFileError(RuntimeError):
+    """The session key file cannot be trusted or made."""
+
+
+def secret_key(configured: str, path: Path) -> str:
+    """The configured session key, or the one this install generated and keeps in `path` (owner-only)."""
     if configured:
         return configured
-    path = folder / ".callbridge-secret"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(f"{path} can be read by others: run `chmod 600 {path}`, or delete it to make a new key "
+                               "(every workspace session then ends)") from None  # fmt: skip
+    else:
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise KeyFileError(f"{path} holds no usable key: delete it to make a new one")
+    return key

@@ -16,6 +16,8 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "login": ("Логин или e-mail", "Login or e-mail"),
     "password": ("Пароль", "Password"),
     "bad_login": ("Неверный логин или пароль", "Wrong login or password"),
+    "too_many_logins": ("Слишком много неудачных попыток входа: подождите 15 минут или попросите администратора",
+                        "Too many failed sign-ins: wait 15 minutes or ask an administrator"),
     "when": ("Когда", "When"),
     "direction": ("Направление", "Direction"),
     "in": ("Входящий", "Incoming"),
@@ -54,6 +56,7 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "last_calls": ("Последние звонки", "Last calls"),
     "create_client": ("Создать клиента", "Create client"),
     "call": ("Позвонить", "Call"),
+    "bad_request": ("Запрос не понят: обновите страницу", "The request was not understood: reload the page"),
     "calling": ("Сначала зазвонит ваш телефон…", "Your phone will ring first…"),
     "calling_retry": (
         "АТС пока не приняла звонок ({reason}); пробуем ещё раз…",

@@ -17,19 +17,21 @@ from pydantic import ValidationError
 from .. import flows, outbox, recordings
 from ..automation import Rules
 from ..dialects.base import PbxError, stored_settings
+from ..domain.ids import MAX_ID, parse_id
 from ..domain.phones import display, normalize
 from ..live import event_stream, for_employee
 from ..store import analytics, crm, directory, integrations
 from ..store import calls as call_store
 from ..store import outbox as outbox_store
 from ..store import recordings as recording_store
-from ..store.tables import MAX_ID, utcnow
+from ..store.tables import utcnow
 from . import auth
 from .i18n import LANGUAGES, translate
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(FilePath(__file__).with_name("templates")))
 PAGE = 50
+MAX_PAGE = 100_000  # 5 million calls back: further is a search, not paging
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
@@ -41,18 +43,18 @@ def lang_of(request: Request) -> str:
     return request.session.get("lang") if request.session.get("lang") in LANGUAGES else "ru"
 
 
-def render(request: Request, name: str, **context) -> HTMLResponse:
+def render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
     lang = lang_of(request)
     context |= {
         "request": request,
         "lang": lang,
         "t": lambda key, **values: translate(key, lang, **values),
-        "user": request.session.get("user"),
+        "user": getattr(request.state, "user", None),
         "csrf": auth.csrf_token(request),
         "display": lambda phone: display(phone) if phone else "",
         "local": lambda moment: moment.astimezone(ZoneInfo(services_of(request).settings.timezone)),
     }
-    return templates.TemplateResponse(request, name, context)
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
 async def checked_form(request: Request) -> dict[str, str]:
@@ -72,24 +74,31 @@ def back(request: Request, fallback: str = "/calls") -> RedirectResponse:
 
 @router.get("/login")
 async def login_page(request: Request):
-    return render(request, "login.html", failed=False)
+    return render(request, "login.html", failed=None)
 
 
 @router.post("/login")
 async def login(request: Request):
     form = await checked_form(request)
+    guard: auth.SignInGuard = request.app.state.sign_in
+    login, address = form.get("login", "").strip()[:200], request.client.host if request.client else "?"
+    if not await guard.allowed(login, address):
+        return render(request, "login.html", failed="throttled", status_code=429, next_path=form.get("next"))
     async with services_of(request).db.read() as session:
-        employee = await directory.employee_for_login(session, form.get("login", "").strip())
-    if not auth.password_matches(employee, form.get("password", "")):
-        return render(request, "login.html", failed=True)
-    request.session.clear()
-    request.session["user"] = {"id": employee.id, "name": employee.name, "role": employee.role}
-    return RedirectResponse(form.get("next") or "/calls", status_code=303)
+        employee = await directory.employee_for_login(session, login)
+    if not await guard.password_matches(employee, form.get("password", "")):
+        await guard.failed(login, address)
+        return render(request, "login.html", failed="wrong", next_path=form.get("next"))
+    auth.start_session(request, employee)
+    return RedirectResponse(auth.local_path(form.get("next")), status_code=303)
 
 
 @router.post("/logout")
 async def logout(request: Request):
     await checked_form(request)
+    user = await auth.signed_in(request)
+    async with services_of(request).db.transaction() as session:
+        await directory.end_sessions(session, user["id"])
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
@@ -103,7 +112,7 @@ async def language(code: str, request: Request):
 
 @router.get("/")
 async def home(request: Request):
-    auth.signed_in(request)
+    await auth.signed_in(request)
     return RedirectResponse("/calls", status_code=303)
 
 
@@ -112,19 +121,19 @@ async def home(request: Request):
 
 @router.get("/calls")
 async def journal(request: Request):
-    auth.signed_in(request)
+    await auth.signed_in(request)
     services = services_of(request)
     q = request.query_params
     day = _date(q.get("since")), _date(q.get("until"))
     where = call_store.CallFilter(
         phone=normalize(q["phone"], services.settings.default_region) if q.get("phone") else None,
-        employee_id=int(q["employee"]) if q.get("employee", "").isdigit() else None,
+        employee_id=parse_id(q.get("employee")),
         direction=q.get("direction") if q.get("direction") in ("in", "out") else None,
         result=q.get("result") or None,
         since=datetime.combine(day[0], datetime.min.time(), UTC) if day[0] else None,
         until=datetime.combine(day[1] + timedelta(days=1), datetime.min.time(), UTC) if day[1] else None,
     )
-    page = max(0, int(q.get("page", "0"))) if q.get("page", "0").isdigit() else 0
+    page = min(parse_id(q.get("page")) or 0, MAX_PAGE)
     async with services.db.read() as session:
         rows, total = await call_store.list_calls(session, where, limit=PAGE, offset=page * PAGE)
         kept = await recording_store.of_calls(session, [r.id for r in rows])
@@ -138,7 +147,7 @@ async def journal(request: Request):
 
 @router.get("/calls/{call_id}")
 async def call_page(call_id: IdPath, request: Request):
-    auth.signed_in(request)
+    await auth.signed_in(request)
     async with services_of(request).db.read() as session:
         row = await call_store.get_call(session, call_id)
         if row is None:
@@ -155,7 +164,7 @@ async def call_page(call_id: IdPath, request: Request):
 
 @router.post("/calls/{call_id}/replay")
 async def replay_call(call_id: IdPath, request: Request):
-    auth.require_role(request, "manager", "admin")
+    await auth.require_role(request, "manager", "admin")
     await checked_form(request)
     report = await flows.replay(services_of(request), call_id=call_id)
     summary = f"{report.applied},{report.unchanged},{len(report.failing)}"
@@ -165,17 +174,20 @@ async def replay_call(call_id: IdPath, request: Request):
 @router.get("/calls/{call_id}/recording")
 async def recording_file(call_id: IdPath, request: Request):
     """The kept recording, for the player (range requests, so it can seek)."""
-    auth.signed_in(request)
+    await auth.signed_in(request)
     return await recordings.response(services_of(request), call_id)
 
 
 @router.post("/dial")
 async def dial(request: Request):
     """Click-to-call from any number on any page."""
-    user = auth.signed_in(request)
+    user = await auth.signed_in(request)
     if not auth.csrf_ok(request, request.headers.get("x-csrf-token")):
         return JSONResponse({"error": "reload the page"}, status_code=403)
-    phone = (await request.json()).get("phone", "")
+    try:
+        phone = (await request.json()).get("phone", "")
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        return JSONResponse({"error": translate("bad_request", lang_of(request))}, status_code=400)
     lang = lang_of(request)
     try:
         placed = await flows.click_to_call(services_of(request), employee_id=user["id"], phone=str(phone))
@@ -191,14 +203,14 @@ async def dial(request: Request):
 @router.get("/live/stream")
 async def live_stream(request: Request):
     """The signed-in employee's call-card messages (Server-Sent Events)."""
-    user = auth.signed_in(request)
+    user = await auth.signed_in(request)
     return event_stream(services_of(request).bus, for_employee(user["id"]))
 
 
 @router.get("/cards/{call_id}")
 async def card(call_id: IdPath, request: Request):
     """The call card: who is calling, their manager, open deal, open tasks, last calls."""
-    auth.signed_in(request)
+    await auth.signed_in(request)
     async with services_of(request).db.read() as session:
         row = await call_store.get_call(session, call_id)
         if row is None:
@@ -224,7 +236,7 @@ async def card(call_id: IdPath, request: Request):
 
 @router.get("/clients")
 async def clients_page(request: Request):
-    auth.signed_in(request)
+    await auth.signed_in(request)
     services = services_of(request)
     text = request.query_params.get("q", "").strip()
     async with services.db.read() as session:
@@ -237,13 +249,14 @@ async def clients_page(request: Request):
 
 @router.post("/clients")
 async def create_client(request: Request):
-    auth.signed_in(request)
+    await auth.signed_in(request)
     form = await checked_form(request)
     services = services_of(request)
     phone = normalize(form.get("phone"), services.settings.default_region)
-    responsible = int(form["responsible"]) if form.get("responsible", "").isdigit() else None
+    responsible = parse_id(form.get("responsible"))
     try:
         async with services.db.transaction() as session:
+            await _known_employee(session, responsible)
             name = form.get("name", "").strip() or phone or "?"
             phones = [phone] if phone else []
             client = await directory.add_client(session, name=name, phones=phones, responsible_id=responsible)
@@ -254,7 +267,7 @@ async def create_client(request: Request):
 
 @router.get("/clients/{client_id}")
 async def client_page(client_id: IdPath, request: Request):
-    auth.signed_in(request)
+    await auth.signed_in(request)
     async with services_of(request).db.read() as session:
         client = await directory.get_client(session, client_id)
         if client is None:
@@ -272,7 +285,7 @@ async def client_page(client_id: IdPath, request: Request):
 
 @router.post("/clients/{client_id}")
 async def edit_client(client_id: IdPath, request: Request):
-    auth.signed_in(request)
+    await auth.signed_in(request)
     form = await checked_form(request)
     services = services_of(request)
     async with services.db.transaction() as session:
@@ -281,7 +294,7 @@ async def edit_client(client_id: IdPath, request: Request):
             raise HTTPException(404, "no such client")
         if form.get("name", "").strip():
             client.name = form["name"].strip()
-        client.responsible_id = int(form["responsible"]) if form.get("responsible", "").isdigit() else None
+        client.responsible_id = await _known_employee(session, parse_id(form.get("responsible")))
         if phone := normalize(form.get("phone"), services.settings.default_region):
             try:
                 await directory.add_phone(session, client_id, phone)
@@ -294,7 +307,7 @@ async def edit_client(client_id: IdPath, request: Request):
 
 @router.post("/deals/{deal_id}/close")
 async def close_deal(deal_id: IdPath, request: Request):
-    auth.signed_in(request)
+    await auth.signed_in(request)
     await checked_form(request)
     async with services_of(request).db.transaction() as session:
         await directory.set_deal_status(session, deal_id, "closed")
@@ -303,7 +316,7 @@ async def close_deal(deal_id: IdPath, request: Request):
 
 @router.get("/tasks")
 async def tasks_page(request: Request):
-    user = auth.signed_in(request)
+    user = await auth.signed_in(request)
     q = request.query_params
     mine, status = q.get("who", "mine") == "mine", q.get("status", "open")
     async with services_of(request).db.read() as session:
@@ -316,7 +329,7 @@ async def tasks_page(request: Request):
 
 @router.post("/tasks/{task_id}/done")
 async def task_done(task_id: IdPath, request: Request):
-    auth.signed_in(request)
+    await auth.signed_in(request)
     await checked_form(request)
     async with services_of(request).db.transaction() as session:
         await directory.set_task_status(session, task_id, "done", utcnow())
@@ -328,7 +341,7 @@ async def task_done(task_id: IdPath, request: Request):
 
 @router.get("/settings")
 async def settings_page(request: Request):
-    auth.require_role(request, "admin")
+    await auth.require_role(request, "admin")
     services = services_of(request)
     async with services.db.read() as session:
         rows = await integrations.list_integrations(session)
@@ -347,7 +360,7 @@ async def settings_page(request: Request):
 
 @router.post("/settings/integrations")
 async def add_integration(request: Request):
-    auth.require_role(request, "admin")
+    await auth.require_role(request, "admin")
     form = await checked_form(request)
     services = services_of(request)
     dialect = services.dialects.get(form.get("kind", ""))
@@ -374,7 +387,7 @@ async def add_integration(request: Request):
 
 @router.post("/settings/integrations/{integration_id}/{action}")
 async def integration_action(integration_id: IdPath, action: str, request: Request):
-    auth.require_role(request, "admin")
+    await auth.require_role(request, "admin")
     form = await checked_form(request)
     services = services_of(request)
     try:
@@ -394,7 +407,7 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
                 if field.annotation is bool:
                     current[name] = name in form
                 elif "list" in str(field.annotation):
-                    current[name] = [int(v) for v in raw.replace(" ", "").split(",") if v.isdigit()]
+                    current[name] = [i for v in raw.replace(" ", "").split(",") if (i := parse_id(v))]
                 elif "dict" in str(field.annotation):
                     current[name] = json.loads(raw) if raw.strip() else {}
                 else:
@@ -409,7 +422,7 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
 
 @router.post("/settings/outbox/{request_id}/retry")
 async def retry_request(request_id: IdPath, request: Request):
-    auth.require_role(request, "admin")
+    await auth.require_role(request, "admin")
     await checked_form(request)
     retried = await outbox.retry(services_of(request), request_id)
     if retried is None:
@@ -419,7 +432,7 @@ async def retry_request(request_id: IdPath, request: Request):
 
 @router.post("/settings/employees/{employee_id}")
 async def edit_employee(employee_id: IdPath, request: Request):
-    auth.require_role(request, "admin")
+    await auth.require_role(request, "admin")
     form = await checked_form(request)
     values = {k: (form.get(k, "").strip() or None) for k in ("extension", "pbx_login", "clid")}
     values["away"] = "away" in form
@@ -441,7 +454,7 @@ def _settings_message(message: str) -> RedirectResponse:
 
 @router.get("/analytics")
 async def analytics_page(request: Request):
-    auth.signed_in(request)
+    await auth.signed_in(request)
     since = datetime.now(UTC) - timedelta(days=30)
     async with services_of(request).db.read() as session:
         figures = await analytics.figures(session, since)
@@ -451,6 +464,12 @@ async def analytics_page(request: Request):
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+
+
+async def _known_employee(session, employee_id: int | None) -> int | None:
+    if employee_id is not None and await directory.get_employee(session, employee_id) is None:
+        raise HTTPException(400, "no such employee")
+    return employee_id
 
 
 def _date(raw: str | None) -> date | None:

@@ -12,11 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from ... import flows, recordings
+from ...domain.ids import parse_id
 from ...store.tables import Integration
 from .. import hooks
-from ..base import Dialect, Events, WireError
+from ..base import Dialect, Events, WireError, checked_text
 from . import wire
 
 KIND = "helpdesk"
@@ -46,7 +48,7 @@ async def inbound(channel: str, request: Request) -> JSONResponse:
     now = datetime.now(UTC)
     form: dict[str, list[str]] = {}
     try:
-        form, upload = await _read(request, services.settings.recording_max_bytes)
+        form, upload = await _read(request)
         call = wire.parse(form, region=services.settings.default_region)
         audio = await _audio(upload, services.settings.recording_max_bytes) if upload else None
         employees = await _employees(services, call)
@@ -67,17 +69,18 @@ async def inbound(channel: str, request: Request) -> JSONResponse:
 async def _channel(services: flows.Services, channel: str) -> Integration | None:
     """The integration a channel key (`<id>-<secret>`) names, the secret compared in constant time."""
     integration_id, _, secret = channel.partition("-")
-    integration = await services.integration(int(integration_id)) if integration_id.isdigit() else None
+    integration = await services.integration(parse_id(integration_id))
     return integration if hooks.authentic(KIND, integration, secret) else None
 
 
-async def _read(request: Request, max_bytes: int) -> tuple[dict[str, list[str]], UploadFile | None]:
-    if int(request.headers.get("content-length") or 0) > max_bytes + 1_000_000:
-        raise WireError(f"the request is larger than {max_bytes} bytes")
+async def _read(request: Request) -> tuple[dict[str, list[str]], UploadFile | None]:
+    """The form, an uploaded file spooled to disk as it arrives (the app's body limit counts its bytes)."""
     try:
         data = await request.form(max_files=2, max_fields=200)
-    except Exception as exc:  # starlette raises several types for broken bodies
-        raise WireError(f"unreadable form: {exc}") from None
+    except HTTPException as exc:  # a broken body; one over the limit stays the app's 413
+        if exc.status_code == 413:
+            raise
+        raise WireError(f"unreadable form: {exc.detail}") from None
     form: dict[str, list[str]] = {}
     upload = None
     for name, value in data.multi_items():
@@ -86,18 +89,18 @@ async def _read(request: Request, max_bytes: int) -> tuple[dict[str, list[str]],
                 raise WireError(f"only audio_record may be a file, not {name}")
             upload = value
         else:
-            form.setdefault(name, []).append(value)
+            form.setdefault(name, []).append(checked_text(name, value))
     return form, upload
 
 
 async def _audio(upload: UploadFile, max_bytes: int):
-    body = await upload.read(max_bytes + 1)
-    if len(body) > max_bytes:
+    if (upload.size or 0) > max_bytes:
         raise WireError(f"audio_record is larger than {max_bytes} bytes")
-    kind = recordings.audio_type(body[:262])
+    kind = recordings.audio_type(await upload.read(262))
     if kind is None:
         raise WireError("audio_record must be an mp3, mp4, wav or ogg file")
-    return body, kind
+    await upload.seek(0)
+    return upload.file, kind
 
 
 async def _employees(services: flows.Services, call: wire.CallRequest) -> list[str]:
@@ -168,6 +171,8 @@ DIALECT = Dialect(
     settings=HelpdeskSettings,
     router=router,
     inbound_path=channel_path,
+    secret_in_path=r"/telephony/calls/@\d+-(?P<secret>[^/?#\s\"]+)",
+    uploads_under="/api/v2/telephony/calls/",
     default_rules=lambda settings: {"ticket_per_call": True, "ticket_department": settings.get("department")},
     replay=replay,
 )

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind
+from ...domain.ids import parse_id
 from ...domain.phones import normalize
 from ...store.directory import ID_KEY
-from ...store.tables import MAX_ID
 from ..base import WireError
 
 ACTIVE = ("ringing", "in-progress")  # the card is shown
@@ -21,6 +21,9 @@ FINAL = {"canceled": None, "missed": CallResult.MISSED, "failed": CallResult.FAI
          "answered": CallResult.ANSWERED, "busy": CallResult.BUSY}  # fmt: skip
 _DIRECTION = {"incoming": Direction.IN, "outgoing": Direction.OUT}
 _ONLY_ONE_TARGET = ("user_ids[]", "group_ids[]", "pbx_user_ids[]")
+
+
+_LONGEST = {"pbx_call_id": 200}  # characters; a call's key is kept in 200
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,8 @@ def parse(form: Mapping[str, list[str]], *, region: str) -> CallRequest:
         values = [v.strip() for v in form.get(name, []) if v.strip()]
         if len(values) > 1:
             raise WireError(f"{name} is given more than once")
-        if values and len(values[0]) > 500:
-            raise WireError(f"{name} is too long")
+        if values and len(values[0]) > _LONGEST.get(name, 500):
+            raise WireError(f"{name} is longer than {_LONGEST.get(name, 500)} characters")
         return values[0] if values else None
 
     action = one("action")
@@ -158,6 +161,7 @@ def _numbers(form: Mapping[str, list[str]], name: str) -> list[int]:
 
 
 def _number(name: str, value: str) -> int:
-    if not value.isdigit() or int(value) > MAX_ID:
+    number = parse_id(value)
+    if number is None:
         raise WireError(f"{name} must be a number, not {value!r}")
-    return int(value)
+    return number

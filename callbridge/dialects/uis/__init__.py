@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ... import flows
+from ...domain.ids import parse_id
 from ...store.tables import Integration
 from .. import hooks
 from ..base import Dialect, Events, WireError
@@ -21,13 +22,11 @@ router = APIRouter()
 async def inbound(integration_id: str, secret: str, request: Request) -> JSONResponse:
     services: flows.Services = request.app.state.services
     body = await request.body()
-    integration = await services.integration(int(integration_id)) if integration_id.isdigit() else None
+    integration = await services.integration(parse_id(integration_id))
     if not hooks.authentic(KIND, integration, secret):
         return JSONResponse({"error": "unknown notification address"}, status_code=404)
     params: dict[str, str] = {}
     try:
-        if len(body) > services.settings.max_body_bytes:
-            raise WireError("body too large")
         params = wire.flatten(wire.read_json(body))
         zone = integration.settings.get("timezone") or "Europe/Moscow"
         command = wire.parse(params, received_at=datetime.now(UTC), region=services.settings.default_region, zone=zone)
@@ -50,6 +49,7 @@ DIALECT = Dialect(
     settings=client.UisSettings,
     router=router,
     inbound_path=lambda integration_id, token: f"/hooks/{KIND}/{integration_id}/{token}",
+    secret_in_path=r"/hooks/uis/\d+/(?P<secret>[^/?#\s\"]+)",
     make_call=client.make_call,
     instructions=templates.notification_bodies,
     replay=replay,

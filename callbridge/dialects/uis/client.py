@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
+from ... import outbound
 from ...domain.phones import wire_digits
 from ..base import Events, PbxError, PbxUser, retryable_status
 from . import wire
@@ -70,6 +71,8 @@ async def _rpc(http: httpx.AsyncClient, url: str, method: str, params: dict[str,
     body = {"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": params}
     try:
         response = await http.post(url, json=body, headers={"Content-Type": "application/json; charset=UTF-8"})
+    except outbound.Refused as exc:
+        raise PbxError(str(exc)) from None
     except httpx.HTTPError as exc:
         raise PbxError(f"UIS did not answer: {exc.__class__.__name__}", retryable=True) from None
     try:

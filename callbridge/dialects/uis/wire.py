@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ... import safejson
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind, LegState
 from ...domain.phones import normalize
 from ..base import Events, WireError
-from ..params import guarded, hidden_phone, seconds
+from ..params import guarded, hidden_phone, plausible, seconds
 
 # What each kind of notification means for the call.
 INCOMING = "incoming_call"  # 1. a call reached a virtual number
@@ -47,9 +48,11 @@ def read_json(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise WireError("body is not UTF-8") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = safejson.loads(text)
+    except safejson.NotJson:
         data = _repaired(text)
+    except safejson.JsonRefused as exc:
+        raise WireError(str(exc)) from None
     if not isinstance(data, dict):
         raise WireError("the body must be a JSON object")
     return data
@@ -67,9 +70,9 @@ def _repaired(text: str) -> Any:
         return f"{match.group(1)}{json.dumps(value)}{match.group(3)}"
 
     try:
-        return json.loads(_BARE.sub(quote, _GAP.sub(": null", text)))
-    except json.JSONDecodeError as exc:
-        raise WireError(f"the body is not JSON even after repair: {exc.msg} at character {exc.pos}") from None
+        return safejson.loads(_BARE.sub(quote, _GAP.sub(": null", text)))
+    except safejson.JsonRefused as exc:
+        raise WireError(f"the body is not JSON even after repair: {exc}") from None
 
 
 def flatten(data: Mapping[str, Any]) -> dict[str, str]:
@@ -249,11 +252,12 @@ def _time(raw: str | None, received_at: datetime, zone: str) -> datetime:
         pass
     else:
         try:
-            return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, UTC)
+            return plausible(datetime.fromtimestamp(number / 1000 if number > 1e11 else number, UTC), text)
         except (OverflowError, OSError, ValueError):
             raise WireError(f"notification_time {text!r} is out of range") from None
     try:
         parsed = datetime.fromisoformat(text.replace(" ", "T", 1))
     except ValueError:
         raise WireError(f"notification_time {text!r} is not a time") from None
+    plausible(parsed, text)
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)

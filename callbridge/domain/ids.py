@@ -1,0 +1,13 @@
+"""Ids as the outside world writes them: only ASCII digits, and never past what the database can hold."""
+
+from __future__ import annotations
+
+MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns on PostgreSQL
+
+
+def parse_id(raw: object) -> int | None:
+    """The id `raw` spells, or None: `²`, `١`, signs, spaces and numbers past MAX_ID are no ids."""
+    if not isinstance(raw, str) or not (0 < len(raw) <= 10) or not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_ID else None

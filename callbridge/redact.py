@@ -1,0 +1,40 @@
+"""Secrets stay out of logs: the parts of inbound URLs that authenticate a PBX are masked in every log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+MASK = "***"
+
+
+class RedactSecrets(logging.Filter):
+    """Masks the group named `secret` of each pattern wherever it appears in a record's message or arguments
+    (uvicorn's access log prints every request's whole path)."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        super().__init__()
+        self._patterns = [re.compile(p) for p in patterns]
+
+    def clean(self, text: str) -> str:
+        for pattern in self._patterns:
+            text = pattern.sub(lambda m: m.group(0)[: m.start("secret") - m.start()] + MASK, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self.clean(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.clean(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def install(patterns: Iterable[str]) -> None:
+    """Put the filter on every handler of the root and uvicorn loggers (records of child loggers reach handlers,
+    not their parents' filters)."""
+    redactor = RedactSecrets(patterns)
+    for name in ("", "uvicorn", "uvicorn.access", "uvicorn.error", "callbridge"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+                handler.addFilter(redactor)
