@@ -34,8 +34,8 @@ class BodyLimits:
         limit, app = next((pair for prefix, pair in self._uploads if path.startswith(prefix)), self._default)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            refusal = PlainTextResponse("Content Too Large", 413, headers={"connection": "close"})
-            return await refusal(scope, receive, send)
+            # the rest of the body is read and dropped by the server, so the client can read this answer
+            return await PlainTextResponse("Content Too Large", 413)(scope, receive, send)
         await app(scope, receive, send)
 
 

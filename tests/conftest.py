@@ -76,6 +76,7 @@ def settings_for(database_url: str, tmp_path, **overrides) -> Settings:
         # the fake PBXs and their recordings listen on loopback, allowed as an admin allows a PBX on the LAN
         # (tests/security holds the policy's own tests, with nothing allowed)
         outbound_allow="127.0.0.1",
+        secret_key_file=str(tmp_path / ".callbridge-secret"),
     )
     return Settings(**(values | overrides))
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 
@@ -57,3 +58,46 @@ async def collect_live(http, url: str, key: str, into: list[dict]) -> None:
         async for line in stream.aiter_lines():
             if line.startswith("data: "):
                 into.append(json.loads(line[6:]))
+
+
+@contextmanager
+def serve_process(database_url: str, folder, **env: str) -> Iterator[tuple[str, "subprocess.Popen"]]:
+    """`callbridge serve` as an admin starts it, in its own process and folder (CALLBRIDGE_* settings in env);
+    yields its base URL and the process (its output goes to folder/server.log)."""
+    import os
+    import subprocess
+    import sys
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed below
+    command = [str(Path(sys.executable).with_name("callbridge")), "serve", "--port", str(port),
+               "--database-url", database_url]  # fmt: skip
+    variables = os.environ | {f"CALLBRIDGE_{k.upper()}": v for k, v in env.items()}
+    process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=variables)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    import httpx
+
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"callbridge serve did not start: {(folder / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.1)
+    try:
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
