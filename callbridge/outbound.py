@@ -81,8 +81,9 @@ async def _resolve(host: str, port: int) -> list[Address]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise httpx.ConnectError(f"{host} could not be resolved") from exc
-    # an IPv6 answer may carry a zone (fe80::1%eth0)
-    return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+    # an IPv6 answer may carry a zone (fe80::1%eth0); IPv4 first, since only the first address is connected to
+    found = dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos)
+    return sorted(found, key=lambda address: address.version)
 
 
 class PolicyTransport(httpx.AsyncBaseTransport):

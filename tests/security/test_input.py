@@ -65,14 +65,15 @@ async def test_json_deeper_or_wider_than_the_limits_is_refused(install):
 
 
 def planfix_event(token: str, **values) -> dict:
-    return {"cmd": "event", "type": "COMPLETED", "callid": "c-odd", "phone": "79101234567", "diversion": "74950000000",
-            "ext": "101", "status": "Success", "planfix_token": token} | values  # fmt: skip
+    return {"cmd": "event", "type": "in", "event": "COMPLETED", "callid": "c-odd", "phone": "79101234567",
+            "diversion": "74950000000", "ext": "101", "status": "Success", "planfix_token": token} | values  # fmt: skip
 
 
 async def test_odd_values_get_the_dialects_400_never_a_5xx(install):
     pf = f"{install.url}/hooks/planfix/{install.integration_id}"
     odd_json = [
-        '{"cmd": "event", "type": "COMPLETED", "callid": "c", "duration": 1e400, "planfix_token": "%s"}' % install.token,
+        '{"cmd": "event", "type": "in", "event": "COMPLETED", "callid": "c", "duration": 1e400, "planfix_token": "%s"}'
+        % install.token,
         '{"cmd": "contact", "phone": 1%s, "planfix_token": "%s"}' % ("0" * 4400, install.token),
         '{"cmd": "contact", "phone": "79101234567", "planfix_token": "\\ud800"}',
         '{"cmd": "contact", "phone": "7910\\ud800", "planfix_token": "%s"}' % install.token,
@@ -83,6 +84,7 @@ async def test_odd_values_get_the_dialects_400_never_a_5xx(install):
         for body in odd_json:
             response = await http.post(pf, content=body, headers={"content-type": "application/json"})
             assert response.status_code == 400 and response.json() == {"error": "Invalid parameters"}, body
+        assert (await http.post(pf, data=planfix_event(install.token, duration="30"))).status_code == 200
         for duration in ("1e999", "-inf", "nan", "inf"):
             response = await http.post(pf, data=planfix_event(install.token, duration=duration))
             assert response.status_code == 400, duration
@@ -104,12 +106,24 @@ async def test_odd_cloudpbx_history_and_helpdesk_ids_get_400(install, services):
 
     async with services.db.transaction() as session:
         cloud = await integrations.add_integration(
-            session, kind="cloudpbx", name="c", settings={"pbx_url": "https://pbx.invalid/", "pbx_token": "t"})
+            session, kind="cloudpbx", name="c", settings={"pbx_url": "https://pbx.invalid/", "pbx_token": "t"}
+        )
         desk = await integrations.add_integration(session, kind="helpdesk", name="h", settings={})
     async with httpx.AsyncClient(timeout=10) as http:
-        history = {"cmd": "history", "type": "in", "phone": "79101234567", "user": "daria", "callid": "h-1",
-                   "start": "99991231T235959Z", "duration": "60", "status": "Success", "crm_token": cloud.token}
-        response = await http.post(f"{install.url}/hooks/cloudpbx/{cloud.id}", data=history)  # fmt: skip
+        history = {
+            "cmd": "history",
+            "type": "in",
+            "phone": "79101234567",
+            "user": "daria",
+            "callid": "h-1",
+            "start": "99991231T235959Z",
+            "duration": "60",
+            "status": "Success",
+            "crm_token": cloud.token,
+        }
+        hook = f"{install.url}/hooks/cloudpbx/{cloud.id}"
+        assert (await http.post(hook, data=history | {"start": "20261201T100000Z"})).status_code == 200
+        response = await http.post(hook, data=history)
         assert response.status_code == 400 and response.json() == {"error": "Invalid parameters"}
         channel = f"{desk.id}-{desk.token}"
         for length in (201, 350, 500):

@@ -150,4 +150,3 @@ async def test_a_login_flood_does_not_hold_up_caller_lookups(services, database_
     # a stalled loop answers late, and the 300 ms deadline cannot even fire: here every answer is the name,
     # and each came back well within a ringing phone's patience
     assert len(named) == len(answers) >= 10 and max(named) < 1.0, answers
-
