@@ -1,0 +1,84 @@
+"""`callbridge serve` as an admin runs it: no secret in its log, and slow clients cannot hold it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from callbridge.store import integrations
+
+from ..helpers import serve_process
+from .conftest import make_install
+
+
+async def test_the_log_of_real_requests_holds_no_token_channel_key_or_uis_secret(services, database_url, tmp_path):
+    with serve_process(database_url, tmp_path) as (url, _process):
+        install = await make_install(services, url)
+        async with services.db.transaction() as session:
+            uis = await integrations.add_integration(session, kind="uis", name="UIS", settings={})
+            desk = await integrations.add_integration(session, kind="helpdesk", name="HDE", settings={})
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            await http.post(f"/hooks/uis/{uis.id}/{uis.token}", json={"notification_name": "x"})
+            await http.post(f"/api/v2/telephony/calls/@{desk.id}-{desk.token}/", data={"action": "create_call"})
+            await http.post(f"/api/v2/telephony/calls/@{desk.id}-{desk.token}", data={"action": "nope"})
+            await http.post(f"/hooks/planfix/{install.integration_id}", data={"cmd": "ping",
+                                                                             "planfix_token": install.token})
+            await http.get("/api/calls", headers={"Authorization": f"Bearer {install.api_key}"})
+        await asyncio.sleep(0.3)
+    log = (tmp_path / "server.log").read_text()
+    assert f"/hooks/uis/{uis.id}/***" in log and f"%40{desk.id}-***" in log  # the requests were logged
+    for secret in (uis.token, desk.token, install.token, install.api_key):
+        assert secret not in log
+
+
+async def slow_client(url: str, request: bytes, stop: float) -> tuple[float, bytes]:
+    """Sends the request a byte every half second; returns when the server closed it, and what it answered."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    started, answer = time.monotonic(), b""
+    try:
+        for byte in request:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            try:
+                answer += await asyncio.wait_for(reader.read(1000), 0.5)
+            except TimeoutError:
+                continue
+            if reader.at_eof() or time.monotonic() > stop:
+                break
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+    return time.monotonic() - started, answer
+
+
+async def test_clients_that_send_a_byte_at_a_time_are_cut_off(services, database_url, tmp_path):
+    with serve_process(database_url, tmp_path, header_timeout_seconds="2", body_timeout_seconds="2") as (url, _):
+        install = await make_install(services, url)
+        headers = b"GET /login HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+        body = (f"POST /hooks/planfix/{install.integration_id} HTTP/1.1\r\nHost: x\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n").encode()  # fmt: skip
+        stop = time.monotonic() + 30
+        clients = [slow_client(url, headers, stop) for _ in range(150)]
+
+        async def stalled_body() -> tuple[float, bytes]:
+            host, port = url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(body + b"cmd=")  # the headers whole, then the body stops
+            started = time.monotonic()
+            answer = await asyncio.wait_for(reader.read(), 30)
+            writer.close()
+            return time.monotonic() - started, answer
+
+        async def others() -> list[int]:
+            await asyncio.sleep(0.5)
+            async with httpx.AsyncClient(timeout=5) as http:
+                return [(await http.get(f"{url}/login")).status_code for _ in range(5)]
+
+        *cut, served = await asyncio.gather(*clients, *(stalled_body() for _ in range(50)), others())
+    assert served == [200] * 5  # meanwhile the server answers everyone else
+    assert all(seconds < 10 for seconds, _ in cut), sorted(seconds for seconds, _ in cut)[-5:]
+    assert all(answer.startswith(b"HTTP/1.1 408") for _, answer in cut), {answer[:30] for _, answer in cut}
