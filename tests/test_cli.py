@@ -89,6 +89,17 @@ def test_apikey_is_shown_once_and_stored_hashed(db):
     assert query(db, lambda s: integrations.api_key(s, created["key"] + "x")) is None
 
 
+def test_apikeys_are_listed_and_revoked_by_id(db):
+    created = json.loads(cli(db, "apikey", "create", "--name", "1C", "--read-only", "--json").stdout)
+    (listed,) = [k for k in json.loads(cli(db, "apikey", "list", "--json").stdout) if k["id"] == created["id"]]
+    assert listed["name"] == "1C" and listed["read_only"] and listed["revoked_at"] is None
+    assert "1C" in cli(db, "apikey", "list").stdout
+    assert cli(db, "apikey", "revoke", str(created["id"])).exit_code == 0
+    assert query(db, lambda s: integrations.api_key(s, created["key"])) is None
+    again = cli(db, "apikey", "revoke", str(created["id"]))
+    assert again.exit_code == 1 and "revoked already" in again.stderr
+
+
 def test_import_keeps_good_rows_and_reports_bad_ones_by_line(db, tmp_path):
     employees = tmp_path / "employees.csv"
     employees.write_text(

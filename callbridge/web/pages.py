@@ -342,11 +342,16 @@ async def task_done(task_id: IdPath, request: Request):
 @router.get("/settings")
 async def settings_page(request: Request):
     await auth.require_role(request, "admin")
+    return await _settings_view(request)
+
+
+async def _settings_view(request: Request, new_key: str | None = None) -> HTMLResponse:
     services = services_of(request)
     async with services.db.read() as session:
         rows = await integrations.list_integrations(session)
         people = await directory.list_employees(session)
         requests = await outbox_store.listing(session, limit=20)
+        api_keys = await integrations.list_api_keys(session)
     views = [
         {"row": i, "url": flows.inbound_url(services, i), "dialect": services.dialects.get(i.kind),
          "rules": Rules.model_validate(i.automation)}
@@ -354,8 +359,8 @@ async def settings_page(request: Request):
     ]  # fmt: skip
     bool_rules = {name for name, field in Rules.model_fields.items() if field.annotation is bool}
     return render(request, "settings.html", integrations=views, people=people, dialects=services.dialects,
-                  rule_fields=Rules.model_fields, bool_rules=bool_rules, outbox=requests,
-                  message=request.query_params.get("message"))  # fmt: skip
+                  rule_fields=Rules.model_fields, bool_rules=bool_rules, outbox=requests, api_keys=api_keys,
+                  message=request.query_params.get("message"), new_key=new_key)  # fmt: skip
 
 
 @router.post("/settings/integrations")
@@ -442,6 +447,25 @@ async def edit_employee(employee_id: IdPath, request: Request):
         values["password_hash"] = auth.hash_password(form["password"])
     async with services_of(request).db.transaction() as session:
         await directory.update_employee(session, employee_id, **values)
+    return _settings_message("saved")
+
+
+@router.post("/settings/keys")
+async def create_api_key(request: Request):
+    await auth.require_role(request, "admin")
+    form = await checked_form(request)
+    name = form.get("name", "").strip()[:200] or "api"
+    async with services_of(request).db.transaction() as session:
+        key = await integrations.add_api_key(session, name, read_only="read_only" in form)
+    return await _settings_view(request, new_key=key)  # shown once, in this answer only (never in a URL)
+
+
+@router.post("/settings/keys/{key_id}/revoke")
+async def revoke_api_key(key_id: IdPath, request: Request):
+    await auth.require_role(request, "admin")
+    await checked_form(request)
+    async with services_of(request).db.transaction() as session:
+        await integrations.revoke_api_key(session, key_id)
     return _settings_message("saved")
 
 
