@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     uploads = {d.uploads_under: settings.recording_max_bytes + 1_000_000 for d in DIALECTS.values() if d.uploads_under}
     app.add_middleware(BodyLimits, default=settings.max_body_bytes, uploads=uploads)
     app.add_middleware(SecurityHeaders)
+    app.state.key_uses = {}
     # failed sign-ins allowed per worker, so that all workers together allow about the configured number
     app.state.sign_in = SignInGuard(
         per_login=max(1, settings.login_failures_per_login // settings.workers),

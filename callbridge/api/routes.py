@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.routing import APIRoute
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .. import flows, outbox, recordings
+from .. import flows, outbox, recordings, safejson
 from ..automation import Rules
 from ..dialects.base import PbxError, utc
 from ..domain.ids import MAX_ID
@@ -48,7 +49,6 @@ from .schemas import (
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `callbridge apikey create`")
 _USE_NOTED_EVERY = 60.0  # seconds: how often a key's last use is written (a write on every request would not pay)
-_use_noted: dict[int, float] = {}
 
 
 def services_of(request: Request) -> flows.Services:
@@ -69,8 +69,9 @@ async def require_key(
         raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
     if key.read_only and request.method not in ("GET", "HEAD"):
         raise HTTPException(403, "this API key is read-only")
-    if _use_noted.get(key.id, 0.0) < time.monotonic() - _USE_NOTED_EVERY:
-        _use_noted[key.id] = time.monotonic()
+    noted: dict[int, float] = request.app.state.key_uses  # key id -> when this process last wrote its use
+    if noted.get(key.id, 0.0) < time.monotonic() - _USE_NOTED_EVERY:
+        noted[key.id] = time.monotonic()
         async with services.db.transaction() as session:
             await integrations.api_key_used(session, key.id, utcnow())
 
@@ -81,7 +82,26 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_key)])
+class _StrictJsonRequest(Request):
+    async def json(self):
+        if not hasattr(self, "_json"):
+            self._json = safejson.loads(await self.body())  # a ValueError: FastAPI's 400
+        return self._json
+
+
+class StrictJsonRoute(APIRoute):
+    """API routes read JSON bodies within callbridge's limits (depth, size, finite numbers, valid text)."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def strict(request: Request):
+            return await handler(_StrictJsonRequest(request.scope, request.receive))
+
+        return strict
+
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_key)], route_class=StrictJsonRoute)
 
 
 def _phone_or_400(services: flows.Services, raw: str) -> str:
