@@ -10,7 +10,11 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
-_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY")]
+_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
 _CSP = [(b"content-security-policy", CSP.encode())]
 _HSTS = [(b"strict-transport-security", b"max-age=31536000")]
 _DOCS = ("/docs", "/redoc")  # FastAPI's API pages load their scripts from a CDN and run inline ones

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from callbridge.app import create_app
@@ -61,13 +65,9 @@ async def collect_live(http, url: str, key: str, into: list[dict]) -> None:
 
 
 @contextmanager
-def serve_process(database_url: str, folder, **env: str) -> Iterator[tuple[str, "subprocess.Popen"]]:
+def serve_process(database_url: str, folder, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """`callbridge serve` as an admin starts it, in its own process and folder (CALLBRIDGE_* settings in env);
     yields its base URL and the process (its output goes to folder/server.log)."""
-    import os
-    import subprocess
-    import sys
-
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -79,8 +79,6 @@ def serve_process(database_url: str, folder, **env: str) -> Iterator[tuple[str, 
     process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=variables)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    import httpx
-
     while True:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:

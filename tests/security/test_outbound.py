@@ -51,8 +51,8 @@ async def send_link(services, database_url, tmp_path, link: str, **settings) -> 
         ):
             await http.post(f"{url}/hooks/planfix/{install.integration_id}", data={
                 "cmd": "event", "type": "in", "event": "COMPLETED", "callid": "c-1", "phone": "79101234567",
-                "ext": "101", "status": "Success", "duration": "30", "is_recorded": "1", "record_link": link, "is_temp": "1",
-                "planfix_token": install.token})  # fmt: skip
+                "ext": "101", "status": "Success", "duration": "30", "is_recorded": "1", "record_link": link,
+                "is_temp": "1", "planfix_token": install.token})  # fmt: skip
             call = await recording_of(api)
             served = await api.get(f"/api/calls/{call['id']}/recording")
     return call, served
