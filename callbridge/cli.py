@@ -24,7 +24,8 @@ from .app import build_services
 from .automation import Rules
 from .config import Settings
 from .dialects import DIALECTS
-from .dialects.base import PbxError, stored_settings, utc
+from .dialects.base import stored_settings, utc
+from .domain.pbx import PbxError
 from .importer import import_csv
 from .store import directory, integrations
 from .web.auth import hash_password

@@ -16,16 +16,16 @@ import httpx
 
 from . import automation, metrics, outbound, outbox
 from .config import Settings
-from .dialects.base import Account, Dialect, Events, PbxError, PbxUser, WireError
+from .dialects.base import Dialect
 from .domain import engine
 from .domain.calls import CallEvent, CallState, EventKind
+from .domain.pbx import Account, CallerInfo, Events, PbxError, PbxUser, WireError
 from .domain.phones import normalize
 from .live import LiveBus
 from .store import Database, crm, directory, integrations
 from .store import calls as call_store
 from .store import outbox as outbox_store
 from .store import recordings as recording_store
-from .store.directory import CallerInfo
 from .store.tables import Integration, OutboxRequest
 
 log = logging.getLogger("callbridge.flows")

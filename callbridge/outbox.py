@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import metrics
-from .dialects.base import PbxError
+from .domain.pbx import PbxError
 from .store import outbox as outbox_store
 from .store.tables import Integration, OutboxRequest
 

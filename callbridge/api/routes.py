@@ -13,8 +13,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .. import flows, outbox, recordings, safejson
 from ..automation import Rules
-from ..dialects.base import PbxError, utc
+from ..dialects.base import utc
 from ..domain.ids import MAX_ID
+from ..domain.pbx import PbxError
 from ..domain.phones import normalize
 from ..live import event_stream, for_employee
 from ..store import calls as call_store

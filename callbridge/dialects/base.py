@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -18,72 +18,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from .. import outbound, safejson
-from ..domain.calls import CallEvent
-
-
-class WireError(ValueError):
-    """The request is not a valid command of the dialect: the dialect's 400."""
-
-
-class PbxError(RuntimeError):
-    """The PBX refused or could not be reached; the message is meant for the user.
-
-    `retryable` says whether asking again later can help (no answer, 5xx, a rate limit), as opposed to a refusal
-    that needs a person (a wrong token, an unknown employee).
-    """
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+from ..domain.pbx import Account, Command, Events, PbxError, PbxUser, WireError
 
 
 def retryable_status(status: int) -> bool:
     """HTTP answers that mean "not now" rather than "no"."""
     return status >= 500 or status in (408, 425, 429)
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """The PBX asks who is calling."""
-
-    phone: str | None
-    call_key: str | None = None
-
-
-@dataclass(frozen=True)
-class Events:
-    """The PBX tells us something about calls."""
-
-    command: str
-    call_key: str | None
-    events: list[CallEvent] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Ping:
-    """The PBX checks that we are there and configured."""
-
-
-Command = Lookup | Events | Ping
-
-
-@dataclass(frozen=True)
-class Account:
-    """An employee as the PBX lists them (for mapping PBX logins to employees)."""
-
-    login: str
-    name: str
-    extension: str | None = None
-    email: str | None = None
-
-
-@dataclass(frozen=True)
-class PbxUser:
-    """How the PBX may know an employee; each dialect picks the one its PBX wants."""
-
-    login: str | None
-    extension: str | None
-    clid: str | None = None  # the caller ID the client should see, where the PBX lets us choose
 
 
 class PbxSettings(BaseModel):

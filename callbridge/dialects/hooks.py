@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse
 
 from .. import flows
 from ..domain.ids import parse_id
-from ..store.directory import CallerInfo
+from ..domain.pbx import CallerInfo, Command, Lookup, Ping, WireError
 from ..store.tables import Integration
-from .base import Command, Dialect, Lookup, PbxSettings, Ping, WireError, read_params, token_matches
+from .base import Dialect, PbxSettings, read_params, token_matches
 
 
 @dataclass(frozen=True)

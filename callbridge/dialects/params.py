@@ -10,8 +10,9 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from ..domain.pbx import WireError
 from ..domain.phones import normalize
-from .base import WireError, utc
+from .base import utc
 
 MAX_VALUE = 2000  # characters; longer values are not something a PBX sends
 T = TypeVar("T")

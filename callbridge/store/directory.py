@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 
 from sqlalchemy import Integer, String, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from ..domain.pbx import CallerInfo
 from .tables import Client, ClientPhone, Deal, Employee, EmployeeGroup, GroupMember, Task
 
 
 class PhoneTaken(ValueError):
     """A phone can belong to one client only, so a lookup never has to guess."""
-
-
-@dataclass(frozen=True)
-class CallerInfo:
-    """What a PBX needs to show and route an incoming call."""
-
-    client_id: int | None  # None: no client known, only where to route (the lookup's deadline route)
-    client_name: str | None
-    responsible_id: int | None
-    responsible_name: str | None
-    responsible_login: str | None
-    responsible_extension: str | None
-    responsible_available: bool = True
-
-    def routed_to(self, employee: Employee | None) -> CallerInfo:
-        """The same caller, routed to another employee (or to nobody: the PBX's own default)."""
-        if employee is None:
-            return replace(self, responsible_id=None, responsible_name=None, responsible_login=None,
-                           responsible_extension=None, responsible_available=False)  # fmt: skip
-        return replace(self, responsible_id=employee.id, responsible_name=employee.name,
-                       responsible_login=employee.pbx_login, responsible_extension=employee.extension,
-                       responsible_available=True)  # fmt: skip
 
 
 CALLER = (  # built once: on a ringing call, building the statement would cost more than running it

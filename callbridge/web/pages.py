@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from .. import flows, outbox, recordings
 from ..automation import Rules
-from ..dialects.base import PbxError, stored_settings
+from ..dialects.base import stored_settings
 from ..domain.ids import MAX_ID, parse_id
+from ..domain.pbx import PbxError
 from ..domain.phones import display, normalize
 from ..live import event_stream, for_employee
 from ..store import analytics, crm, directory, integrations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from callbridge.dialects.base import WireError
+from callbridge.domain.pbx import WireError
 
 
 def wire_params(names: list[str], words: list[str]):

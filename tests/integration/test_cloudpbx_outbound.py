@@ -10,7 +10,7 @@ import pytest
 from starlette.responses import JSONResponse, Response
 
 from callbridge import flows
-from callbridge.dialects.base import PbxError
+from callbridge.domain.pbx import PbxError
 from callbridge.store import directory, integrations
 
 from ..fake_pbx import FakePbx

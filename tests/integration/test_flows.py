@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from callbridge import flows
-from callbridge.dialects.base import Events
 from callbridge.domain.calls import CallEvent, Direction, EventKind
+from callbridge.domain.pbx import Events
 from callbridge.store import calls as call_store
 from callbridge.store import directory, integrations
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from callbridge import flows, outbox
 from callbridge.app import build_services
-from callbridge.dialects.base import PbxError
+from callbridge.domain.pbx import PbxError
 from callbridge.store import directory, integrations
 from callbridge.store import outbox as outbox_store
 from callbridge.store.tables import OutboxRequest

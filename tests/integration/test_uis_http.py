@@ -19,8 +19,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from callbridge import flows, outbox
-from callbridge.dialects.base import PbxError
 from callbridge.dialects.uis import client as uis_client
+from callbridge.domain.pbx import PbxError
 from callbridge.store import directory, integrations
 from callbridge.store.tables import InboundRequest
 

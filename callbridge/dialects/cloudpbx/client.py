@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 
+from ...domain.pbx import Account, PbxError, PbxUser
 from ...domain.phones import wire_digits
-from ..base import Account, PbxError, PbxUser, post_form
+from ..base import post_form
 
 
 async def make_call(http: httpx.AsyncClient, settings: dict[str, Any], user: PbxUser, phone: str) -> str | None:

@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind, LegState
+from ...domain.pbx import CallerInfo, Command, Events, Lookup, WireError
 from ...domain.phones import normalize
-from ...store.directory import CallerInfo
-from ..base import Command, Events, Lookup, WireError
 from ..params import choice, guarded, hidden_phone, phone, required, seconds, time_value
 
 TOKEN_FIELD = "crm_token"

@@ -16,9 +16,10 @@ from starlette.exceptions import HTTPException
 
 from ... import flows, recordings
 from ...domain.ids import parse_id
+from ...domain.pbx import Events, WireError
 from ...store.tables import Integration
 from .. import hooks
-from ..base import Dialect, Events, WireError, checked_text
+from ..base import Dialect, checked_text
 from . import wire
 
 KIND = "helpdesk"

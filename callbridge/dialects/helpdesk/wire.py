@@ -12,9 +12,9 @@ from datetime import datetime
 
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind
 from ...domain.ids import parse_id
+from ...domain.pbx import WireError
 from ...domain.phones import normalize
 from ...store.directory import ID_KEY
-from ..base import WireError
 
 ACTIVE = ("ringing", "in-progress")  # the card is shown
 FINAL = {"canceled": None, "missed": CallResult.MISSED, "failed": CallResult.FAILED,

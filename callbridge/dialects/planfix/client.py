@@ -6,8 +6,9 @@ from typing import Any
 
 import httpx
 
+from ...domain.pbx import PbxError, PbxUser
 from ...domain.phones import wire_digits
-from ..base import PbxError, PbxUser, post_form
+from ..base import post_form
 
 
 async def make_call(http: httpx.AsyncClient, settings: dict[str, Any], user: PbxUser, phone: str) -> None:

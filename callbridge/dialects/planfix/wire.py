@@ -10,9 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind, LegState
+from ...domain.pbx import CallerInfo, Command, Events, Lookup, Ping, WireError
 from ...domain.phones import normalize
-from ...store.directory import CallerInfo
-from ..base import Command, Events, Lookup, Ping, WireError
 from ..params import analytics, choice, flag, guarded, hidden_phone, phone, required, seconds
 
 TOKEN_FIELD = "planfix_token"

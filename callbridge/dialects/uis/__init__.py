@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 
 from ... import flows
 from ...domain.ids import parse_id
+from ...domain.pbx import Events, WireError
 from ...store.tables import Integration
 from .. import hooks
-from ..base import Dialect, Events, WireError
+from ..base import Dialect
 from . import client, templates, wire
 
 KIND = "uis"

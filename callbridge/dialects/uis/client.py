@@ -13,8 +13,9 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from ... import outbound
+from ...domain.pbx import Events, PbxError, PbxUser
 from ...domain.phones import wire_digits
-from ..base import Events, PbxError, PbxUser, retryable_status
+from ..base import retryable_status
 from . import wire
 
 CALL_API = "https://callapi.uiscom.ru/v4.0"

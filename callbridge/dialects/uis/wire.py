@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 from ... import safejson
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind, LegState
+from ...domain.pbx import Events, WireError
 from ...domain.phones import normalize
-from ..base import Events, WireError
 from ..params import guarded, hidden_phone, plausible, seconds
 
 # What each kind of notification means for the call.

@@ -11,10 +11,9 @@ from urllib.parse import parse_qsl
 import pytest
 from hypothesis import given, settings
 
-from callbridge.dialects.base import Events, Lookup, WireError
 from callbridge.dialects.cloudpbx import wire
 from callbridge.domain.calls import CallResult, Direction, EventKind, LegState
-from callbridge.store.directory import CallerInfo
+from callbridge.domain.pbx import CallerInfo, Events, Lookup, WireError
 
 from ..fuzz import parses_or_is_refused, wire_params
 

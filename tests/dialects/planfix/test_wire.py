@@ -9,10 +9,9 @@ from urllib.parse import parse_qsl
 import pytest
 from hypothesis import given, settings
 
-from callbridge.dialects.base import Events, Lookup, Ping, WireError
 from callbridge.dialects.planfix import wire
 from callbridge.domain.calls import CallResult, Direction, EventKind, LegState
-from callbridge.store.directory import CallerInfo
+from callbridge.domain.pbx import CallerInfo, Events, Lookup, Ping, WireError
 
 from ..fuzz import parses_or_is_refused, wire_params
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callbridge.dialects.base import WireError
 from callbridge.dialects.uis import templates, wire
 from callbridge.domain.calls import CallResult, Direction, EventKind, LegState
+from callbridge.domain.pbx import WireError
 
 SAMPLES = Path(__file__).with_name("samples")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
