@@ -25,6 +25,7 @@ from .dialects import DIALECTS
 from .dialects.base import token_matches
 from .guard import BodyLimits, SecurityHeaders
 from .live import LiveBus, PostgresBus
+from .services import Services
 from .store import Database
 from .web import pages as web
 from .web.auth import Forbidden, LoginRequired, SignInGuard, secret_key
@@ -32,11 +33,11 @@ from .web.auth import Forbidden, LoginRequired, SignInGuard, secret_key
 log = logging.getLogger("callbridge")
 
 
-def build_services(settings: Settings) -> flows.Services:
-    return flows.Services(db=Database(settings.database_url), settings=settings, dialects=DIALECTS)
+def build_services(settings: Settings) -> Services:
+    return Services(db=Database(settings.database_url), settings=settings, dialects=DIALECTS)
 
 
-def _server_bus(services: flows.Services) -> LiveBus:
+def _server_bus(services: Services) -> LiveBus:
     """On PostgreSQL the live bus goes through the database, so any number of workers share it."""
     if services.db.is_sqlite:
         return services.bus
@@ -128,11 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _flush_lookups(services: flows.Services, _now: datetime) -> None:
+async def _flush_lookups(services: Services, _now: datetime) -> None:
     await services.lookups.flush(services.db)
 
 
-async def _every(seconds: float, job, services: flows.Services, exclusive: bool = False) -> None:
+async def _every(seconds: float, job, services: Services, exclusive: bool = False) -> None:
     """Run a background job forever (if `exclusive`, in one worker at a time); a failure is logged and the job
     runs again next time."""
     while True:

@@ -27,6 +27,7 @@ from .dialects import DIALECTS
 from .dialects.base import stored_settings, utc
 from .domain.pbx import PbxError
 from .importer import import_csv
+from .services import Services
 from .store import directory, integrations
 from .web.auth import hash_password
 
@@ -49,7 +50,7 @@ def _settings(database_url: str | None) -> Settings:
     return Settings(database_url=database_url) if database_url else Settings()
 
 
-def _run(database_url: str | None, work: Callable[[flows.Services], Awaitable[T]]) -> T:
+def _run(database_url: str | None, work: Callable[[Services], Awaitable[T]]) -> T:
     """Run one piece of async work against a migrated database."""
 
     async def main() -> T:
@@ -163,7 +164,7 @@ def integration_add(
         problems = "; ".join(_problem(e) for e in exc.errors())
         raise _fail(problems) from None
 
-    async def work(services: flows.Services) -> dict[str, Any]:
+    async def work(services: Services) -> dict[str, Any]:
         async with services.db.transaction() as session:
             integration = await integrations.add_integration(
                 session,
@@ -240,7 +241,7 @@ def integration_set(
         else:
             parsed[name] = None if empty else value
 
-    async def work(services: flows.Services) -> Rules:
+    async def work(services: Services) -> Rules:
         current = await services.rules(integration_id)
         if await services.integration(integration_id) is None:
             raise LookupError(f"integration {integration_id} does not exist")
@@ -274,7 +275,7 @@ def _print_rules(rules: Rules) -> None:
     console.print(table)
 
 
-async def _try_enable(services: flows.Services, integration_id: int) -> str | None:
+async def _try_enable(services: Services, integration_id: int) -> str | None:
     try:
         await flows.enable_integration(services, integration_id)
     except PbxError as exc:
@@ -286,7 +287,7 @@ async def _try_enable(services: flows.Services, integration_id: int) -> str | No
 def integration_list(as_json: AsJson = False, database_url: DatabaseUrl = None) -> None:
     """Show the integrations with their inbound URLs."""
 
-    async def work(services: flows.Services) -> list[dict[str, Any]]:
+    async def work(services: Services) -> list[dict[str, Any]]:
         async with services.db.read() as session:
             return [_integration_view(services, i) for i in await integrations.list_integrations(session)]
 
@@ -304,7 +305,7 @@ def integration_list(as_json: AsJson = False, database_url: DatabaseUrl = None) 
 def integration_remove(integration_id: int, database_url: DatabaseUrl = None) -> None:
     """Disconnect a PBX and forget its calls."""
 
-    async def work(services: flows.Services) -> bool:
+    async def work(services: Services) -> bool:
         async with services.db.transaction() as session:
             return await integrations.remove_integration(session, integration_id)
 
@@ -341,7 +342,7 @@ def integration_sync(integration_id: int, database_url: DatabaseUrl = None) -> N
     console.print(f"linked {report.linked}, created {report.created}, unchanged {report.unchanged}")
 
 
-def _integration_view(services: flows.Services, integration) -> dict[str, Any]:
+def _integration_view(services: Services, integration) -> dict[str, Any]:
     return {
         "id": integration.id,
         "kind": integration.kind,
@@ -364,7 +365,7 @@ def apikey_create(
 ) -> None:
     """Create a JSON API key; it is shown once (only its hash is kept)."""
 
-    async def work(services: flows.Services) -> tuple[int, str]:
+    async def work(services: Services) -> tuple[int, str]:
         async with services.db.transaction() as session:
             key = await integrations.add_api_key(session, name, read_only=read_only)
             return (await integrations.api_key(session, key)).id, key
@@ -377,7 +378,7 @@ def apikey_create(
 def apikey_list(as_json: AsJson = False, database_url: DatabaseUrl = None) -> None:
     """The API keys: name, whether read-only, created, last used (to the minute), revoked."""
 
-    async def work(services: flows.Services):
+    async def work(services: Services):
         async with services.db.read() as session:
             return await integrations.list_api_keys(session)
 
@@ -401,7 +402,7 @@ def apikey_revoke(key_id: Annotated[int, typer.Argument(help="the key's id (apik
                   database_url: DatabaseUrl = None) -> None:  # fmt: skip
     """Revoke an API key: every worker refuses it from the next request on."""
 
-    async def work(services: flows.Services) -> bool:
+    async def work(services: Services) -> bool:
         async with services.db.transaction() as session:
             return await integrations.revoke_api_key(session, key_id)
 
@@ -450,7 +451,7 @@ def simulate(
     if scenario not in simulation.SCENARIOS:
         raise _fail(f"scenario must be one of {', '.join(simulation.SCENARIOS)}")
 
-    async def work(services: flows.Services):
+    async def work(services: Services):
         async with services.db.read() as session:
             candidates = [i for i in await integrations.list_integrations(session) if i.enabled]
             people = [e for e in await directory.list_employees(session) if e.active and (e.pbx_login or e.extension)]
@@ -483,7 +484,7 @@ def password(
 ) -> None:
     """Set an employee's workspace password (their open sessions end)."""
 
-    async def work(services: flows.Services) -> bool:
+    async def work(services: Services) -> bool:
         async with services.db.transaction() as session:
             employee = await directory.employee_for_login(session, login)
             if employee is None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .domain.phones import normalize
-from .flows import Services, inbound_url
+from .flows import inbound_url
+from .services import Services
 from .store import directory, integrations
 from .web.auth import hash_password
 

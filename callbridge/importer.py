@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from .api.schemas import ClientIn, EmployeeIn
 from .domain.phones import normalize
-from .flows import Services
+from .services import Services
 from .store import directory
 
 BATCH = 500

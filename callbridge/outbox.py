@@ -23,7 +23,7 @@ from .store import outbox as outbox_store
 from .store.tables import Integration, OutboxRequest
 
 if TYPE_CHECKING:
-    from .flows import Services
+    from .services import Services
 
 log = logging.getLogger("callbridge.outbox")
 

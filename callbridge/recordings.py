@@ -21,7 +21,7 @@ from .store import recordings as recording_store
 from .store.tables import Recording
 
 if TYPE_CHECKING:
-    from .flows import Services
+    from .services import Services
 
 log = logging.getLogger("callbridge.recordings")
 

@@ -18,6 +18,7 @@ from ..domain.ids import MAX_ID
 from ..domain.pbx import PbxError
 from ..domain.phones import normalize
 from ..live import event_stream, for_employee
+from ..services import Services
 from ..store import calls as call_store
 from ..store import directory, integrations
 from ..store import outbox as outbox_store
@@ -52,7 +53,7 @@ _bearer = HTTPBearer(auto_error=False, description="an API key from `callbridge 
 _USE_NOTED_EVERY = 60.0  # seconds: how often a key's last use is written (a write on every request would not pay)
 
 
-def services_of(request: Request) -> flows.Services:
+def services_of(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -77,7 +78,7 @@ async def require_key(
             await integrations.api_key_used(session, key.id, utcnow())
 
 
-Services = Annotated[flows.Services, Depends(services_of)]
+Services = Annotated[Services, Depends(services_of)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
@@ -105,7 +106,7 @@ class StrictJsonRoute(APIRoute):
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)], route_class=StrictJsonRoute)
 
 
-def _phone_or_400(services: flows.Services, raw: str) -> str:
+def _phone_or_400(services: Services, raw: str) -> str:
     phone = normalize(raw, services.settings.default_region)
     if phone is None:
         raise HTTPException(400, f"{raw!r} is not a phone number")

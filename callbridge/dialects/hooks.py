@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from .. import flows
 from ..domain.ids import parse_id
 from ..domain.pbx import CallerInfo, Command, Lookup, Ping, WireError
+from ..services import Services
 from ..store.tables import Integration
 from .base import Dialect, PbxSettings, read_params, token_matches
 
@@ -37,7 +38,7 @@ def _error(status: int, text: str) -> JSONResponse:
 
 
 async def handle(hook: TokenHook, integration_id: str, request: Request) -> JSONResponse:
-    services: flows.Services = request.app.state.services
+    services: Services = request.app.state.services
     try:
         params = await read_params(request)
     except WireError:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -390,3 +392,8 @@ async def count_journal(session: AsyncSession, integration_id: int | None = None
     if integration_id is not None:
         query = query.where(InboundRequest.integration_id == integration_id)
     return int(await session.scalar(query) or 0)
+
+
+def dedupe_key(params: dict[str, str]) -> str:
+    """Two requests with the same parameters are the same request (PBXs repeat themselves)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

@@ -21,6 +21,7 @@ from ..domain.ids import MAX_ID, parse_id
 from ..domain.pbx import PbxError
 from ..domain.phones import display, normalize
 from ..live import event_stream, for_employee
+from ..services import Services
 from ..store import analytics, crm, directory, integrations
 from ..store import calls as call_store
 from ..store import outbox as outbox_store
@@ -36,7 +37,7 @@ MAX_PAGE = 100_000  # 5 million calls back: further is a search, not paging
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def services_of(request: Request) -> flows.Services:
+def services_of(request: Request) -> Services:
     return request.app.state.services
 
 

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from callbridge import flows
 from callbridge.automation import Rules
 from callbridge.dialects.helpdesk import channel_path
+from callbridge.flows.lookup import _within
 from callbridge.store import directory, integrations
 from callbridge.store.tables import Task
 
@@ -63,7 +64,7 @@ async def test_the_deadline_does_not_wait_for_work_that_will_not_stop():
 
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        await flows._within(0.05, stubborn())
+        await _within(0.05, stubborn())
     assert time.monotonic() - started < 1.0
 
 

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from ... import flows, recordings
 from ...domain.ids import parse_id
 from ...domain.pbx import Events, WireError
+from ...services import Services
 from ...store.tables import Integration
 from .. import hooks
 from ..base import Dialect, checked_text
@@ -42,7 +43,7 @@ def _error(status: int, text: str) -> JSONResponse:
 @router.post("/api/v2/telephony/calls/@{channel}", include_in_schema=False)
 @router.post("/api/v2/telephony/calls/@{channel}/", include_in_schema=False)
 async def inbound(channel: str, request: Request) -> JSONResponse:
-    services: flows.Services = request.app.state.services
+    services: Services = request.app.state.services
     integration = await _channel(services, channel)
     if integration is None:
         return _error(404, "unknown channel key")
@@ -67,7 +68,7 @@ async def inbound(channel: str, request: Request) -> JSONResponse:
     return JSONResponse({"data": _reply(call, summary, key, audio is not None)})
 
 
-async def _channel(services: flows.Services, channel: str) -> Integration | None:
+async def _channel(services: Services, channel: str) -> Integration | None:
     """The integration a channel key (`<id>-<secret>`) names, the secret compared in constant time."""
     integration_id, _, secret = channel.partition("-")
     integration = await services.integration(parse_id(integration_id))
@@ -104,7 +105,7 @@ async def _audio(upload: UploadFile, max_bytes: int):
     return upload.file, kind
 
 
-async def _employees(services: flows.Services, call: wire.CallRequest) -> list[str]:
+async def _employees(services: Services, call: wire.CallRequest) -> list[str]:
     """Engine keys of the employees the request names: ours by id, groups expanded, PBX users by login."""
     ids = list(call.user_ids) + ([call.user_id] if call.user_id else [])
     if call.group_ids:
@@ -121,7 +122,7 @@ async def _employees(services: flows.Services, call: wire.CallRequest) -> list[s
 
 
 async def _identify(
-    services: flows.Services, integration: Integration, call: wire.CallRequest, form, now: datetime
+    services: Services, integration: Integration, call: wire.CallRequest, form, now: datetime
 ) -> tuple[str, dict[str, str]]:
     """The call's key and the parameters to journal.
 
@@ -157,7 +158,7 @@ def _reply(call: wire.CallRequest, summary: flows.CallSummary, key: str, uploade
     }
 
 
-async def replay(services: flows.Services, integration: Integration, params, call_key, received_at) -> Events:
+async def replay(services: Services, integration: Integration, params, call_key, received_at) -> Events:
     """A journaled request again; arrays were kept comma-joined, the window it fell in is in the params."""
     form = {k: (v.split(",") if k.endswith("[]") else [v]) for k, v in params.items() if k != "window"}
     call = wire.parse(form, region=services.settings.default_region)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from ... import flows
 from ...domain.ids import parse_id
 from ...domain.pbx import Events, WireError
+from ...services import Services
 from ...store.tables import Integration
 from .. import hooks
 from ..base import Dialect
@@ -21,7 +22,7 @@ router = APIRouter()
 
 @router.post("/hooks/uis/{integration_id}/{secret}", include_in_schema=False)
 async def inbound(integration_id: str, secret: str, request: Request) -> JSONResponse:
-    services: flows.Services = request.app.state.services
+    services: Services = request.app.state.services
     body = await request.body()
     integration = await services.integration(parse_id(integration_id))
     if not hooks.authentic(KIND, integration, secret):
@@ -39,7 +40,7 @@ async def inbound(integration_id: str, secret: str, request: Request) -> JSONRes
     return JSONResponse({})
 
 
-async def replay(services: flows.Services, integration: Integration, params, _call_key, received_at) -> Events:
+async def replay(services: Services, integration: Integration, params, _call_key, received_at) -> Events:
     zone = integration.settings.get("timezone") or "Europe/Moscow"
     return wire.parse(params, received_at=received_at, region=services.settings.default_region, zone=zone)
 

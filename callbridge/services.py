@@ -1,0 +1,114 @@
+"""Services: what the flows need, built once per process (database, live bus, HTTP clients, caches)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from . import automation, outbound, outbox
+from .config import Settings
+from .live import LiveBus
+from .store import Database, integrations
+from .store import calls as call_store
+from .store.calls import dedupe_key
+from .store.tables import Integration
+
+if TYPE_CHECKING:  # the dialects are handed in: nothing below them imports one
+    from .dialects.base import Dialect
+
+
+class LookupJournal:
+    """Requests that only ask (caller lookups, pings), journaled in batches right after they are answered.
+
+    A lookup holds a ringing call and changes nothing, so it never waits for a write.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[int, dict[str, str], dict[str, Any]]] = []
+
+    def add(self, integration_id: int, params: dict[str, str], reply: dict[str, Any]) -> None:
+        self._pending.append((integration_id, params, reply))
+
+    async def flush(self, db: Database) -> int:
+        batch, self._pending = self._pending, []
+        if batch:
+            async with db.transaction() as session:
+                await call_store.journal_many(
+                    session,
+                    [
+                        {
+                            "integration_id": integration_id,
+                            "dedupe_key": dedupe_key(params),
+                            "command": params.get("cmd", "")[:32] or None,
+                            "call_key": params.get("callid", "")[:200] or None,
+                            "params": params,
+                            "reply": reply,
+                            "status": "answered",
+                        }
+                        for integration_id, params, reply in batch
+                    ],
+                )
+        return len(batch)
+
+
+@dataclass
+class Services:
+    """What the flows need, built once per process."""
+
+    db: Database
+    settings: Settings
+    dialects: dict[str, Dialect]
+    bus: LiveBus = field(default_factory=LiveBus)
+    lookups: LookupJournal = field(default_factory=LookupJournal)
+    rate: outbox.RateLimiter = field(default_factory=outbox.RateLimiter)
+    _pool: httpx.AsyncHTTPTransport | None = None  # one connection pool under every client's outbound policy
+    _clients: dict[frozenset[str], httpx.AsyncClient] = field(default_factory=dict)
+    _integrations: dict[int, tuple[float, Integration | None, automation.Rules]] = field(default_factory=dict)
+
+    async def rules(self, integration_id: int) -> automation.Rules:
+        return (await self._integration(integration_id))[2]
+
+    async def integration(self, integration_id: int | None) -> Integration | None:
+        """The integration (None for no id: what an unreadable id in a URL names)."""
+        return (await self._integration(integration_id))[1] if integration_id is not None else None
+
+    async def _integration(self, integration_id: int) -> tuple[float, Integration | None, automation.Rules]:
+        """An integration and its rules, cached for a few seconds: they are read on every PBX request."""
+        cached = self._integrations.get(integration_id)
+        if cached and cached[0] > time.monotonic():
+            return cached
+        async with self.db.read() as session:
+            found = await integrations.get_integration(session, integration_id)
+        rules = automation.Rules.model_validate(found.automation if found else {})
+        cached = self._integrations[integration_id] = (
+            time.monotonic() + self.settings.integration_cache_seconds,
+            found,
+            rules,
+        )
+        return cached
+
+    def http_client(self, integration: Mapping[str, Any] | None = None) -> httpx.AsyncClient:
+        """An HTTP client under the outbound policy, trusting the addresses an admin set in these integration
+        settings (the PBX's API)."""
+        trusted = outbound.admin_hosts(integration or {})
+        client = self._clients.get(trusted)
+        if client is None:
+            if self._pool is None:
+                self._pool = httpx.AsyncHTTPTransport()
+            policy = outbound.OutboundPolicy(self.settings.outbound_allow)
+            transport = outbound.PolicyTransport(policy, self._pool, trusted)
+            client = self._clients[trusted] = httpx.AsyncClient(transport=transport,
+                                                                 timeout=self.settings.pbx_timeout_seconds)  # fmt: skip
+        return client
+
+    async def close(self) -> None:
+        await self.lookups.flush(self.db)
+        for client in self._clients.values():
+            await client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+        await self.db.close()
