@@ -8,10 +8,8 @@ reason stay on the row, for people to see and retry.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -75,22 +73,6 @@ class StillTrying(PbxError):
         self.request = request
         when = request.next_attempt_at.strftime("%H:%M:%S UTC")
         super().__init__(f"{request.error}; callbridge will try again at {when} (outbox #{request.id})", retryable=True)
-
-
-class RateLimiter:
-    """Requests to one PBX account are spaced so that at most `rate` a second leave this process."""
-
-    def __init__(self) -> None:
-        self._next: dict[int, float] = {}
-
-    async def wait(self, key: int, rate: float | None) -> None:
-        if not rate:
-            return
-        now = time.monotonic()
-        slot = max(now, self._next.get(key, now))
-        self._next[key] = slot + 1.0 / rate
-        if slot > now:
-            await asyncio.sleep(slot - now)
 
 
 async def enqueue(session, name: str, integration_id: int, **values) -> OutboxRequest:

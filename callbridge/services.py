@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from . import automation, outbound, outbox
+from . import automation, outbound
 from .config import Settings
 from .live import LiveBus
 from .store import Database, integrations
@@ -19,6 +20,22 @@ from .store.tables import Integration
 
 if TYPE_CHECKING:  # the dialects are handed in: nothing below them imports one
     from .dialects.base import Dialect
+
+
+class RateLimiter:
+    """Requests to one PBX account are spaced so that at most `rate` a second leave this process."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, float] = {}
+
+    async def wait(self, key: int, rate: float | None) -> None:
+        if not rate:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next.get(key, now))
+        self._next[key] = slot + 1.0 / rate
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
 
 class LookupJournal:
@@ -64,7 +81,7 @@ class Services:
     dialects: dict[str, Dialect]
     bus: LiveBus = field(default_factory=LiveBus)
     lookups: LookupJournal = field(default_factory=LookupJournal)
-    rate: outbox.RateLimiter = field(default_factory=outbox.RateLimiter)
+    rate: RateLimiter = field(default_factory=RateLimiter)
     _pool: httpx.AsyncHTTPTransport | None = None  # one connection pool under every client's outbound policy
     _clients: dict[frozenset[str], httpx.AsyncClient] = field(default_factory=dict)
     _integrations: dict[int, tuple[float, Integration | None, automation.Rules]] = field(default_factory=dict)
