@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.calls import Call, CallState, LegState
 from . import directory
-from .db import execute_hot, insert_for, prepared
+from .statements import execute_hot, insert_for, prepared
 from .tables import CallRow, InboundRequest, LegRow, utcnow
 
 # The statements run on every PBX event address the tables (SQLAlchemy Core), not the mapped classes: the ORM's

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .db import insert_for
+from .statements import insert_for
 from .tables import CallRow, Client, ClientPhone, Deal, Employee, Interaction, Task, utcnow
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .db import insert_for
+from .statements import insert_for
 from .tables import CallRow, Recording, utcnow
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from callbridge.domain.calls import EventKind
 from callbridge.store import Database, integrations
-from callbridge.store.db import CONNECTION_IN_DOUBT
+from callbridge.store.postgres import CONNECTION_IN_DOUBT
 
 from ..conftest import PG_ADMIN_URL
 from ..integration.test_flows import call_row, post

@@ -13,7 +13,7 @@ from callbridge.app import build_services
 from callbridge.domain.calls import EventKind
 from callbridge.store import Database, directory, integrations
 from callbridge.store import calls as call_store
-from callbridge.store.db import SharedTransactionFailed
+from callbridge.store.postgres import SharedTransactionFailed
 
 from ..conftest import settings_for
 from ..integration.test_flows import call_row, post

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from callbridge.config import sqlite_url
-from callbridge.store import Database, db, directory, integrations
+from callbridge.store import Database, directory, integrations, sqlite
 from callbridge.store.tables import Integration
 
 
@@ -51,7 +51,7 @@ async def test_a_write_waits_for_another_process_and_the_loop_keeps_running(data
 
 async def test_a_lock_never_released_ends_in_a_clear_error(database, monkeypatch):
     database, path = database
-    monkeypatch.setattr(db, "WAIT_FOR_OTHER_WRITERS", 0.3)
+    monkeypatch.setattr(sqlite, "WAIT_FOR_OTHER_WRITERS", 0.3)
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     with pytest.raises(OperationalError, match="locked"):

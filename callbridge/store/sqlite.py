@@ -1,0 +1,215 @@
+"""SQLite, the embedded default: one writer at a time, run on the loop's own thread, and transactions queued
+behind each other committed together (group commit), each in a savepoint of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from .commits import MAX_GROUP, _Group, _SharedCommits
+
+WAIT_FOR_OTHER_WRITERS = 10.0  # seconds a SQLite write waits for another process's transaction
+
+
+class Inline:
+    """A synchronous SQLAlchemy connection, and for a writer a session made when first needed, behind the
+    awaitable methods the store calls.
+
+    SQLite writes and point reads run on the event loop's own thread: such a statement on a local file takes
+    microseconds, where the async layers around it (a thread hop per call, greenlet switches) cost ten to a
+    hundred times that. Nothing here waits for a lock (busy_timeout 0; `Database.transaction` retries BEGIN
+    without blocking the loop), and long reads stay on aiosqlite's threads.
+
+    A writer keeps its work in a savepoint of its own (`savepoint`, in the transaction it shares with others),
+    taken with the first statement straight on sqlite3: SQLAlchemy's savepoint, statement and release around it
+    were a quarter of a PBX event's work.
+    """
+
+    def __init__(self, connection: Connection, savepoint: str | None = None) -> None:
+        self.connection = connection
+        self.bind = connection.engine
+        self._driver: sqlite3.Connection = connection.connection.driver_connection
+        self._own, self._own_taken = savepoint, False
+        self._session: Session | None = None
+        self._savepoints: list = []  # one per open `begin_nested` block; None until the block touches the database
+
+    def _begin(self) -> None:
+        if self._own and not self._own_taken:
+            self._driver.execute(f"SAVEPOINT {self._own}")
+            self._own_taken = True
+
+    def _touch(self) -> Session | Connection:
+        """What runs statements (a reader's connection, a writer's session), with the savepoints of the blocks it
+        is in taken (outermost first) before it is used."""
+        self._begin()
+        if self._own is None:
+            return self.connection
+        if self._session is None:
+            self._session = Session(self.connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        if self._savepoints and self._savepoints[-1] is None:
+            self._savepoints = [s if s is not None else self._session.begin_nested() for s in self._savepoints]
+        return self._session
+
+    def cursor(self) -> sqlite3.Cursor:
+        """A cursor on the sqlite3 connection, inside the savepoints taken so far (and those of the blocks it is
+        in)."""
+        if self._savepoints and self._savepoints[-1] is None:
+            self._touch()
+        self._begin()
+        return self._driver.cursor()
+
+    def commit(self) -> None:
+        if self._session is not None:
+            self._session.commit()
+            self._session.close()
+        if self._own_taken:
+            self._driver.execute(f"RELEASE {self._own}")
+
+    def rollback(self) -> None:
+        if self._session is not None:
+            self._session.rollback()
+            self._session.close()
+        if self._own_taken:
+            self._driver.execute(f"ROLLBACK TO {self._own}")
+            self._driver.execute(f"RELEASE {self._own}")
+
+    async def execute(self, *args, **kwargs):
+        return self._touch().execute(*args, **kwargs)
+
+    async def scalar(self, *args, **kwargs):
+        return self._touch().scalar(*args, **kwargs)
+
+    async def scalars(self, *args, **kwargs):
+        return self._touch().scalars(*args, **kwargs)
+
+    async def get(self, *args, **kwargs):
+        return self._touch().get(*args, **kwargs)
+
+    async def flush(self, *args, **kwargs) -> None:
+        self._touch().flush(*args, **kwargs)
+
+    def add(self, instance) -> None:
+        self._touch().add(instance)
+
+    def add_all(self, instances) -> None:
+        self._touch().add_all(instances)
+
+    @asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        """A savepoint, taken only once the block uses the session: the CRM rules' block mostly does nothing (rules
+        that are off, a call already in line), and a savepoint and its release were a tenth of an event's work."""
+        self._savepoints.append(None)
+        try:
+            yield
+        except BaseException:
+            if (savepoint := self._savepoints.pop()) is not None:
+                savepoint.rollback()
+            raise
+        if (savepoint := self._savepoints.pop()) is not None:
+            savepoint.commit()
+
+
+def _sqlite_pragmas(busy_timeout_ms: int):
+    def on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself (SQLAlchemy's pysqlite recipe)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.close()
+
+    return on_connect
+
+
+def _sqlite_begin(connection) -> None:
+    """Writers start with BEGIN IMMEDIATE: a deferred transaction that reads first and then writes fails at once
+    ("database is locked") when another process wrote meanwhile, where an immediate one takes its turn."""
+    writes = connection.get_execution_options().get("writes")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def _inline_engine(url: str) -> Engine:
+    """The synchronous SQLite engine `Inline` runs on the loop's thread; it never waits for a lock."""
+    engine = create_engine(make_url(url).set(drivername="sqlite"))
+    _sqlite_events(engine, busy_timeout_ms=0)
+    return engine
+
+
+def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
+    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+    event.listen(engine, "begin", _sqlite_begin)
+
+
+class _GroupCommit(_SharedCommits):
+    """SQLite's one writer: transactions queued behind each other share one SQLite transaction, each in a savepoint
+    of its own.
+
+    A commit writes every page the transaction touched to the WAL, and transactions that follow each other touch
+    the same pages (the ends of the journal, the calls and their legs): a group writes them once. One that fails
+    rolls back its savepoint only (`Inline`).
+    """
+
+    limit = MAX_GROUP
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._engine = engine
+
+    async def _begin(self) -> Connection:
+        connection = self._engine.connect()
+        try:
+            await _begin_immediate(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    @asynccontextmanager
+    async def _member(self, group: _Group) -> AsyncIterator[Inline]:
+        own = Inline(group.transaction, savepoint="callbridge_member")
+        try:
+            yield own
+        except BaseException:
+            own.rollback()
+            raise
+        own.commit()
+
+    def _end(self, group: _Group) -> None:
+        """At once, before the next group's BEGIN: SQLite has one writer."""
+        try:
+            group.transaction.commit()
+        except Exception as exc:
+            group.committed.set_exception(exc)
+        else:
+            group.committed.set_result(None)
+        finally:
+            group.transaction.close()
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._end_now(self._open)
+
+
+async def _begin_immediate(connection: Connection) -> None:
+    """Start the SQLite write transaction, waiting without blocking the loop while another process writes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_FOR_OTHER_WRITERS
+    delay = 0.002
+    while True:
+        try:
+            connection.begin()
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc) or loop.time() > deadline:
+                raise
+        connection.rollback()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
