@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 
 from callbridge import flows
 from callbridge.automation import Rules
-from callbridge.dialects.helpdesk import channel_path
+from callbridge.dialects.helpdesk.routes import channel_path
 from callbridge.flows.lookup import _within
 from callbridge.store import directory, integrations
 from callbridge.store.tables import Task

@@ -1,11 +1,10 @@
 """ITooLabs "REST API for CRM": MegaFon, Gravitel, Dom.ru and other cloud PBXs on that platform."""
 
 from .. import hooks
-from . import client, wire
+from . import client, routes, wire
 
-HOOK = hooks.TokenHook(kind="cloudpbx", token_field=wire.TOKEN_FIELD, parse=wire.parse, lookup_reply=wire.contact_reply)
 DIALECT = hooks.dialect(
-    HOOK,
+    routes.HOOK,
     title="Cloud PBX (ITooLabs: MegaFon, Gravitel, Dom.ru)",
     make_call=client.make_call,
     accounts=client.accounts,

@@ -9,15 +9,16 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from callbridge.dialects.helpdesk import channel_path, wire
+from callbridge.dialects.helpdesk import wire
+from callbridge.dialects.helpdesk.routes import channel_path
 from callbridge.store import directory, integrations
 from callbridge.store.tables import Task
 
-from ..conftest import settings_for
-from ..fake_pbx import mp3
-from ..helpers import collect_live, running_server
+from ...conftest import settings_for
+from ...fake_pbx import mp3
+from ...helpers import collect_live, running_server
 
-SAMPLES = Path(__file__).parents[1] / "dialects" / "helpdesk" / "samples"
+SAMPLES = Path(__file__).parent / "samples"
 
 
 def sample(name: str) -> dict[str, str]:

@@ -24,9 +24,9 @@ from callbridge.domain.pbx import PbxError
 from callbridge.store import directory, integrations
 from callbridge.store.tables import InboundRequest
 
-from ..helpers import serve_app
+from ...helpers import serve_app
 
-SAMPLES = Path(__file__).parents[1] / "dialects" / "uis" / "samples"
+SAMPLES = Path(__file__).parent / "samples"
 SEED_000_CALL = ["000_1_incoming_call.json", "000_4_waiting_for_answer.json", "000_6_talk_start.json",
                  "000_7_talk_end.json", "000_2_call_end.json", "000_3_recorded_call.json"]  # fmt: skip
 

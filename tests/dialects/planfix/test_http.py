@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from callbridge.cli import app as cli_app
 from callbridge.store import directory, integrations
 
-from ..conftest import settings_for
-from ..fake_pbx import FakePbx, mp3
-from ..helpers import running_server, serve_app
+from ...conftest import settings_for
+from ...fake_pbx import FakePbx, mp3
+from ...helpers import running_server, serve_app
 
-SAMPLES = Path(__file__).parents[1] / "dialects" / "planfix" / "samples"
+SAMPLES = Path(__file__).parent / "samples"
 
 
 def sample(name: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 from callbridge.store import calls as call_store
 from callbridge.store import directory, integrations
 
-SAMPLES = Path(__file__).parents[1] / "dialects" / "cloudpbx" / "samples"
+SAMPLES = Path(__file__).parent / "samples"
 CALL = "B10D0EB124F4E64AF4EA-1511"
 
 
