@@ -165,16 +165,7 @@ def integration_add(
         raise _fail(problems) from None
 
     async def work(services: Services) -> dict[str, Any]:
-        async with services.db.transaction() as session:
-            integration = await integrations.add_integration(
-                session,
-                kind=kind,
-                name=name,
-                settings=settings,
-                enabled=dialect.enable is None,
-                automation=dialect.default_rules(settings) if dialect.default_rules else None,
-            )
-        problem = await _try_enable(services, integration.id) if dialect.enable else None
+        integration, problem = await flows.add_integration(services, dialect, name=name, settings=settings)
         view = _integration_view(services, await services.integration(integration.id)) | {"error": problem}
         return view | ({"notifications": dialect.instructions()} if dialect.instructions else {})
 

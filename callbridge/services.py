@@ -93,6 +93,10 @@ class Services:
         """The integration (None for no id: what an unreadable id in a URL names)."""
         return (await self._integration(integration_id))[1] if integration_id is not None else None
 
+    def forget(self, integration_id: int) -> None:
+        """Drop this process's cached copy of an integration that was just changed."""
+        self._integrations.pop(integration_id, None)
+
     async def _integration(self, integration_id: int) -> tuple[float, Integration | None, automation.Rules]:
         """An integration and its rules, cached for a few seconds: they are read on every PBX request."""
         cached = self._integrations.get(integration_id)

@@ -1,13 +1,20 @@
-"""Administering an integration: its inbound URL, a connection check, its rules, on and off."""
+"""Administering an integration: adding it, switching it on (telling its PBX, `setup`) and off, its inbound URL,
+a connection check, its rules. The CLI and the settings page both come here."""
 
 from __future__ import annotations
 
-from .. import automation
+from typing import TYPE_CHECKING, Any
+
+from .. import automation, outbox
 from ..domain.pbx import PbxError
 from ..services import Services
 from ..store import integrations
 from ..store import outbox as outbox_store
 from ..store.tables import Integration
+from .requests import _request
+
+if TYPE_CHECKING:
+    from ..dialects.base import Dialect
 
 
 def inbound_url(services: Services, integration: Integration) -> str:
@@ -38,7 +45,7 @@ async def set_rules(services: Services, integration_id: int, rules: automation.R
     async with services.db.transaction() as session:
         if not await integrations.update_integration(session, integration_id, automation=rules.model_dump()):
             raise LookupError(f"integration {integration_id} does not exist")
-    services._integrations.pop(integration_id, None)
+    services.forget(integration_id)
 
 
 async def set_enabled(services: Services, integration_id: int, enabled: bool) -> None:
@@ -47,4 +54,42 @@ async def set_enabled(services: Services, integration_id: int, enabled: bool) ->
         await integrations.update_integration(session, integration_id, enabled=enabled)
         if not enabled:
             await outbox_store.cancel(session, integration_id, "setup", "the integration was switched off")
-    services._integrations.pop(integration_id, None)
+    services.forget(integration_id)
+
+
+async def add_integration(
+    services: Services, dialect: Dialect, *, name: str, settings: dict[str, Any]
+) -> tuple[Integration, str | None]:
+    """Keep a new integration (validated `settings`, the dialect's default rules) and switch it on: at once, or,
+    where the dialect tells its PBX first, once the PBX agrees. The PBX's words if it refused (it stays off)."""
+    async with services.db.transaction() as session:
+        row = await integrations.add_integration(
+            session, kind=dialect.kind, name=name, settings=settings, enabled=dialect.enable is None,
+            automation=dialect.default_rules(settings) if dialect.default_rules else None,
+        )  # fmt: skip
+    if dialect.enable is None:
+        return row, None
+    try:
+        await enable_integration(services, row.id)
+    except PbxError as exc:
+        return row, str(exc)
+    return row, None
+
+
+@outbox.action("setup", outbox.Policy(attempts=8, first_retry=30))
+async def _setup(services: Services, integration: Integration, _payload: dict[str, Any]) -> dict[str, Any]:
+    enable = services.dialects[integration.kind].enable
+    if enable is not None:
+        await enable(services.http_client(integration.settings), integration.settings, integration.token,
+                     inbound_url(services, integration))  # fmt: skip
+    await set_enabled(services, integration.id, True)
+    return {}
+
+
+async def enable_integration(services: Services, integration_id: int) -> None:
+    """Switch an integration on, first telling its PBX where we are when the dialect does that (`setup`).
+
+    PbxError (with the PBX's own words) if the PBX refuses: the integration stays off. outbox.StillTrying if the
+    PBX did not answer: the server asks again later and switches the integration on when the PBX agrees.
+    """
+    outbox.result_of(await _request(services, "setup", integration_id))

@@ -1,4 +1,5 @@
-"""Requests to PBXs, through the outbox: click-to-call, account sync, setup."""
+"""Requests to PBXs, through the outbox: click-to-call and account sync (setup is an integration's, in
+integrations.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from ..services import Services
 from ..store import directory, integrations
 from ..store import outbox as outbox_store
 from ..store.tables import Integration, OutboxRequest
-from .integrations import inbound_url, set_enabled
 
 
 class ClickToCallError(ValueError):
@@ -36,8 +36,8 @@ async def _place_call(services: Services, integration: Integration, payload: dic
     make_call = services.dialects[integration.kind].make_call
     if make_call is None:
         raise PbxError(f"{services.dialects[integration.kind].title} cannot place calls")
-    pbx_call_id = await make_call(services.http_client(integration.settings), integration.settings, PbxUser(**payload["user"]),
-                                  payload["phone"])  # fmt: skip
+    http = services.http_client(integration.settings)
+    pbx_call_id = await make_call(http, integration.settings, PbxUser(**payload["user"]), payload["phone"])
     return {"pbx_call_id": pbx_call_id}
 
 
@@ -131,25 +131,6 @@ async def sync_accounts(services: Services, integration_id: int) -> SyncReport:
     PbxError if the PBX refuses; outbox.StillTrying if it did not answer (the server asks again later).
     """
     return SyncReport(**outbox.result_of(await _request(services, "accounts", integration_id)))
-
-
-@outbox.action("setup", outbox.Policy(attempts=8, first_retry=30))
-async def _setup(services: Services, integration: Integration, _payload: dict[str, Any]) -> dict[str, Any]:
-    enable = services.dialects[integration.kind].enable
-    if enable is not None:
-        await enable(services.http_client(integration.settings), integration.settings, integration.token,
-                     inbound_url(services, integration))  # fmt: skip
-    await set_enabled(services, integration.id, True)
-    return {}
-
-
-async def enable_integration(services: Services, integration_id: int) -> None:
-    """Switch an integration on, first telling its PBX where we are when the dialect does that (`setup`).
-
-    PbxError (with the PBX's own words) if the PBX refuses: the integration stays off. outbox.StillTrying if the
-    PBX did not answer: the server asks again later and switches the integration on when the PBX agrees.
-    """
-    outbox.result_of(await _request(services, "setup", integration_id))
 
 
 async def _request(services: Services, action: str, integration_id: int) -> OutboxRequest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path as FilePath
-from typing import Annotated
+from typing import Annotated, get_origin
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -378,18 +378,9 @@ async def add_integration(request: Request):
         settings = stored_settings(dialect.settings.model_validate(given))
     except ValidationError as exc:
         return _settings_message("; ".join(f"{e['loc'][0] if e['loc'] else ''}: {e['msg']}" for e in exc.errors()))
-    async with services.db.transaction() as session:
-        rules = dialect.default_rules(settings) if dialect.default_rules else None
-        row = await integrations.add_integration(
-            session, kind=dialect.kind, name=form.get("name") or dialect.title, settings=settings,
-            enabled=dialect.enable is None, automation=rules,
-        )  # fmt: skip
-    if dialect.enable is not None:
-        try:
-            await flows.enable_integration(services, row.id)
-        except PbxError as exc:
-            return _settings_message(str(exc))
-    return _settings_message("saved")
+    _row, problem = await flows.add_integration(services, dialect, name=form.get("name") or dialect.title,
+                                                settings=settings)  # fmt: skip
+    return _settings_message(problem or "saved")
 
 
 @router.post("/settings/integrations/{integration_id}/{action}")
@@ -413,9 +404,9 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
                 raw = form.get(name, "")
                 if field.annotation is bool:
                     current[name] = name in form
-                elif "list" in str(field.annotation):
+                elif get_origin(field.annotation) is list:
                     current[name] = [i for v in raw.replace(" ", "").split(",") if (i := parse_id(v))]
-                elif "dict" in str(field.annotation):
+                elif get_origin(field.annotation) is dict:
                     current[name] = json.loads(raw) if raw.strip() else {}
                 else:
                     current[name] = raw.strip() or None
