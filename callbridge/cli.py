@@ -454,10 +454,13 @@ def simulate(
         if not people:
             raise LookupError("no employee has a PBX login or extension")
         number = phone or random.choice([p for ps in numbers.values() for p in ps] or ["+79990000000"])
-        persons = [simulation.Person(e.pbx_login if chosen.kind != "planfix" else None, e.extension) for e in people]
+        persons = [simulation.Person(e.pbx_login, e.extension) for e in people]
         base = (url or services.settings.public_url).rstrip("/")
         path = flows.inbound_url(services, chosen)[len(services.settings.public_url.rstrip("/")) :]
-        call = await simulation.play(base, path, chosen.kind, chosen.token, scenario, persons, number, pause)
+        fake = services.dialects[chosen.kind].fake
+        if fake is None:
+            raise LookupError(f"{chosen.kind} PBXs cannot be simulated")
+        call = await simulation.play(base, path, fake, chosen.token, scenario, persons, number, pause)
         return chosen, number, call
 
     try:

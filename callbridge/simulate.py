@@ -10,12 +10,11 @@ import asyncio
 import itertools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-
-from .domain.phones import wire_digits
 
 SCENARIOS = ("group", "hunting", "missed", "outgoing")
 
@@ -23,7 +22,7 @@ SCENARIOS = ("group", "hunting", "missed", "outgoing")
 @dataclass(frozen=True)
 class Step:
     what: str  # ring | answer | leg_over | end
-    who: tuple[str, ...] = ()  # employees, as the PBX knows them
+    who: tuple[Person, ...] = ()  # the employees whose phones take part
     result: str = "answered"  # for end
     pause: float = 0.0  # seconds to wait before the next step
 
@@ -32,6 +31,11 @@ class Step:
 class Person:
     login: str | None
     extension: str | None
+
+    @property
+    def key(self) -> str:
+        """How most PBXs name the employee: their login, else their extension."""
+        return self.login or self.extension or "100"
 
 
 def steps(scenario: str, people: list[Person], pause: float) -> list[Step]:
@@ -55,73 +59,26 @@ def steps(scenario: str, people: list[Person], pause: float) -> list[Step]:
     plan = []
     for what, who, pauses in plans[scenario]:
         result = "missed" if what == "end_missed" else "answered"
-        plan.append(Step(what.removesuffix("_missed"), tuple(_key(keys[k]) for k in who), result, pauses * pause))
+        plan.append(Step(what.removesuffix("_missed"), tuple(keys[k] for k in who), result, pauses * pause))
     return plan
 
 
-def _key(person: Person) -> str:
-    return person.login or person.extension or "100"
-
-
 _ids = itertools.count(int(time.time()))
-
-
-def render(kind: str, step: Step, *, call: str, phone: str, outgoing: bool, token: str) -> list[dict[str, Any]]:
-    """The requests (httpx keyword arguments) a PBX of this kind sends for one step."""
-    digits = wire_digits(phone)
-    if kind == "cloudpbx":
-        name = {"ring": "OUTGOING" if outgoing else "INCOMING", "answer": "ACCEPTED", "leg_over": "CANCELLED",
-                "end": "COMPLETED"}[step.what]  # fmt: skip
-        base = {"cmd": "event", "type": name, "callid": call, "phone": digits, "crm_token": token}
-        requests = [{"data": base | {"user": who}} for who in step.who]
-        if step.what == "end":
-            status = "Success" if step.result == "answered" else "Missed"
-            requests.append({"data": {"cmd": "history", "type": "out" if outgoing else "in", "status": status,
-                                      "phone": digits, "user": step.who[0], "duration": "42", "callid": call,
-                                      "crm_token": token}})  # fmt: skip
-        return requests
-    if kind == "planfix":
-        base = {"cmd": "event", "type": "out" if outgoing else "in", "callid": call, "phone": digits,
-                "planfix_token": token}  # fmt: skip
-        event = {"ring": {"event": "OUTGOING" if outgoing else "INCOMING"}, "answer": {"event": "ACCEPTED"},
-                 "leg_over": {"event": "COMPLETED", "status": "Cancelled"},
-                 "end": {"event": "COMPLETED", "status": "Success" if step.result == "answered" else "Missed",
-                         "duration": "42"}}[step.what]  # fmt: skip
-        return [{"data": base | event | {"ext": who}} for who in step.who]
-    if kind == "uis":
-        base = {"call_session_id": call, "contact_phone_number": digits, "direction": "out" if outgoing else "in"}
-        if step.what == "end" and step.result != "answered":
-            return [{"json": base | {"callbridge_event": "lost_call", "employee_ids": ",".join(step.who)}}]
-        event = {"ring": "outgoing_call" if outgoing else "waiting_for_answer", "answer": "talk_start",
-                 "leg_over": "talk_end", "end": "call_end"}[step.what]  # fmt: skip
-        extra = {"talk_time_duration": "42"} if step.what == "end" else {}
-        return [{"json": base | extra | {"callbridge_event": event, "employee_id": who}} for who in step.who]
-    if kind == "helpdesk":
-        if step.what == "ring":
-            first = {"action": "create_call", "direction": "outgoing" if outgoing else "incoming", "phone": digits,
-                     "pbx_call_id": call, "pbx_user_ids[]": list(step.who)}  # fmt: skip
-            return [{"data": first}]
-        status = {"answer": "in-progress", "leg_over": None, "end": step.result}[step.what]
-        if status is None:
-            return []
-        return [{"data": {"action": "update_call", "pbx_call_id": call, "call_status": status,
-                          "pbx_user_id": step.who[0]}}]  # fmt: skip
-    raise ValueError(f"cannot simulate {kind}")
+# (step, call=, phone=, outgoing=, token=) -> the requests (httpx keyword arguments) the PBX sends for it
+Render = Callable[..., list[dict[str, Any]]]
 
 
 async def play(
-    base_url: str, path: str, kind: str, token: str, scenario: str, people: list[Person], phone: str, pause: float
+    base_url: str, path: str, render: Render, token: str, scenario: str, people: list[Person], phone: str, pause: float
 ) -> str:
-    """Play one scenario; returns the call id the PBX used."""
+    """Play one scenario, each step rendered as the PBX's requests by its dialect's fake; returns the call id."""
     call = f"sim-{next(_ids)}-{random.randrange(1000)}"
     outgoing = scenario == "outgoing"
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         for step in steps(scenario, people, pause):
-            for request in render(kind, step, call=call, phone=phone, outgoing=outgoing, token=token):
+            for request in render(step, call=call, phone=phone, outgoing=outgoing, token=token):
                 response = await http.post(path, **request)
                 if response.status_code >= 400:
-                    raise RuntimeError(
-                        f"{kind} {step.what}: the server answered {response.status_code} {response.text}"
-                    )
+                    raise RuntimeError(f"{step.what}: the server answered {response.status_code} {response.text}")
             await asyncio.sleep(step.pause)
     return call

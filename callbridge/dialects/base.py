@@ -51,6 +51,8 @@ class Dialect:
     inbound_path: Callable[[int, str], str]  # (integration id, token) -> path of the inbound URL
     secret_in_path: str | None = None  # a regex whose group `secret` is the token in that path: masked in logs
     uploads_under: str | None = None  # inbound paths that take recording uploads (bodies up to recording_max_bytes)
+    # what `simulate` and the tests post as this PBX: (step, call=, phone=, outgoing=, token=) -> httpx requests
+    fake: Callable[..., list[dict[str, Any]]] | None = None
     make_call: MakeCall | None = None
     accounts: ListAccounts | None = None
     enable: Enable | None = None

@@ -2,7 +2,7 @@
 `/api/v2/telephony/calls/@<channelKey>`; moving to callbridge only changes the domain."""
 
 from ..base import Dialect
-from . import routes
+from . import fake, routes
 
 DIALECT = Dialect(
     kind=routes.KIND,
@@ -14,4 +14,5 @@ DIALECT = Dialect(
     uploads_under="/api/v2/telephony/calls/",
     default_rules=lambda settings: {"ticket_per_call": True, "ticket_department": settings.get("department")},
     replay=routes.replay,
+    fake=fake.render,
 )

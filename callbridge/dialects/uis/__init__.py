@@ -1,7 +1,7 @@
 """UIS (CoMagic): notifications in, Call API out."""
 
 from ..base import Dialect
-from . import client, routes, templates
+from . import client, fake, routes, templates
 
 DIALECT = Dialect(
     kind=routes.KIND,
@@ -13,6 +13,7 @@ DIALECT = Dialect(
     make_call=client.make_call,
     instructions=templates.notification_bodies,
     replay=routes.replay,
+    fake=fake.render,
     history=client.history,
     history_row=client.history_row,
 )
