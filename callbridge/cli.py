@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import random
 from collections.abc import Awaitable, Callable
@@ -130,26 +131,17 @@ def demo(database_url: DatabaseUrl = None) -> None:
 # ---- integrations -------------------------------------------------------------------------------
 
 
-@integration_app.command("add")
 def integration_add(
     kind: Annotated[str, typer.Argument(help=f"one of: {', '.join(DIALECTS)}")],
     name: Annotated[str, typer.Option(help="a name people will recognise")],
-    pbx_url: Annotated[str | None, typer.Option(help="the PBX's API address")] = None,
-    pbx_token: Annotated[str | None, typer.Option(help="token for requests to the PBX")] = None,
-    login: Annotated[str | None, typer.Option(help="uis: UIS cabinet login")] = None,
-    password: Annotated[str | None, typer.Option(help="uis: UIS cabinet password")] = None,
-    api_key: Annotated[str | None, typer.Option(help="uis: a permanent Call API key")] = None,
-    virtual_number: Annotated[str | None, typer.Option(help="uis: the virtual number clients see")] = None,
-    department: Annotated[str | None, typer.Option(help="helpdesk: the department tickets go to")] = None,
     as_json: AsJson = False,
     database_url: DatabaseUrl = None,
+    **options: str | None,
 ) -> None:
     """Connect a PBX; prints the URL and token to paste into the PBX cabinet (and, for UIS, the notifications)."""
     dialect = DIALECTS.get(kind)
     if dialect is None:
         raise _fail(f"unknown kind {kind!r}; known: {', '.join(DIALECTS)}")
-    options = {"pbx_url": pbx_url, "pbx_token": pbx_token, "login": login, "password": password,
-               "api_key": api_key, "virtual_number": virtual_number, "department": department}  # fmt: skip
     unknown = [
         f"--{k.replace('_', '-')}"
         for k, v in options.items()
@@ -182,6 +174,29 @@ def integration_add(
     if view["error"]:
         raise _fail(f"the PBX refused to switch the integration on: {view['error']}\n"
                     f"fix it on the PBX side, then run: callbridge integration enable {view['id']}")  # fmt: skip
+
+
+def settings_options(command: Callable[..., None]) -> Callable[..., None]:
+    """One option per setting that any dialect's settings model asks for (`--pbx-url`, `--virtual-number`, ...),
+    its help the field's description, named with the dialects that take it: a new dialect brings its own."""
+    fields: dict[str, tuple[str, list[str]]] = {}
+    for kind, dialect in DIALECTS.items():
+        for field_name, field in dialect.settings.model_fields.items():
+            fields.setdefault(field_name, (field.description or field_name, []))[1].append(kind)
+    # the command's own parameters (settings made earlier are keyword-only, and are made again)
+    own = inspect.signature(command, eval_str=True).parameters.values()
+    fixed = [p for p in own if p.kind is p.POSITIONAL_OR_KEYWORD]
+    generated = [
+        inspect.Parameter(field_name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[str | None, typer.Option(help=f"{', '.join(kinds)}: {text}")])
+        for field_name, (text, kinds) in fields.items()
+    ]  # fmt: skip
+    command.__signature__ = inspect.Signature([*fixed, *generated])
+    command.__annotations__ = {p.name: p.annotation for p in (*fixed, *generated)} | {"return": None}
+    return command
+
+
+integration_app.command("add")(settings_options(integration_add))
 
 
 def _problem(error: dict) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from .. import flows
 from ..domain.ids import parse_id
@@ -72,7 +73,7 @@ def authentic(kind: str, integration: Integration | None, token: object) -> bool
     )
 
 
-def dialect(hook: TokenHook, *, title: str, **outbound: Any) -> Dialect:
+def dialect(hook: TokenHook, *, title: str, settings: type[BaseModel] = PbxSettings, **outbound: Any) -> Dialect:
     """A token-in-the-body dialect: its inbound route is `/hooks/<kind>/<integration id>`."""
     router = APIRouter()
 
@@ -88,7 +89,7 @@ def dialect(hook: TokenHook, *, title: str, **outbound: Any) -> Dialect:
     return Dialect(
         kind=hook.kind,
         title=title,
-        settings=PbxSettings,
+        settings=settings,
         router=router,
         inbound_path=lambda integration_id, _token: f"/hooks/{hook.kind}/{integration_id}",
         replay=replay,

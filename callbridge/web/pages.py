@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path as FilePath
-from typing import Annotated, get_origin
+from typing import Annotated, get_args, get_origin
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from .. import flows, outbox, recordings
 from ..automation import Rules
@@ -361,6 +361,7 @@ async def _settings_view(request: Request, new_key: str | None = None) -> HTMLRe
     ]  # fmt: skip
     bool_rules = {name for name, field in Rules.model_fields.items() if field.annotation is bool}
     return render(request, "settings.html", integrations=views, people=people, dialects=services.dialects,
+                  setting_fields=setting_fields,
                   rule_fields=Rules.model_fields, bool_rules=bool_rules, outbox=requests, api_keys=api_keys,
                   message=request.query_params.get("message"), new_key=new_key)  # fmt: skip
 
@@ -481,6 +482,17 @@ async def analytics_page(request: Request):
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+
+
+def setting_fields(dialect) -> list[dict]:
+    """The inputs of a dialect's settings form, from its settings model (so no template lists vendors' fields)."""
+    fields = []
+    for name, field in dialect.settings.model_fields.items():
+        secret = field.annotation is SecretStr or SecretStr in get_args(field.annotation)
+        default = field.default if isinstance(field.default, str) else None
+        fields.append({"name": name, "label": field.description or name, "type": "password" if secret else "text",
+                       "required": field.is_required(), "default": default})  # fmt: skip
+    return fields
 
 
 async def _known_employee(session, employee_id: int | None) -> int | None:
