@@ -45,10 +45,12 @@ class LookupJournal:
     """
 
     def __init__(self) -> None:
-        self._pending: list[tuple[int, dict[str, str], dict[str, Any]]] = []
+        self._pending: list[tuple[int, dict[str, str], dict[str, Any], str | None, str | None]] = []
 
-    def add(self, integration_id: int, params: dict[str, str], reply: dict[str, Any]) -> None:
-        self._pending.append((integration_id, params, reply))
+    def add(self, integration_id: int, params: dict[str, str], reply: dict[str, Any], *, command: str | None,
+            call_key: str | None) -> None:  # fmt: skip
+        """Keep a request that was answered (`command` and `call_key` as the dialect names them)."""
+        self._pending.append((integration_id, params, reply, command, call_key))
 
     async def flush(self, db: Database) -> int:
         batch, self._pending = self._pending, []
@@ -60,13 +62,13 @@ class LookupJournal:
                         {
                             "integration_id": integration_id,
                             "dedupe_key": dedupe_key(params),
-                            "command": params.get("cmd", "")[:32] or None,
-                            "call_key": params.get("callid", "")[:200] or None,
+                            "command": (command or "")[:32] or None,
+                            "call_key": (call_key or "")[:200] or None,
                             "params": params,
                             "reply": reply,
                             "status": "answered",
                         }
-                        for integration_id, params, reply in batch
+                        for integration_id, params, reply, command, call_key in batch
                     ],
                 )
         return len(batch)

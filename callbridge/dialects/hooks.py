@@ -50,7 +50,7 @@ async def handle(hook: TokenHook, integration_id: str, request: Request) -> JSON
     try:
         command = hook.parse(params, received_at=datetime.now(UTC), region=services.settings.default_region)
     except WireError as exc:
-        await flows.reject(services, integration.id, params, str(exc))
+        await flows.reject(services, integration.id, params, str(exc), command=params.get("cmd"))
         return _error(400, "Invalid parameters")
     if isinstance(command, Lookup):
         reply = hook.lookup_reply(await flows.lookup(services, command.phone, integration.id))
@@ -59,7 +59,8 @@ async def handle(hook: TokenHook, integration_id: str, request: Request) -> JSON
     else:
         await flows.ingest(services, integration.id, params, command)
         return JSONResponse({})
-    services.lookups.add(integration.id, params, reply)
+    call_key = command.call_key if isinstance(command, Lookup) else None
+    services.lookups.add(integration.id, params, reply, command=params.get("cmd"), call_key=call_key)
     return JSONResponse(reply)
 
 

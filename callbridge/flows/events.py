@@ -87,7 +87,9 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
     return Outcome(entry.id, call_ids=tuple(call_ids))
 
 
-async def reject(services: Services, integration_id: int, params: dict[str, str], reason: str) -> None:
+async def reject(
+    services: Services, integration_id: int, params: dict[str, str], reason: str, command: str | None = None
+) -> None:
     """Journal an authenticated request we could not understand, so nothing a PBX sent is lost."""
     metrics.REQUESTS.labels("rejected").inc()
     async with services.db.transaction() as session:
@@ -95,7 +97,7 @@ async def reject(services: Services, integration_id: int, params: dict[str, str]
             session,
             integration_id=integration_id,
             dedupe_key=dedupe_key(params),
-            command=params.get("cmd", "")[:32] or None,  # an unknown command can be of any length
+            command=(command or "")[:32] or None,  # an unknown command can be of any length
             call_key=None,
             params=params,
             status="rejected",
