@@ -32,10 +32,8 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
     """Journal a PBX request and apply its events, in one transaction.
 
     A 2xx goes out only after this commits, so an acknowledged request is always journaled and
-    applied. It shares its commit with the requests under way with it (`Database.shared_transaction`);
-    if that fails, it is tried once more alone, in a transaction and on a connection of its own (a
-    connection lost under it, mostly a restart, is replaced). If that fails too, the request is still
-    journaled, as failed, for `replay`.
+    applied. It shares its commit with the requests under way with it, and runs again alone if that fails
+    (`Database.shared_or_alone`). If that fails too, the request is still journaled, as failed, for `replay`.
     """
 
     async def keep(session, status: str, error: str | None = None, lock: bool = False) -> call_store.JournalEntry:
@@ -51,23 +49,17 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
             lock=lock,
         )
 
-    async def apply(transaction) -> tuple[call_store.JournalEntry, list[dict[str, Any]], list[int]]:
-        async with transaction() as session:
-            entry = await keep(session, "applied", lock=bool(command.call_key and command.events))
-            if entry.status == "applied":
-                return entry, [], []
-            if entry.status is not None:  # it failed or was refused before: this time it goes through
-                await call_store.set_journal_status(session, entry.id, "applied", call_key=command.call_key)
-            locked = {command.call_key: entry.locked} if entry.locked else {}
-            return entry, *await _apply(services, session, integration_id, command.events, locked)
+    async def apply(session) -> tuple[call_store.JournalEntry, list[dict[str, Any]], list[int]]:
+        entry = await keep(session, "applied", lock=bool(command.call_key and command.events))
+        if entry.status == "applied":
+            return entry, [], []
+        if entry.status is not None:  # it failed or was refused before: this time it goes through
+            await call_store.set_journal_status(session, entry.id, "applied", call_key=command.call_key)
+        locked = {command.call_key: entry.locked} if entry.locked else {}
+        return entry, *await _apply(services, session, integration_id, command.events, locked)
 
     try:
-        try:
-            entry, messages, call_ids = await apply(services.db.shared_transaction)
-        except Exception as exc:
-            log.info("applying %s failed (%s); trying again alone", command.command, exc.__class__.__name__)
-            metrics.RUN_ALONE.inc()
-            entry, messages, call_ids = await apply(services.db.transaction)
+        entry, messages, call_ids = await services.db.shared_or_alone(apply)
     except Exception as exc:
         log.exception("applying %s for integration %s failed", command.command, integration_id)
         metrics.FAILURES.labels("event").inc()

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 from alembic import command
@@ -21,9 +23,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from .. import metrics
 from .postgres import DrivenSession, _Driven, _ping_after_idle, _SharedTransactions
 from .sqlite import Inline, _GroupCommit, _inline_engine, _sqlite_events
 
+log = logging.getLogger("callbridge.store")
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
 PING_AFTER_IDLE = 2.0  # seconds a pooled PostgreSQL connection may sit unused before it is checked on checkout
 
@@ -97,6 +102,18 @@ class Database:
             return
         async with self._shared.transaction() as session:
             yield session
+
+    async def shared_or_alone(self, work: Callable[[DrivenSession | Inline], Awaitable[T]]) -> T:
+        """`work` in a shared transaction; if that fails (this work, or another sharing its commit), once more
+        alone, in a transaction and on a connection of its own (a connection lost under it is replaced)."""
+        try:
+            async with self.shared_transaction() as session:
+                return await work(session)
+        except Exception as exc:
+            log.info("a shared transaction failed (%s); running it again alone", exc.__class__.__name__)
+            metrics.RUN_ALONE.inc()
+            async with self.transaction() as session:
+                return await work(session)
 
     @asynccontextmanager
     async def _postgres_transaction(self) -> AsyncIterator[DrivenSession]:
