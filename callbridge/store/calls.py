@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.calls import Call, CallState, LegState
 from . import directory
-from .statements import execute_hot, insert_for, prepared
+from .statements import built_once, execute_hot, insert_for
 from .tables import CallRow, InboundRequest, LegRow, utcnow
 
 # The statements run on every PBX event address the tables (SQLAlchemy Core), not the mapped classes: the ORM's
@@ -125,7 +125,7 @@ async def lock_call(session: AsyncSession, integration_id: int, key: str) -> Loc
     takes the row lock, so two workers racing on one call's events take turns instead of creating it twice.
     """
     new = {"integration_id": integration_id, "pbx_call_id": key, "updated_at": utcnow()} | _NEW_CALL
-    [row] = await execute_hot(session, prepared(session, _lock_call), new)
+    [row] = await execute_hot(session, built_once(session, _lock_call), new)
     return _locked(*row)
 
 
@@ -184,7 +184,7 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
         [(client_id, employee_id, named)] = await execute_hot(session, _save_call(len(call.legs)), update_call | legs)
         named = named.items()  # JSON, decoded by the codec SQLAlchemy sets on each asyncpg connection
     else:
-        named = await execute_hot(session, prepared(session, _put_legs(len(call.legs))), legs) if call.legs else []
+        named = await execute_hot(session, built_once(session, _put_legs(len(call.legs))), legs) if call.legs else []
         [(client_id, employee_id)] = await execute_hot(session, UPDATE_CALL, update_call)
     return CallView(id=row_id, client_id=client_id, employee_id=employee_id, deal_id=locked.deal_id,
                     problem=locked.problem, leg_employees={key: e for key, e in named if e is not None},
@@ -304,7 +304,7 @@ async def journal(
         if locked := await execute_hot(session, _journal_and_lock(), row | _NEW_CALL):
             [(entry_id, *call)] = locked
             return JournalEntry(entry_id, None, _locked(*call))
-    elif inserted := await execute_hot(session, prepared(session, _journal), row):
+    elif inserted := await execute_hot(session, built_once(session, _journal), row):
         return JournalEntry(inserted[0][0], None, await lock_call(session, integration_id, call_key) if lock else None)
     entry_id, previous = (
         await session.execute(

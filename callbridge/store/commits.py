@@ -12,7 +12,7 @@ MAX_GROUP = 64  # transactions committed together at most, which bounds how long
 
 @dataclass
 class _Group:
-    transaction: Any  # the database transaction its members run in: a SQLite connection, or a `_Driven`
+    transaction: Any  # the database transaction its members run in: a SQLite connection, or a `_AsyncpgTransaction`
     committed: asyncio.Future
     members: int = 0
     failure: BaseException | None = None  # a member's, which ends the group (only where members take no savepoint)

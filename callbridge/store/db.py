@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from .. import metrics
-from .postgres import DrivenSession, _Driven, _ping_after_idle, _SharedTransactions
-from .sqlite import Inline, _GroupCommit, _inline_engine, _sqlite_events
+from .postgres import PostgresSession, _AsyncpgTransaction, _ping_after_idle, _SharedTransactions
+from .sqlite import SqliteSession, _GroupCommit, _inline_engine, _sqlite_events
 
 log = logging.getLogger("callbridge.store")
 T = TypeVar("T")
@@ -71,7 +71,7 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncConnection | Inline]:
+    async def connect(self) -> AsyncIterator[AsyncConnection | SqliteSession]:
         """A bare connection for hot read paths (the caller lookup): no ORM session to set up, and on SQLite
         run inline like the writes (a point read by index takes microseconds)."""
         if self._inline_engine is None:
@@ -79,10 +79,10 @@ class Database:
                 yield connection
             return
         with self._inline_engine.connect() as connection:
-            yield Inline(connection)
+            yield SqliteSession(connection)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[DrivenSession | Inline]:
+    async def transaction(self) -> AsyncIterator[PostgresSession | SqliteSession]:
         """A session whose work is committed on exit and rolled back on error."""
         if self._writer is None:
             async with self._postgres_transaction() as session:
@@ -92,7 +92,7 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def shared_transaction(self) -> AsyncIterator[DrivenSession | Inline]:
+    async def shared_transaction(self) -> AsyncIterator[PostgresSession | SqliteSession]:
         """A transaction that may share its commit with others under way in this process (`_SharedTransactions`):
         if any of them fails, all do (`SharedTransactionFailed`), and each is to be run again alone, in
         `transaction`. For work that is run often and can be run again; on SQLite, the same as `transaction`."""
@@ -103,7 +103,7 @@ class Database:
         async with self._shared.transaction() as session:
             yield session
 
-    async def shared_or_alone(self, work: Callable[[DrivenSession | Inline], Awaitable[T]]) -> T:
+    async def shared_or_alone(self, work: Callable[[PostgresSession | SqliteSession], Awaitable[T]]) -> T:
         """`work` in a shared transaction; if that fails (this work, or another sharing its commit), once more
         alone, in a transaction and on a connection of its own (a connection lost under it is replaced)."""
         try:
@@ -116,9 +116,9 @@ class Database:
                 return await work(session)
 
     @asynccontextmanager
-    async def _postgres_transaction(self) -> AsyncIterator[DrivenSession]:
-        """The transaction is asyncpg's own (`_Driven`), so `execute_hot` can run statements on the driver."""
-        driven = await _Driven.begin(self)
+    async def _postgres_transaction(self) -> AsyncIterator[PostgresSession]:
+        """The transaction is asyncpg's own (`_AsyncpgTransaction`), so `execute_hot` runs statements on the driver."""
+        driven = await _AsyncpgTransaction.begin(self)
         session = driven.session()
         try:
             yield session

@@ -56,7 +56,7 @@ def _ping_after_idle(engine: Engine, seconds: float) -> None:
 
 
 @dataclass
-class _Driven:
+class _AsyncpgTransaction:
     """A PostgreSQL transaction that is asyncpg's own, begun at once, so `execute_hot` can run statements on the
     driver from the first. Sessions join it (asyncpg turns the adapter's own transaction, begun if a session runs
     a statement, into a savepoint) and commit before it does."""
@@ -67,7 +67,7 @@ class _Driven:
     transaction: asyncpg.transaction.Transaction | None = None
 
     @classmethod
-    async def begin(cls, db: Database) -> _Driven:
+    async def begin(cls, db: Database) -> _AsyncpgTransaction:
         connection = await db.engine.connect()
         driven = cls(db, connection, (await connection.get_raw_connection()).driver_connection)
         try:
@@ -78,8 +78,8 @@ class _Driven:
             raise
         return driven
 
-    def session(self) -> DrivenSession:
-        return DrivenSession(self)
+    def session(self) -> PostgresSession:
+        return PostgresSession(self)
 
     async def end(self, failure: BaseException | None = None) -> None:
         """Commit, or roll back after `failure`; a connection lost or left mid-statement is dropped instead."""
@@ -101,12 +101,12 @@ class _Driven:
         return True
 
 
-class DrivenSession:
-    """The session of a `_Driven` transaction, an `AsyncSession` made only when something asks for one: the
+class PostgresSession:
+    """The session of a `_AsyncpgTransaction` transaction, an `AsyncSession` made only when something asks for one: the
     statements every PBX event runs go to the driver (`execute_hot`), and an unused session's setup, savepoint
     block, commit and close cost a tenth of the event."""
 
-    def __init__(self, driven: _Driven) -> None:
+    def __init__(self, driven: _AsyncpgTransaction) -> None:
         self.driver = driven.driver
         self.bind = driven.connection
         self._session: AsyncSession | None = None
@@ -175,8 +175,8 @@ class _SharedTransactions(_SharedCommits):
         super().__init__()
         self._db = db
 
-    async def _begin(self) -> _Driven:
-        driven = await _Driven.begin(self._db)
+    async def _begin(self) -> _AsyncpgTransaction:
+        driven = await _AsyncpgTransaction.begin(self._db)
         try:  # shares of two processes may wait for each other, which PostgreSQL looks into only after a second
             await driven.driver.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
         except BaseException as exc:
@@ -185,7 +185,7 @@ class _SharedTransactions(_SharedCommits):
         return driven
 
     @asynccontextmanager
-    async def _member(self, group: _Group) -> AsyncIterator[DrivenSession]:
+    async def _member(self, group: _Group) -> AsyncIterator[PostgresSession]:
         session = group.transaction.session()
         try:
             yield session

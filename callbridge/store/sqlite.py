@@ -18,7 +18,7 @@ from .commits import MAX_GROUP, _Group, _SharedCommits
 WAIT_FOR_OTHER_WRITERS = 10.0  # seconds a SQLite write waits for another process's transaction
 
 
-class Inline:
+class SqliteSession:
     """A synchronous SQLAlchemy connection, and for a writer a session made when first needed, behind the
     awaitable methods the store calls.
 
@@ -137,7 +137,7 @@ def _sqlite_begin(connection) -> None:
 
 
 def _inline_engine(url: str) -> Engine:
-    """The synchronous SQLite engine `Inline` runs on the loop's thread; it never waits for a lock."""
+    """The synchronous SQLite engine `SqliteSession` runs on the loop's thread; it never waits for a lock."""
     engine = create_engine(make_url(url).set(drivername="sqlite"))
     _sqlite_events(engine, busy_timeout_ms=0)
     return engine
@@ -154,7 +154,7 @@ class _GroupCommit(_SharedCommits):
 
     A commit writes every page the transaction touched to the WAL, and transactions that follow each other touch
     the same pages (the ends of the journal, the calls and their legs): a group writes them once. One that fails
-    rolls back its savepoint only (`Inline`).
+    rolls back its savepoint only (`SqliteSession`).
     """
 
     limit = MAX_GROUP
@@ -173,8 +173,8 @@ class _GroupCommit(_SharedCommits):
         return connection
 
     @asynccontextmanager
-    async def _member(self, group: _Group) -> AsyncIterator[Inline]:
-        own = Inline(group.transaction, savepoint="callbridge_member")
+    async def _member(self, group: _Group) -> AsyncIterator[SqliteSession]:
+        own = SqliteSession(group.transaction, savepoint="callbridge_member")
         try:
             yield own
         except BaseException:

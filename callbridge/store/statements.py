@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import (
     AsyncSession,
 )
 
-from .postgres import DrivenSession
-from .sqlite import Inline
+from .postgres import PostgresSession
+from .sqlite import SqliteSession
 
 
 def insert_for(session: AsyncSession, table):
@@ -23,7 +23,9 @@ def _insert(dialect: str):
     return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
-async def execute_hot(session: AsyncSession | DrivenSession | Inline, statement, params: dict | list[dict]) -> list:
+async def execute_hot(
+    session: AsyncSession | PostgresSession | SqliteSession, statement, params: dict | list[dict]
+) -> list:
     """Run a statement built once, on a path every PBX event takes; the rows it returns (tuples, or asyncpg
     records, which index and unpack alike).
 
@@ -35,8 +37,8 @@ async def execute_hot(session: AsyncSession | DrivenSession | Inline, statement,
     many = isinstance(params, list)
     if many and not params:
         return []
-    driver = session.driver if isinstance(session, DrivenSession) and not session.in_block else None
-    if driver is None and not isinstance(session, Inline):  # outside `transaction`, or in a savepoint's block
+    driver = session.driver if isinstance(session, PostgresSession) and not session.in_block else None
+    if driver is None and not isinstance(session, SqliteSession):  # outside `transaction`, or in a savepoint's block
         result = await session.execute(statement, params)
         return list(result.all()) if statement.exported_columns else []
     sql, binds, converters = _compiled(statement, tuple(params[0] if many else params), session.bind.dialect)
@@ -71,12 +73,12 @@ def _compiled(statement, keys: tuple[str, ...], dialect):
     return compiled.string, binds, converters
 
 
-def prepared(session: AsyncSession, build):
+def built_once(session: AsyncSession, build):
     """The statement `build(insert)` makes, built once per database dialect and executed with parameters:
     on the paths every PBX event takes, building a statement costs more than running it."""
-    return _prepared(build, session.bind.dialect.name)
+    return _built_for(build, session.bind.dialect.name)
 
 
 @functools.cache
-def _prepared(build, dialect: str):
+def _built_for(build, dialect: str):
     return build(_insert(dialect))
