@@ -28,6 +28,7 @@ from .live import LiveBus, PostgresBus
 from .services import Services
 from .store import Database
 from .web import pages as web
+from .web import settings as web_settings
 from .web.auth import Forbidden, LoginRequired, SignInGuard, secret_key
 
 log = logging.getLogger("callbridge")
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(dialect.router)
     app.include_router(api_router)
     app.include_router(web.router)
+    app.include_router(web_settings.router)
     app.mount("/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="static")
     key = secret_key(settings.secret_key.get_secret_value(), key_file(settings))
     app.add_middleware(SessionMiddleware, secret_key=key, same_site="lax", session_cookie="callbridge_session")

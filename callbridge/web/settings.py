@@ -1,0 +1,164 @@
+"""The settings pages (admins only): integrations and their rules, requests to the PBXs, employees, API keys.
+
+Forms are generated from each dialect's settings model and the rules model, so no page lists a vendor's fields.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import get_args, get_origin
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import SecretStr, ValidationError
+
+from .. import flows, outbox
+from ..automation import Rules
+from ..dialects.base import stored_settings
+from ..domain.ids import parse_id
+from ..domain.pbx import PbxError
+from ..store import directory, integrations
+from ..store import outbox as outbox_store
+from . import auth
+from .pages import IdPath, checked_form, render, services_of
+
+router = APIRouter(include_in_schema=False)
+
+
+
+@router.get("/settings")
+async def settings_page(request: Request):
+    await auth.require_role(request, "admin")
+    return await _settings_view(request)
+
+
+async def _settings_view(request: Request, new_key: str | None = None) -> HTMLResponse:
+    services = services_of(request)
+    async with services.db.read() as session:
+        rows = await integrations.list_integrations(session)
+        people = await directory.list_employees(session)
+        requests = await outbox_store.listing(session, limit=20)
+        api_keys = await integrations.list_api_keys(session)
+    views = [
+        {"row": i, "url": flows.inbound_url(services, i), "dialect": services.dialects.get(i.kind),
+         "rules": Rules.model_validate(i.automation)}
+        for i in rows
+    ]  # fmt: skip
+    bool_rules = {name for name, field in Rules.model_fields.items() if field.annotation is bool}
+    return render(request, "settings.html", integrations=views, people=people, dialects=services.dialects,
+                  setting_fields=setting_fields,
+                  rule_fields=Rules.model_fields, bool_rules=bool_rules, outbox=requests, api_keys=api_keys,
+                  message=request.query_params.get("message"), new_key=new_key)  # fmt: skip
+
+
+@router.post("/settings/integrations")
+async def add_integration(request: Request):
+    await auth.require_role(request, "admin")
+    form = await checked_form(request)
+    services = services_of(request)
+    dialect = services.dialects.get(form.get("kind", ""))
+    if dialect is None:
+        raise HTTPException(400, "unknown kind")
+    given = {k: v for k, v in form.items() if k in dialect.settings.model_fields and v.strip()}
+    try:
+        settings = stored_settings(dialect.settings.model_validate(given))
+    except ValidationError as exc:
+        return _settings_message("; ".join(f"{e['loc'][0] if e['loc'] else ''}: {e['msg']}" for e in exc.errors()))
+    _row, problem = await flows.add_integration(services, dialect, name=form.get("name") or dialect.title,
+                                                settings=settings)  # fmt: skip
+    return _settings_message(problem or "saved")
+
+
+@router.post("/settings/integrations/{integration_id}/{action}")
+async def integration_action(integration_id: IdPath, action: str, request: Request):
+    await auth.require_role(request, "admin")
+    form = await checked_form(request)
+    services = services_of(request)
+    try:
+        if action == "enable":
+            await flows.enable_integration(services, integration_id)
+        elif action == "disable":
+            await flows.set_enabled(services, integration_id, False)
+        elif action == "sync":
+            report = await flows.sync_accounts(services, integration_id)
+            return _settings_message(f"+{report.created} / {report.linked} / {report.unchanged}")
+        elif action == "check":
+            return _settings_message(await flows.check_integration(services, integration_id))
+        elif action == "rules":
+            current = (await services.rules(integration_id)).model_dump()
+            for name, field in Rules.model_fields.items():
+                raw = form.get(name, "")
+                if field.annotation is bool:
+                    current[name] = name in form
+                elif get_origin(field.annotation) is list:
+                    current[name] = [i for v in raw.replace(" ", "").split(",") if (i := parse_id(v))]
+                elif get_origin(field.annotation) is dict:
+                    current[name] = json.loads(raw) if raw.strip() else {}
+                else:
+                    current[name] = raw.strip() or None
+            await flows.set_rules(services, integration_id, Rules.model_validate(current))
+        else:
+            raise HTTPException(404, "no such action")
+    except (PbxError, ValidationError, ValueError) as exc:
+        return _settings_message(str(exc))
+    return _settings_message("saved")
+
+
+@router.post("/settings/outbox/{request_id}/retry")
+async def retry_request(request_id: IdPath, request: Request):
+    await auth.require_role(request, "admin")
+    await checked_form(request)
+    retried = await outbox.retry(services_of(request), request_id)
+    if retried is None:
+        raise HTTPException(404, "no such request")
+    return _settings_message(retried.error if retried.status != "done" and retried.error else "saved")
+
+
+@router.post("/settings/employees/{employee_id}")
+async def edit_employee(employee_id: IdPath, request: Request):
+    await auth.require_role(request, "admin")
+    form = await checked_form(request)
+    values = {k: (form.get(k, "").strip() or None) for k in ("extension", "pbx_login", "clid")}
+    values["away"] = "away" in form
+    if form.get("role") in auth.ROLES:
+        values["role"] = form["role"]
+    if form.get("password"):
+        values["password_hash"] = auth.hash_password(form["password"])
+    async with services_of(request).db.transaction() as session:
+        await directory.update_employee(session, employee_id, **values)
+    return _settings_message("saved")
+
+
+@router.post("/settings/keys")
+async def create_api_key(request: Request):
+    await auth.require_role(request, "admin")
+    form = await checked_form(request)
+    name = form.get("name", "").strip()[:200] or "api"
+    async with services_of(request).db.transaction() as session:
+        key = await integrations.add_api_key(session, name, read_only="read_only" in form)
+    return await _settings_view(request, new_key=key)  # shown once, in this answer only (never in a URL)
+
+
+@router.post("/settings/keys/{key_id}/revoke")
+async def revoke_api_key(key_id: IdPath, request: Request):
+    await auth.require_role(request, "admin")
+    await checked_form(request)
+    async with services_of(request).db.transaction() as session:
+        await integrations.revoke_api_key(session, key_id)
+    return _settings_message("saved")
+
+
+def _settings_message(message: str) -> RedirectResponse:
+    return RedirectResponse("/settings?" + urlencode({"message": message}), status_code=303)
+
+
+def setting_fields(dialect) -> list[dict]:
+    """The inputs of a dialect's settings form, from its settings model (so no template lists vendors' fields)."""
+    fields = []
+    for name, field in dialect.settings.model_fields.items():
+        secret = field.annotation is SecretStr or SecretStr in get_args(field.annotation)
+        default = field.default if isinstance(field.default, str) else None
+        fields.append({"name": name, "label": field.description or name, "type": "password" if secret else "text",
+                       "required": field.is_required(), "default": default})  # fmt: skip
+    return fields
