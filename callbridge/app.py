@@ -19,6 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect
 
 from . import __version__, flows, outbox, recordings, redact
+from .api.admin import router as api_admin_router
 from .api.routes import router as api_router
 from .config import Settings, key_file
 from .dialects import DIALECTS
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for dialect in DIALECTS.values():
         app.include_router(dialect.router)
     app.include_router(api_router)
+    app.include_router(api_admin_router)
     app.include_router(web.router)
     app.include_router(web_settings.router)
     app.mount("/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="static")
