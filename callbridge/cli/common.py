@@ -1,0 +1,46 @@
+"""What every command shares: the consoles, the common options, running work against the database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..app import build_services
+from ..config import Settings
+from ..services import Services
+
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+T = TypeVar("T")
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", envvar="CALLBRIDGE_DATABASE_URL", help="SQLAlchemy URL")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+
+
+def cli_settings(database_url: str | None) -> Settings:
+    return Settings(database_url=database_url) if database_url else Settings()
+
+
+def run(database_url: str | None, work: Callable[[Services], Awaitable[T]]) -> T:
+    """Run one piece of async work against a migrated database."""
+
+    async def main() -> T:
+        services = build_services(cli_settings(database_url))
+        try:
+            await services.db.migrate()
+            return await work(services)
+        finally:
+            await services.close()
+
+    return asyncio.run(main())
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
