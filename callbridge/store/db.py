@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, text
@@ -63,7 +62,7 @@ class Database:
             self._shared: _SharedTransactions | None = None
         else:
             self._inline_engine = self._writer = None
-            self._shared = _SharedTransactions(self)
+            self._shared = _SharedTransactions(self.engine)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -118,7 +117,7 @@ class Database:
     @asynccontextmanager
     async def _postgres_transaction(self) -> AsyncIterator[PostgresSession]:
         """The transaction is asyncpg's own (`_AsyncpgTransaction`), so `execute_hot` runs statements on the driver."""
-        driven = await _AsyncpgTransaction.begin(self)
+        driven = await _AsyncpgTransaction.begin(self.engine)
         session = driven.session()
         try:
             yield session
@@ -128,15 +127,6 @@ class Database:
             await driven.end(exc)
             raise
         await driven.end()
-
-    async def _drop(self, connection: AsyncConnection, driver: asyncpg.Connection, lost: bool) -> None:
-        """A connection lost, or cancelled mid-statement, under asyncpg, where SQLAlchemy did not see it: closed at
-        once and never reused; a lost one (mostly a restart, which took the pooled ones too) renews the pool, as
-        SQLAlchemy does when it sees a disconnect."""
-        driver.terminate()
-        await connection.invalidate()
-        if lost:
-            await self.engine.dispose(close=False)
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision, once however many workers start at

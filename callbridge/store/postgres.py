@@ -9,22 +9,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import asyncpg
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncSession,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
 from .commits import _Group, _SharedCommits
-
-if TYPE_CHECKING:
-    from .db import Database
-
 
 CONNECTION_IN_DOUBT = (asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresConnectionError, OSError,
                         asyncio.CancelledError)  # fmt: skip
@@ -61,15 +53,15 @@ class _AsyncpgTransaction:
     driver from the first. Sessions join it (asyncpg turns the adapter's own transaction, begun if a session runs
     a statement, into a savepoint) and commit before it does."""
 
-    db: Database
+    engine: AsyncEngine
     connection: AsyncConnection
     driver: asyncpg.Connection
     transaction: asyncpg.transaction.Transaction | None = None
 
     @classmethod
-    async def begin(cls, db: Database) -> _AsyncpgTransaction:
-        connection = await db.engine.connect()
-        driven = cls(db, connection, (await connection.get_raw_connection()).driver_connection)
+    async def begin(cls, engine: AsyncEngine) -> _AsyncpgTransaction:
+        connection = await engine.connect()
+        driven = cls(engine, connection, (await connection.get_raw_connection()).driver_connection)
         try:
             driven.transaction = driven.driver.transaction()  # raises at once on a connection found closed
             await driven.transaction.start()
@@ -97,8 +89,17 @@ class _AsyncpgTransaction:
         """Whether `exc` left the connection in doubt, and so it was dropped (a failed statement leaves it fine)."""
         if not (lost_connection(exc) or self.driver.is_closed()):
             return False
-        await self.db._drop(self.connection, self.driver, lost=not isinstance(exc, asyncio.CancelledError))
+        await self._drop(lost=not isinstance(exc, asyncio.CancelledError))
         return True
+
+    async def _drop(self, lost: bool) -> None:
+        """A connection lost, or cancelled mid-statement, under asyncpg, where SQLAlchemy did not see it: closed at
+        once and never reused; a lost one (mostly a restart, which took the pooled ones too) renews the pool, as
+        SQLAlchemy does when it sees a disconnect."""
+        self.driver.terminate()
+        await self.connection.invalidate()
+        if lost:
+            await self.engine.dispose(close=False)
 
 
 class PostgresSession:
@@ -171,12 +172,12 @@ class _SharedTransactions(_SharedCommits):
 
     limit = MAX_SHARED
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         super().__init__()
-        self._db = db
+        self._engine = engine
 
     async def _begin(self) -> _AsyncpgTransaction:
-        driven = await _AsyncpgTransaction.begin(self._db)
+        driven = await _AsyncpgTransaction.begin(self._engine)
         try:  # shares of two processes may wait for each other, which PostgreSQL looks into only after a second
             await driven.driver.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
         except BaseException as exc:
