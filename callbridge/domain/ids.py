@@ -11,3 +11,11 @@ def parse_id(raw: object) -> int | None:
         return None
     value = int(raw)
     return value if 1 <= value <= MAX_ID else None
+
+
+ID_KEY = "id:"  # a PBX user key that names our own employee id (dialects whose PBX knows our ids)
+
+
+def own_id(key: str) -> int | None:
+    """The employee id an `id:<n>` key carries (`id:²` carries none)."""
+    return parse_id(key[len(ID_KEY) :]) if key.startswith(ID_KEY) else None

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.calls import Call, CallState, LegState
+from ..domain.ids import own_id
 from . import directory
 from .statements import built_once, execute_hot, insert_for
 from .tables import CallRow, InboundRequest, LegRow, utcnow
@@ -153,7 +154,7 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
     for i, leg in enumerate(call.legs):
         state = call.leg_state(leg)
         ended = leg.closed_at or (call.ended_at if state is not LegState.RINGING else None)
-        legs |= {f"key{i}": leg.employee, f"own{i}": directory.own_id(leg.employee), f"state{i}": state.value,
+        legs |= {f"key{i}": leg.employee, f"own{i}": own_id(leg.employee), f"state{i}": state.value,
                  f"rang_at{i}": leg.rang_at, f"answered_at{i}": leg.answered_at, f"ended_at{i}": ended}  # fmt: skip
     written = dict(
         direction=call.direction.value if call.direction else None,
@@ -170,7 +171,7 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
         row_id=row_id,
         number=call.phone,
         owner=owner,
-        owner_own=directory.own_id(owner) if owner else None,
+        owner_own=own_id(owner) if owner else None,
         answered_at=call.answered_at,
         ended_at=call.ended_at,
         wait_seconds=call.wait_seconds,

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import Integer, String, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from ..domain.ids import own_id
 from ..domain.pbx import CallerInfo
 from .tables import Client, ClientPhone, Deal, Employee, EmployeeGroup, GroupMember, Task
 
@@ -86,15 +87,6 @@ async def end_sessions(session: AsyncSession, employee_id: int) -> None:
     await session.execute(
         update(Employee).where(Employee.id == employee_id).values(session_version=Employee.session_version + 1)
     )
-
-
-ID_KEY = "id:"  # a PBX user key that names our own employee id (dialects whose PBX knows our ids)
-
-
-def own_id(key: str) -> int | None:
-    """The employee id an `id:<n>` key carries."""
-    number = key[len(ID_KEY) :] if key.startswith(ID_KEY) else ""
-    return int(number) if number.isdigit() and len(number) < 10 else None
 
 
 def employee_named(key, own):

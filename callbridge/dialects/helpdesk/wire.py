@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind
-from ...domain.ids import parse_id
+from ...domain.ids import ID_KEY, parse_id
 from ...domain.pbx import WireError
 from ...domain.phones import normalize
-from ...store.directory import ID_KEY
 
 ACTIVE = ("ringing", "in-progress")  # the card is shown
 FINAL = {"canceled": None, "missed": CallResult.MISSED, "failed": CallResult.FAILED,
