@@ -62,4 +62,3 @@ def test_normalising_never_fails_and_is_stable(raw):
 
 def test_display():
     assert display("+79101234567") == "+7 910 123-45-67" and display("101") == "101"
-
