@@ -56,14 +56,9 @@ class Action:
 ACTIONS: dict[str, Action] = {}
 
 
-def action(name: str, policy: Policy) -> Callable[[Deliver], Deliver]:
-    """Register what an outbox request of this name does (the flows define them)."""
-
-    def register(deliver: Deliver) -> Deliver:
-        ACTIONS[name] = Action(deliver, policy)
-        return deliver
-
-    return register
+def register(actions: dict[str, Action]) -> None:
+    """Say what outbox requests of these names do (the flows define them; the outbox knows no flow)."""
+    ACTIONS.update(actions)
 
 
 class StillTrying(PbxError):

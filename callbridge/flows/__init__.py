@@ -1,8 +1,6 @@
-"""The one orchestrator, a module per path through the house: events, lookup, requests to PBXs, integrations.
+"""The one orchestrator, a module per path through the house: events, lookup, requests to PBXs, integrations."""
 
-Importing the package registers the outbox actions that requests.py defines.
-"""
-
+from .. import outbox
 from .events import (
     BackfillReport,
     CallSummary,
@@ -19,9 +17,32 @@ from .events import (
     reject,
     replay,
 )
-from .integrations import add_integration, check_integration, enable_integration, inbound_url, set_enabled, set_rules
+from .integrations import (
+    add_integration,
+    check_integration,
+    enable_integration,
+    inbound_url,
+    send_setup,
+    set_enabled,
+    set_rules,
+)
 from .lookup import lookup
-from .requests import ClickToCall, ClickToCallError, SyncReport, click_to_call, sync_accounts
+from .requests import (
+    ClickToCall,
+    ClickToCallError,
+    SyncReport,
+    click_to_call,
+    fetch_accounts,
+    place_call,
+    sync_accounts,
+)
+
+# what each request to a PBX does, and how it is retried, for the outbox that makes them
+outbox.register({
+    "make_call": outbox.Action(place_call, outbox.Policy(attempts=3, first_retry=3, max_retry=10, expires=60)),
+    "accounts": outbox.Action(fetch_accounts, outbox.Policy(attempts=8, first_retry=30)),
+    "setup": outbox.Action(send_setup, outbox.Policy(attempts=8, first_retry=30)),
+})  # fmt: skip
 
 __all__ = [
     "BackfillReport", "CallSummary", "ClickToCall", "ClickToCallError", "Outcome", "ReplayReport", "SyncReport",

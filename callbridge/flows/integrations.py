@@ -76,8 +76,7 @@ async def add_integration(
     return row, None
 
 
-@outbox.action("setup", outbox.Policy(attempts=8, first_retry=30))
-async def _setup(services: Services, integration: Integration, _payload: dict[str, Any]) -> dict[str, Any]:
+async def send_setup(services: Services, integration: Integration, _payload: dict[str, Any]) -> dict[str, Any]:
     enable = services.dialects[integration.kind].enable
     if enable is not None:
         await enable(services.http_client(integration.settings), integration.settings, integration.token,

@@ -31,8 +31,7 @@ class ClickToCall:
     retrying: str | None = None  # the PBX did not take it yet, and why: it is tried again shortly
 
 
-@outbox.action("make_call", outbox.Policy(attempts=3, first_retry=3, max_retry=10, expires=60))
-async def _place_call(services: Services, integration: Integration, payload: dict[str, Any]) -> dict[str, Any]:
+async def place_call(services: Services, integration: Integration, payload: dict[str, Any]) -> dict[str, Any]:
     make_call = services.dialects[integration.kind].make_call
     if make_call is None:
         raise PbxError(f"{services.dialects[integration.kind].title} cannot place calls")
@@ -97,8 +96,7 @@ class SyncReport:
     unchanged: int = 0
 
 
-@outbox.action("accounts", outbox.Policy(attempts=8, first_retry=30))
-async def _sync_accounts(services: Services, integration: Integration, _payload: dict[str, Any]) -> dict[str, Any]:
+async def fetch_accounts(services: Services, integration: Integration, _payload: dict[str, Any]) -> dict[str, Any]:
     dialect = services.dialects[integration.kind]
     if dialect.accounts is None:
         raise PbxError(f"{dialect.title} does not list its employees")
