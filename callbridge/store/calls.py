@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..domain.calls import Call, CallState, LegState
 from ..domain.ids import own_id
 from . import directory
-from .statements import built_once, execute_hot, insert_for
+from .statements import built_once, execute_hot, insert_for, round_trips_cost
 from .tables import CallRow, InboundRequest, LegRow, utcnow
 
 # The statements run on every PBX event address the tables (SQLAlchemy Core), not the mapped classes: the ORM's
@@ -181,7 +181,7 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
         facts=call.model_dump(mode="json"),
         updated_at=utcnow(),
     )
-    if call.legs and session.bind.dialect.name == "postgresql":
+    if call.legs and round_trips_cost(session):
         [(client_id, employee_id, named)] = await execute_hot(session, _save_call(len(call.legs)), update_call | legs)
         named = named.items()  # JSON, decoded by the codec SQLAlchemy sets on each asyncpg connection
     else:
@@ -301,7 +301,7 @@ async def journal(
     a new request's call (`call_key`) is locked too, as `lock_call` does."""
     row = dict(integration_id=integration_id, dedupe_key=dedupe_key, command=command, call_key=call_key,
                params=params, reply=reply, status=status, error=error, received_at=utcnow(), repeats=0)  # fmt: skip
-    if lock and session.bind.dialect.name == "postgresql":
+    if lock and round_trips_cost(session):
         if locked := await execute_hot(session, _journal_and_lock(), row | _NEW_CALL):
             [(entry_id, *call)] = locked
             return JournalEntry(entry_id, None, _locked(*call))

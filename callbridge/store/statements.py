@@ -82,3 +82,9 @@ def built_once(session: AsyncSession, build):
 @functools.cache
 def _built_for(build, dialect: str):
     return build(_insert(dialect))
+
+
+def round_trips_cost(session) -> bool:
+    """Whether each statement costs a round trip to a database server, so that statements that can be one are
+    worth merging (PostgreSQL; SQLite runs them in this process)."""
+    return session.bind.dialect.name != "sqlite"
