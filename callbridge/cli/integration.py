@@ -49,7 +49,7 @@ def integration_add(
         raise fail(problems) from None
 
     async def work(services: Services) -> dict[str, Any]:
-        integration, problem = await flows.add_integration(services, dialect, name=name, settings=settings)
+        integration, problem = await flows.add_integration(services, kind, name=name, settings=settings)
         view = _integration_view(services, await services.integration(integration.id)) | {"error": problem}
         return view | ({"notifications": dialect.instructions()} if dialect.instructions else {})
 

@@ -3,7 +3,7 @@ a connection check, its rules. The CLI and the settings page both come here."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import automation, outbox
 from ..domain.pbx import PbxError
@@ -12,9 +12,6 @@ from ..store import integrations
 from ..store import outbox as outbox_store
 from ..store.tables import Integration
 from .requests import _request
-
-if TYPE_CHECKING:
-    from ..dialects.base import Dialect
 
 
 def inbound_url(services: Services, integration: Integration) -> str:
@@ -58,10 +55,12 @@ async def set_enabled(services: Services, integration_id: int, enabled: bool) ->
 
 
 async def add_integration(
-    services: Services, dialect: Dialect, *, name: str, settings: dict[str, Any]
+    services: Services, kind: str, *, name: str, settings: dict[str, Any]
 ) -> tuple[Integration, str | None]:
-    """Keep a new integration (validated `settings`, the dialect's default rules) and switch it on: at once, or,
-    where the dialect tells its PBX first, once the PBX agrees. The PBX's words if it refused (it stays off)."""
+    """Keep a new integration of this dialect (validated `settings`, the dialect's default rules) and switch it
+    on: at once, or, where the dialect tells its PBX first, once the PBX agrees. The PBX's words if it refused
+    (it stays off)."""
+    dialect = services.dialects[kind]
     async with services.db.transaction() as session:
         row = await integrations.add_integration(
             session, kind=dialect.kind, name=name, settings=settings, enabled=dialect.enable is None,

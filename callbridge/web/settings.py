@@ -65,7 +65,7 @@ async def add_integration(request: Request):
         settings = stored_settings(dialect.settings.model_validate(given))
     except ValidationError as exc:
         return _settings_message("; ".join(f"{e['loc'][0] if e['loc'] else ''}: {e['msg']}" for e in exc.errors()))
-    _row, problem = await flows.add_integration(services, dialect, name=form.get("name") or dialect.title,
+    _row, problem = await flows.add_integration(services, dialect.kind, name=form.get("name") or dialect.title,
                                                 settings=settings)  # fmt: skip
     return _settings_message(problem or "saved")
 
