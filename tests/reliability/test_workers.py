@@ -70,7 +70,8 @@ async def test_serve_with_several_workers(services, postgres, tmp_path):
     hook, token, key = await prepare(services)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = os.environ | {"CALLBRIDGE_RECORDINGS_DIR": str(tmp_path)}
+    env = os.environ | {"CALLBRIDGE_RECORDINGS_DIR": str(tmp_path),
+                        "CALLBRIDGE_SECRET_KEY_FILE": str(tmp_path / "key")}  # fmt: skip
     command = [CALLBRIDGE, "serve", "--workers", "3", "--port", str(port), "--database-url", postgres,
                "--log-level", "warning"]  # fmt: skip
     server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
