@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..api.schemas import ApiKeyOut
 from ..services import Services
 from ..store import integrations
 from .common import AsJson, DatabaseUrl, console, fail, run
@@ -42,9 +43,7 @@ def apikey_list(as_json: AsJson = False, database_url: DatabaseUrl = None) -> No
             return await integrations.list_api_keys(session)
 
     keys = run(database_url, work)
-    rows = [{"id": k.id, "name": k.name, "read_only": k.read_only, "created_at": k.created_at.isoformat(),
-             "last_used_at": k.last_used_at and k.last_used_at.isoformat(),
-             "revoked_at": k.revoked_at and k.revoked_at.isoformat()} for k in keys]  # fmt: skip
+    rows = [ApiKeyOut.model_validate(k).model_dump(mode="json") for k in keys]  # as `GET /api/keys` shows them
     if as_json:
         print(json.dumps(rows))
         return
