@@ -183,9 +183,11 @@ async def assignee_of(session: AsyncSession, call_id: int) -> int | None:
     return legs[0].employee_id if len(legs) == 1 else None
 
 
-async def card_recipients(session: AsyncSession, rules: Rules, call: CallView, employee_key: str) -> list[int] | None:
-    """Who sees the call card of this ringing leg; None means everyone."""
-    leg_employee = call.leg_employees.get(employee_key)
+async def card_recipients(
+    session: AsyncSession, rules: Rules, call: CallView, employee_key: str | None
+) -> list[int] | None:
+    """Who sees the call card of this ringing leg (None: a ring that names no employee); None means everyone."""
+    leg_employee = call.leg_employees.get(employee_key) if employee_key else None
     if rules.notify_responsible_only:
         responsible = await crm.responsible_of(session, call.client_id) if call.client_id else None
         if responsible is not None:

@@ -110,7 +110,11 @@ def replay(
     for entry_id, reason in report.failing:
         err.print(f"[yellow]request {entry_id}:[/yellow] {reason}")
     console.print(f"applied {report.applied}, unchanged {report.unchanged}, still failing {len(report.failing)}")
-    if report.failing:
+    if report.rules_rerun:
+        console.print(f"CRM rules run again on {report.rules_rerun} call(s): {report.rules_fixed} now pass")
+        if report.rules_fixed < report.rules_rerun:
+            err.print("[yellow]the CRM rules still fail on some calls; see `problems` on each call[/yellow]")
+    if report.failing or report.rules_fixed < report.rules_rerun:
         raise typer.Exit(1)
 
 

@@ -77,34 +77,56 @@ def token_matches(given: object, expected: str) -> bool:
 
 
 async def read_params(request: Request) -> dict[str, str]:
-    """A flat dict of strings from a form-encoded, multipart or JSON body (PBXs send all three); the app's body
-    limit holds while it is read."""
-    body = await request.body()
+    """A flat dict of strings from a form-encoded, multipart or JSON body (PBXs send all three), repeated values
+    comma-joined; the app's body limit holds while it is read."""
+    fields, _ = await read_fields(request, max_files=0)
+    return {name: ",".join(values) for name, values in fields.items()}
+
+
+async def read_fields(request: Request, *, max_files: int) -> tuple[dict[str, list[str]], list[tuple[str, UploadFile]]]:
+    """Every field of a form-encoded, multipart or JSON body as a list of strings (repeated form fields and JSON
+    arrays alike), and the uploaded files (spooled to disk, counted by the app's body limit)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         try:
-            form = await request.form(max_files=0, max_fields=500)
+            form = await request.form(max_files=max_files, max_fields=500)
         except HTTPException as exc:  # a broken body; a body over the limit stays the app's 413
             if exc.status_code == 413:
                 raise
             raise WireError(f"broken multipart body: {exc.detail}") from None
-        return _checked({k: v for k, v in form.multi_items() if not isinstance(v, UploadFile)})
+        fields: dict[str, list[str]] = {}
+        files = []
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                files.append((name, value))
+            else:
+                fields.setdefault(name, []).append(checked_text(name, value))
+        return fields, files
     try:
-        text = body.decode("utf-8")
+        text = (await request.body()).decode("utf-8")
     except UnicodeDecodeError:
         raise WireError("body is not UTF-8") from None
-    if content_type.endswith("json") or text.lstrip().startswith("{"):
-        try:
-            data = safejson.loads(text)
-        except safejson.JsonRefused as exc:
-            raise WireError(str(exc)) from None
-        if not isinstance(data, dict):
-            raise WireError("JSON body must be an object")
-        return {str(k): _flat(v) for k, v in data.items() if v is not None}
+    if content_type.endswith("json") or text.lstrip().startswith("{"):  # JSON, whatever the header says
+        return _json_fields(text), []
     try:
-        return _checked(dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=500)))
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=500)
     except ValueError as exc:
         raise WireError(f"invalid form body: {exc}") from None
+    fields = {}
+    for name, value in pairs:
+        fields.setdefault(name, []).append(checked_text(name, value))
+    return fields, []
+
+
+def _json_fields(text: str) -> dict[str, list[str]]:
+    try:
+        data = safejson.loads(text)
+    except safejson.JsonRefused as exc:
+        raise WireError(f"the JSON body is not valid: {exc}") from None
+    if not isinstance(data, dict):
+        raise WireError("the JSON body must be an object")
+    return {str(k): [_flat(item) for item in v if item is not None] if isinstance(v, list) else [_flat(v)]
+            for k, v in data.items() if v is not None}  # fmt: skip
 
 
 def _checked(params: dict[str, str]) -> dict[str, str]:

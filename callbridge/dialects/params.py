@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import wraps
@@ -82,12 +83,19 @@ def hidden_phone(params: Mapping[str, str], name: str, region: str) -> dict[str,
     return {f"pbx_{name}": raw} if raw and normalize(raw, region) is None else {}
 
 
-def choice(params: Mapping[str, str], name: str, options: Mapping[str, T]) -> T:
+def word(value: str) -> str:
+    """An enumerated value as we compare it: case, spaces, `_` and `-` do not matter (`No_Answer`, `in-progress`)."""
+    return re.sub(r"[\s_-]+", "", value).lower()
+
+
+def choice(params: Mapping[str, str], name: str, options: Mapping[str, T]) -> tuple[T | None, dict[str, str]]:
+    """An enumerated value, read leniently; one outside `options` is kept as the call field `pbx_<name>`
+    (and gives None), since a PBX's new or misspelled word must not lose the call. Missing: WireError."""
     value = required(params, name)
     try:
-        return options[value.lower()]
+        return options[word(value)], {}
     except KeyError:
-        raise WireError(f"{name} must be one of {', '.join(options)}, not {value!r}") from None
+        return None, {f"pbx_{name}": value}
 
 
 EARLIEST, LATEST = 1990, 2200  # years a PBX's clock can say (and a week of call added to it still fits)

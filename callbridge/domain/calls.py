@@ -141,9 +141,11 @@ class Call(BaseModel):
 
     @property
     def answered(self) -> bool:
+        """Said by the PBX, or shown by someone picking up, or by time spent talking."""
         return (
             self.pbx_result is CallResult.ANSWERED
             or self.picked_up_at is not None
+            or (self.talk_given or 0) > 0
             or any(leg.answered for leg in self.legs)
         )
 
@@ -198,7 +200,10 @@ class Call(BaseModel):
 
     @property
     def ringing_employees(self) -> frozenset[str]:
-        return frozenset(leg.employee for leg in self.legs if self.leg_state(leg) is LegState.RINGING)
+        """Employees whose phone rings now (a leg known only from a note never rang)."""
+        return frozenset(
+            leg.employee for leg in self.legs if leg.rang_at is not None and self.leg_state(leg) is LegState.RINGING
+        )
 
     @property
     def last_rung(self) -> str | None:
@@ -279,7 +284,9 @@ class Call(BaseModel):
 
 def _leg_from(event: CallEvent) -> Leg:
     kind = event.kind
-    answered = kind is EventKind.ANSWER or (kind is EventKind.END and event.result is CallResult.ANSWERED)
+    # the end of the call names the employee who talked: by its result, or (with no result) by a talk time
+    talked = event.result is CallResult.ANSWERED or (event.result is None and (event.talk_seconds or 0) > 0)
+    answered = kind is EventKind.ANSWER or (kind is EventKind.END and talked)
     return Leg(
         employee=event.employee or "",
         rang_at=event.at if kind in (EventKind.RING, EventKind.ANSWER) else None,

@@ -120,13 +120,7 @@ async def _fold(
         return []
     view = await call_store.save_call(session, locked, updated)
     rules = await services.rules(integration_id)
-    try:
-        async with session.begin_nested():  # a failing rule must not lose the call's own update
-            view = await automation.reconcile(session, rules, view)
-    except Exception as exc:
-        log.exception("CRM rules failed on call %s", row_id)
-        metrics.FAILURES.labels("automation").inc()
-        await crm.link_call(session, row_id, problem=f"CRM rules failed: {exc.__class__.__name__}: {exc}"[:1000])
+    view = await _reconcile(session, rules, view)
     messages = []
     for effect in effects:
         if isinstance(effect, engine.RecordingReady) and (services.settings.keep_recordings or effect.temporary):
@@ -137,10 +131,40 @@ async def _fold(
             message["recipients"] = await automation.card_recipients(session, rules, view, effect.employee)
         messages.append(message)
         if isinstance(effect, engine.CallOpened) and updated.state is CallState.RINGING and not updated.legs:
-            # rings with no employee named yet: the card goes to the listed employees, or everyone
-            recipients = list(rules.listed_employee_ids) or None
+            # rings with no employee named yet: the responsible manager (if the rules say so), the listed employees,
+            # or everyone
+            recipients = await automation.card_recipients(session, rules, view, None)
             messages.append(message | {"type": "CardShown", "employee": None, "recipients": recipients})
     return messages
+
+
+async def _reconcile(session, rules: automation.Rules, view: call_store.CallView) -> call_store.CallView:
+    """The CRM rules on a call; a failing rule must not lose the call's own update, and leaves a problem on it."""
+    try:
+        async with session.begin_nested():
+            return await automation.reconcile(session, rules, view)
+    except Exception as exc:
+        log.exception("CRM rules failed on call %s", view.id)
+        metrics.FAILURES.labels("automation").inc()
+        await crm.link_call(session, view.id, problem=f"CRM rules failed: {exc.__class__.__name__}: {exc}"[:1000])
+        return view
+
+
+async def rerun_rules(services: Services, integration_id: int, call_key: str) -> bool | None:
+    """Run the CRM rules of a call they failed on again (after an admin fixed the cause): True if they pass now,
+    False if they fail again, None if the call had no problem."""
+    async with services.db.transaction() as session:
+        try:
+            await call_store.find_call(session, integration_id, call_key)
+        except LookupError:
+            return None
+        locked = await call_store.lock_call(session, integration_id, call_key)
+        if locked.call is None or locked.problem is None:
+            return None
+        view = await call_store.save_call(session, locked, locked.call)
+        view = await _reconcile(session, await services.rules(integration_id), view)
+        problem = await call_store.problem_of(session, view.id)
+    return problem is None
 
 
 async def close_stale_calls(services: Services, now: datetime) -> int:
@@ -219,6 +243,9 @@ class ReplayReport:
     applied: int = 0  # had failed or been refused before, and went through now
     unchanged: int = 0  # had been applied: deduplication left them alone
     failing: list[tuple[int, str]] = field(default_factory=list)  # (journal id, why)
+    rules_rerun: int = 0  # calls whose CRM rules had failed and were run again
+    rules_fixed: int = 0  # ... and passed this time
+    calls: set[tuple[int, str]] = field(default_factory=set, repr=False)  # (integration id, call key) replayed
 
 
 async def replay(
@@ -244,6 +271,8 @@ async def replay(
         )
     report = ReplayReport()
     for entry in progress(entries) if progress else entries:
+        if entry.call_key is not None:
+            report.calls.add((entry.integration_id, entry.call_key))
         integration = await services.integration(entry.integration_id)
         dialect = services.dialects.get(integration.kind) if integration else None
         if dialect is None or dialect.replay is None:
@@ -264,6 +293,11 @@ async def replay(
             report.unchanged += 1
         else:
             report.applied += 1
+    for integration_id, key in sorted(report.calls):  # a call whose rules failed gets them run again
+        passed = await rerun_rules(services, integration_id, key)
+        if passed is not None:
+            report.rules_rerun += 1
+            report.rules_fixed += passed
     return report
 
 

@@ -249,6 +249,10 @@ async def get_call(session: AsyncSession, call_id: int) -> CallRow | None:
     return await session.get(CallRow, call_id)
 
 
+async def problem_of(session: AsyncSession, call_id: int) -> str | None:
+    return await session.scalar(select(CallRow.problem).where(CallRow.id == call_id))
+
+
 async def legs_of(session: AsyncSession, call_ids: list[int]) -> dict[int, list[LegRow]]:
     result: dict[int, list[LegRow]] = {i: [] for i in call_ids}
     if call_ids:

@@ -288,6 +288,8 @@ async def test_card_goes_only_to_the_responsible_manager(world, services):
     await world.post(ev("INCOMING", "c1", "mike"))  # a known client: andy is responsible, mike's phone rings
     await world.post(ev("INCOMING", "c2", "mike", UNKNOWN))  # unknown: the one whose phone rang
     await world.post(ev("INCOMING", "c3", "nobody_mapped", UNKNOWN))  # nobody: the listed employees
+    await world.post(ev("INCOMING", "c4"))  # a ring that names no employee, from a known client: andy
+    await world.post(ev("INCOMING", "c5", phone=UNKNOWN))  # ... from an unknown number: the listed employees
     await asyncio.sleep(0.5)
     for task in listeners:
         task.cancel()
@@ -295,9 +297,9 @@ async def test_card_goes_only_to_the_responsible_manager(world, services):
         login: sorted(m["call_id"] for m in messages if m["type"] == "CardShown") for login, messages in got.items()
     }
     calls = {c[0]: c for c in (await world.crm())["calls"]}
-    assert len(calls) == 3
-    assert len(shown["andy"]) == 1 and len(shown["mike"]) == 1 and len(shown["boss"]) == 1
-    assert len({*shown["andy"], *shown["mike"], *shown["boss"]}) == 3
+    assert len(calls) == 5
+    assert len(shown["andy"]) == 2 and len(shown["mike"]) == 1 and len(shown["boss"]) == 2
+    assert len({*shown["andy"], *shown["mike"], *shown["boss"]}) == 5
 
 
 async def _api_key(services) -> str:

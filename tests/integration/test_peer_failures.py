@@ -12,9 +12,11 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.responses import JSONResponse
+from typer.testing import CliRunner
 
 from callbridge import flows
 from callbridge.automation import Rules
+from callbridge.cli import app as cli_app
 from callbridge.dialects.helpdesk.routes import channel_path
 from callbridge.flows.lookup import _within
 from callbridge.store import directory, integrations
@@ -233,6 +235,40 @@ async def test_a_failing_rule_is_shown_on_the_call_and_counted(world, services):
     await world["post"](cmd="event", type="CANCELLED", callid="f1", phone=KNOWN, user="mike")  # more news
     (call,) = (await world["api"].get("/api/calls")).json()["items"]
     assert call["problems"] == [] and len(await owners(services)) == 1  # the rules caught up
+
+
+async def test_replay_runs_the_rules_that_failed_again_once_they_are_fixed(world, services):
+    """A senior manager that does not exist: no lead, a problem on the call; fixed, `replay --call` makes the lead."""
+    unknown = "79995550011"
+    await flows.set_rules(services, world["pbx"].id, Rules(leads_for_missed_unknown=True, senior_manager_id=999_999))
+    await asyncio.sleep(0.6)
+    await missed_group_call(world, "lead1", phone=unknown)
+    (call,) = (await world["api"].get("/api/calls")).json()["items"]
+    assert call["result"] == "missed" and call["client_id"] is None
+    assert any(p.startswith("CRM rules failed") for p in call["problems"])
+
+    def replay():  # the command as an admin types it, with its own event loop
+        return asyncio.to_thread(CliRunner().invoke, cli_app, ["replay", "--call", str(call["id"]),
+                                 "--database-url", services.settings.database_url])  # fmt: skip
+
+    still = await replay()
+    assert still.exit_code == 1 and "0 now pass" in still.output  # not fixed yet: said, and still a problem
+
+    await flows.set_rules(services, world["pbx"].id,
+                          Rules(leads_for_missed_unknown=True, senior_manager_id=world["people"]["duty"]))  # fmt: skip
+    fixed = await replay()
+    assert fixed.exit_code == 0, fixed.output
+    assert "applied 0, unchanged 3" in fixed.output and "1 now pass" in fixed.output
+    (call,) = (await world["api"].get("/api/calls")).json()["items"]
+    assert call["problems"] == [] and call["client_id"] is not None
+    (lead,) = (await world["api"].get("/api/clients", params={"phone": unknown})).json()["items"]
+    assert lead["id"] == call["client_id"] and lead["kind"] == "lead"
+    assert lead["responsible_id"] == world["people"]["duty"] and lead["phones"] == ["+" + unknown]
+    again = await replay()
+    assert again.exit_code == 0 and "CRM rules run again" not in again.output  # nothing left to fix
+    (call,) = (await world["api"].get("/api/calls")).json()["items"]
+    clients = (await world["api"].get("/api/clients", params={"phone": unknown})).json()
+    assert call["client_id"] == lead["id"] and clients["total"] == 1  # one lead, however often replayed
 
 
 # ---- 7. click-to-call that explains itself --------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind, LegState
 from ...domain.pbx import CallerInfo, Command, Events, Lookup, WireError
 from ...domain.phones import normalize
-from ..params import choice, guarded, hidden_phone, phone, required, seconds, time_value
+from ..params import choice, guarded, hidden_phone, phone, required, seconds, time_value, word
 
 TOKEN_FIELD = "crm_token"
 
@@ -24,6 +24,7 @@ _STATUS = {
     "busy": CallResult.BUSY,
     "noanswer": CallResult.NO_ANSWER,
     "notavailable": CallResult.UNAVAILABLE,
+    "notavaliable": CallResult.UNAVAILABLE,  # a misspelling real PBXs send
     "notallowed": CallResult.NOT_ALLOWED,
     "notfound": CallResult.FAILED,
 }
@@ -71,19 +72,20 @@ def contact_reply(caller: CallerInfo | None) -> dict[str, str]:
 
 
 def _history(params: Mapping[str, str], received_at: datetime, region: str) -> Events:
-    direction = choice(params, "type", _DIRECTION)
-    status = required(params, "status")
-    result = _STATUS.get(status.lower().replace("_", "").replace(" ", ""))
+    direction, unknown_type = choice(params, "type", _DIRECTION)
+    result, unknown_status = choice(params, "status", _STATUS)
     duration = seconds(params, "duration")
     started = time_value(params["start"]) if params.get("start") else None
     ended = started + timedelta(seconds=duration or 0) if started else received_at
     event = _base(params, EventKind.END, ended, region)
-    fields = event.fields | ({"pbx_status": status} if result is None else {})
+    fields = event.fields | unknown_type | unknown_status
     fields |= {f: params[f] for f in ("rating", "groupRealName", "telnum") if params.get(f)}
     update = {
         "direction": direction,
         "phone": phone(params, "phone", region, required=True),
         "result": result,
+        # with no status we know, the length is all there is: a call that lasted was talked
+        "talk_seconds": duration if unknown_status else None,
         "started_at": started,
         "total_seconds": duration,
         "wait_seconds": seconds(params, "wait"),
@@ -94,13 +96,14 @@ def _history(params: Mapping[str, str], received_at: datetime, region: str) -> E
 
 
 def _event(params: Mapping[str, str], received_at: datetime, region: str) -> Events:
-    kind, direction = choice(params, "type", _EVENT)
+    found, unknown = choice(params, "type", _EVENT)
+    kind, direction = found or (EventKind.NOTE, None)  # an event we do not know still tells who and which number
     event = _base(params, kind, received_at, region)
-    update: dict = {"direction": direction or event.direction}
+    update: dict = {"direction": direction or event.direction, "fields": event.fields | unknown}
     if kind is EventKind.LEG_END:
         update["leg_state"] = LegState.CANCELLED
-    if params.get("type", "").lower() == "transferred" and params.get("second_callid"):
-        update["fields"] = event.fields | {"transferred_to": params["second_callid"]}
+    if word(params["type"]) == "transferred" and params.get("second_callid"):
+        update["fields"] |= {"transferred_to": params["second_callid"]}
     return Events("event", event.call_key, [event.model_copy(update=update)])
 
 
@@ -109,7 +112,6 @@ def _base(params: Mapping[str, str], kind: EventKind, at: datetime, region: str)
     user = params.get("user") or params.get("ext") or None
     if user and user.startswith("g_"):
         user = None  # a group login, not a person
-    direction = params.get("direction", "").lower()
     return CallEvent(
         kind=kind,
         call_key=required(params, "callid"),
@@ -117,7 +119,7 @@ def _base(params: Mapping[str, str], kind: EventKind, at: datetime, region: str)
         employee=user,
         phone=phone(params, "phone", region, required=False),
         virtual_number=normalize(params.get("diversion") or params.get("telnum"), region),
-        direction=_DIRECTION.get(direction),
+        direction=_DIRECTION.get(word(params.get("direction", ""))),
         fields=hidden_phone(params, "phone", region),
     )
 

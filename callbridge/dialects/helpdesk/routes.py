@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 
 from ... import flows, recordings
 from ...domain.ids import parse_id
@@ -20,7 +19,7 @@ from ...domain.pbx import Events, WireError
 from ...services import Services
 from ...store.tables import Integration
 from .. import hooks
-from ..base import checked_text
+from ..base import read_fields
 from . import wire
 
 KIND = "helpdesk"
@@ -76,23 +75,12 @@ async def _channel(services: Services, channel: str) -> Integration | None:
 
 
 async def _read(request: Request) -> tuple[dict[str, list[str]], UploadFile | None]:
-    """The form, an uploaded file spooled to disk as it arrives (the app's body limit counts its bytes)."""
-    try:
-        data = await request.form(max_files=2, max_fields=200)
-    except HTTPException as exc:  # a broken body; one over the limit stays the app's 413
-        if exc.status_code == 413:
-            raise
-        raise WireError(f"unreadable form: {exc.detail}") from None
-    form: dict[str, list[str]] = {}
-    upload = None
-    for name, value in data.multi_items():
-        if isinstance(value, UploadFile):
-            if name != "audio_record":
-                raise WireError(f"only audio_record may be a file, not {name}")
-            upload = value
-        else:
-            form.setdefault(name, []).append(checked_text(name, value))
-    return form, upload
+    """The fields (form, multipart or JSON), and an uploaded recording spooled to disk as it arrives."""
+    form, files = await read_fields(request, max_files=2)
+    for name, _ in files:
+        if name != "audio_record":
+            raise WireError(f"only audio_record may be a file, not {name}")
+    return form, files[-1][1] if files else None
 
 
 async def _audio(upload: UploadFile, max_bytes: int):

@@ -14,11 +14,13 @@ from ...domain.calls import CallEvent, CallResult, Direction, EventKind
 from ...domain.ids import ID_KEY, parse_id
 from ...domain.pbx import WireError
 from ...domain.phones import normalize
+from ..params import word
 
 ACTIVE = ("ringing", "in-progress")  # the card is shown
 FINAL = {"canceled": None, "missed": CallResult.MISSED, "failed": CallResult.FAILED,
          "answered": CallResult.ANSWERED, "busy": CallResult.BUSY}  # fmt: skip
-_DIRECTION = {"incoming": Direction.IN, "outgoing": Direction.OUT}
+_STATUS = {word(status): status for status in (*ACTIVE, *FINAL)} | {"cancelled": "canceled"}
+_DIRECTION = {"incoming": Direction.IN, "outgoing": Direction.OUT, "in": Direction.IN, "out": Direction.OUT}
 _ONLY_ONE_TARGET = ("user_ids[]", "group_ids[]", "pbx_user_ids[]")
 
 
@@ -30,10 +32,11 @@ class CallRequest:
     """One `create_call` or `update_call`, validated."""
 
     action: str
-    status: str
+    status: str  # one of ACTIVE or FINAL, or a word we do not know: the call is over, its result unknown
     direction: Direction | None = None
     phone: str | None = None
     raw_phone: str | None = None
+    raw_direction: str | None = None  # a direction we do not know, kept on the call
     pbx_call_id: str | None = None
     call_id: int | None = None
     user_ids: tuple[int, ...] = ()
@@ -46,7 +49,10 @@ class CallRequest:
 
 
 def parse(form: Mapping[str, list[str]], *, region: str) -> CallRequest:
-    """Validate a request's fields (as lists, since arrays repeat); WireError names what is wrong."""
+    """Validate a request's fields (as lists, since arrays repeat); WireError names what is wrong.
+
+    An array may also come without its `[]` (JSON clients write `"pbx_user_ids": [101]`)."""
+    form = _arrays_named(form)
 
     def one(name: str) -> str | None:
         values = [v.strip() for v in form.get(name, []) if v.strip()]
@@ -59,11 +65,10 @@ def parse(form: Mapping[str, list[str]], *, region: str) -> CallRequest:
     action = one("action")
     if action not in ("create_call", "update_call"):
         raise WireError("action must be create_call or update_call" if action else "action is missing")
-    status = (one("call_status") or ("ringing" if action == "create_call" else "")).lower()
-    if not status:
+    given = one("call_status") or ("ringing" if action == "create_call" else "")
+    if not given:
         raise WireError("call_status is missing")
-    if status not in ACTIVE and status not in FINAL:
-        raise WireError(f"call_status must be one of {', '.join((*ACTIVE, *FINAL))}, not {status!r}")
+    status = _STATUS.get(word(given), given)
     if action == "create_call":
         return _create(form, one, status, region)
     return _update(form, one, status)
@@ -71,8 +76,8 @@ def parse(form: Mapping[str, list[str]], *, region: str) -> CallRequest:
 
 def _create(form, one, status: str, region: str) -> CallRequest:
     direction = one("direction")
-    if direction not in _DIRECTION:
-        raise WireError("direction must be incoming or outgoing" if direction else "direction is missing")
+    if not direction:
+        raise WireError("direction is missing")
     raw = one("phone")
     if raw is None:
         raise WireError("phone is missing")
@@ -82,7 +87,8 @@ def _create(form, one, status: str, region: str) -> CallRequest:
     return CallRequest(
         action="create_call",
         status=status,
-        direction=_DIRECTION[direction],
+        direction=_DIRECTION.get(word(direction)),
+        raw_direction=None if word(direction) in _DIRECTION else direction,
         phone=normalize(raw, region),
         raw_phone=raw,
         pbx_call_id=one("pbx_call_id"),
@@ -118,6 +124,7 @@ def events(request: CallRequest, *, call_key: str, employees: list[str], at: dat
 
     `employees` are the engine keys of whom the card is for (create) or who is bound to the call (update).
     """
+    status = request.status
     base = CallEvent(
         kind=EventKind.NOTE,
         call_key=call_key,
@@ -125,9 +132,10 @@ def events(request: CallRequest, *, call_key: str, employees: list[str], at: dat
         direction=request.direction,
         phone=request.phone,
         fields=({"comment": request.comment} if request.comment else {})
-        | ({"pbx_phone": request.raw_phone} if request.raw_phone and request.phone is None else {}),
+        | ({"pbx_phone": request.raw_phone} if request.raw_phone and request.phone is None else {})
+        | ({"pbx_direction": request.raw_direction} if request.raw_direction else {})
+        | ({} if status in ACTIVE or status in FINAL else {"pbx_call_status": status}),
     )
-    status = request.status
     if status == "ringing":
         return [base.model_copy(update={"kind": EventKind.RING, "employee": e}) for e in employees] or [
             base.model_copy(update={"kind": EventKind.RING})
@@ -139,12 +147,19 @@ def events(request: CallRequest, *, call_key: str, employees: list[str], at: dat
         return [base.model_copy(update={"kind": EventKind.ANSWER, "employee": e}) for e in employees] or [
             base.model_copy(update={"kind": EventKind.ANSWER})
         ]
-    end = base.model_copy(update={"kind": EventKind.END, "result": FINAL[status]})
+    end = base.model_copy(update={"kind": EventKind.END, "result": FINAL.get(status)})
     if request.action == "create_call":  # a call reported only when it was over
         return [base.model_copy(update={"kind": EventKind.RING, "employee": e}) for e in employees] + [end]
     if len(employees) == 1 and status == "answered":
         return [end.model_copy(update={"employee": employees[0]})]
     return [end]
+
+
+def _arrays_named(form: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    named: dict[str, list[str]] = {}
+    for name, values in form.items():
+        named.setdefault(f"{name}[]" if f"{name}[]" in _ONLY_ONE_TARGET else name, []).extend(values)
+    return named
 
 
 def employee_key(employee_id: int) -> str:

@@ -17,15 +17,19 @@ from ..params import analytics, choice, flag, guarded, hidden_phone, phone, requ
 TOKEN_FIELD = "planfix_token"
 
 _DIRECTION = {"in": Direction.IN, "out": Direction.OUT}
-_EVENT = {"incoming": EventKind.RING, "outgoing": EventKind.RING, "accepted": EventKind.ANSWER, "completed": None}
+_EVENT = {"incoming": EventKind.RING, "outgoing": EventKind.RING, "accepted": EventKind.ANSWER,
+          "completed": EventKind.END}  # fmt: skip
+_EVENT_NAMES = {name: name for name in _EVENT}
 # COMPLETED status; "cancelled" closes one employee's leg only (the group was answered elsewhere, or hunting).
 _STATUS = {
     "success": CallResult.ANSWERED,
     "missed": CallResult.MISSED,
-    "cancelled": None,
+    "cancelled": LegState.CANCELLED,
+    "canceled": LegState.CANCELLED,
     "busy": CallResult.BUSY,
     "noanswer": CallResult.NO_ANSWER,
     "notavailable": CallResult.UNAVAILABLE,
+    "notavaliable": CallResult.UNAVAILABLE,  # a misspelling real PBXs send
     "notallowed": CallResult.NOT_ALLOWED,
 }
 
@@ -72,35 +76,35 @@ def ping_reply(settings: Mapping[str, Any]) -> dict[str, str]:
 
 def _event(params: Mapping[str, str], received_at: datetime, region: str) -> Events:
     key = required(params, "callid")
-    name = required(params, "event").lower()
-    if name not in _EVENT:
-        raise WireError(f"event must be one of INCOMING, OUTGOING, ACCEPTED, COMPLETED, not {name.upper()!r}")
+    name, unknown_event = choice(params, "event", _EVENT_NAMES)
+    direction, unknown_type = choice(params, "type", _DIRECTION)
     event = CallEvent(
-        kind=_EVENT[name] or EventKind.END,
+        kind=_EVENT[name] if name else EventKind.NOTE,  # an event we do not know still tells who and which number
         call_key=key,
         at=received_at,
-        direction=choice(params, "type", _DIRECTION),
+        direction=direction,
         phone=phone(params, "phone", region, required=False),
         virtual_number=normalize(params.get("diversion"), region),
         employee=params.get("ext", "").strip() or None,
-        fields=hidden_phone(params, "phone", region) | analytics(params),
+        fields=hidden_phone(params, "phone", region) | analytics(params) | unknown_event | unknown_type,
     )
     if name != "completed":
         return Events("event", key, [event])
-    status = params.get("status", "").strip()
-    normalized = status.lower().replace("_", "").replace(" ", "")
-    if normalized and normalized not in _STATUS:
-        raise WireError(f"status must be one of Success, Missed, Cancelled, Busy, NoAnswer, NotAvailable, "
-                        f"NotAllowed, not {status!r}")  # fmt: skip
-    if normalized == "cancelled":
+    status, unknown_status = choice(params, "status", _STATUS) if params.get("status", "").strip() else (None, {})
+    if status is LegState.CANCELLED:
         closed = event.model_copy(update={"kind": EventKind.LEG_END, "leg_state": LegState.CANCELLED})
         return Events("event", key, [closed])
+    duration = seconds(params, "duration")
     completed = event.model_copy(
         update={
-            "result": _STATUS.get(normalized),
-            "total_seconds": seconds(params, "duration"),
+            "kind": EventKind.END,
+            "result": status,
+            "total_seconds": duration,
+            # with no word we know, the length is all there is: a call that lasted was talked
+            "talk_seconds": duration if unknown_status else None,
             "recording_expected": flag(params, "is_recorded"),
             "recording_url": params.get("record_link", "").strip() or None,
+            "fields": event.fields | unknown_status,
         }
     )
     return Events("event", key, [completed])

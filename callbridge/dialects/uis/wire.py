@@ -19,7 +19,7 @@ from ... import safejson
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind, LegState
 from ...domain.pbx import Events, WireError
 from ...domain.phones import normalize
-from ..params import guarded, hidden_phone, plausible, seconds
+from ..params import guarded, hidden_phone, plausible, seconds, word
 
 # What each kind of notification means for the call.
 INCOMING = "incoming_call"  # 1. a call reached a virtual number
@@ -33,6 +33,7 @@ LOST = "lost_call"  # 8. nobody answered
 HISTORY = "call_history"  # a whole call from the Data API's calls report (our back-fill)
 KINDS = (INCOMING, CALL_END, RECORDED, WAITING, OUTGOING, TALK_START, TALK_END, LOST, HISTORY)
 
+_EXPLICIT = {word(kind): kind for kind in KINDS}
 _CALL_STATE = {"ringing": WAITING, "answered": TALK_START, "hangup": CALL_END, "missed": LOST}
 _DIRECTION = {"in": Direction.IN, "incoming": Direction.IN, "out": Direction.OUT, "outgoing": Direction.OUT}
 
@@ -92,16 +93,15 @@ def flatten(data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def kind_of(params: Mapping[str, str]) -> str:
-    """Which of the eight notifications (or four templates) this body is."""
-    explicit = params.get("callbridge_event", "").strip().lower()
-    if explicit:
-        if explicit not in KINDS:
-            raise WireError(f"callbridge_event must be one of {', '.join(KINDS)}, not {explicit!r}")
-        return explicit
-    state = params.get("call_state", "").strip().lower()
-    if state:
-        if state not in _CALL_STATE:
-            raise WireError(f"call_state must be one of RINGING, ANSWERED, HANGUP, MISSED, not {state!r}")
+    """Which of the eight notifications (or four templates) this body is.
+
+    A `callbridge_event` or `call_state` we do not know (a hand-edited template) is kept on the call by `parse`,
+    and the body is read by the variables it carries instead."""
+    explicit = word(params.get("callbridge_event", ""))
+    if explicit in _EXPLICIT:
+        return _EXPLICIT[explicit]
+    state = word(params.get("call_state", ""))
+    if state in _CALL_STATE:
         return _CALL_STATE[state]
     has = {k for k, v in params.items() if v != ""}
     if "file_link" in has:
@@ -120,7 +120,9 @@ def kind_of(params: Mapping[str, str]) -> str:
         return OUTGOING
     if "virtual_phone_number" in has or "contact_phone_number" in has:
         return INCOMING
-    raise WireError("cannot tell which notification this is: no call_state, callbridge_event or known variables")
+    unknown = "".join(f"; {name[4:]} {value[:40]!r} is unknown" for name, value in _unknown_words(params).items())
+    raise WireError(f"cannot tell which notification this is: no call_state, callbridge_event or known "
+                    f"variables{unknown}")  # fmt: skip
 
 
 @guarded
@@ -131,7 +133,7 @@ def parse(params: Mapping[str, str], *, received_at: datetime, region: str, zone
     if not key:
         raise WireError("call_session_id is missing")
     raw_phone = params.get("contact_phone_number") or params.get("from_number") or ""
-    direction = params.get("direction", "").strip().lower()
+    direction = word(params.get("direction", ""))
     employee = _employee(params)
     event = CallEvent(
         kind=EventKind.NOTE,
@@ -145,10 +147,10 @@ def parse(params: Mapping[str, str], *, received_at: datetime, region: str, zone
         wait_seconds=seconds(params, "wait_time_duration"),
         total_seconds=seconds(params, "total_time_duration"),
         recording_url=(params.get("file_link") or params.get("call_record_url") or "").strip() or None,
-        fields=_fields(params) | hidden_phone({"phone": raw_phone}, "phone", region),
+        fields=_fields(params) | hidden_phone({"phone": raw_phone}, "phone", region) | _unknown_words(params),
         tags=tuple(t.strip() for t in params.get("tag_names", "").split(",") if t.strip()),
     )
-    if kind == INCOMING and event.direction is None:
+    if kind in (INCOMING, LOST) and event.direction is None:  # a lost call is one nobody answered: incoming
         event = event.model_copy(update={"direction": Direction.IN})
     if kind == LOST:
         return Events(kind, key, _lost(event, params))
@@ -222,6 +224,13 @@ def report_params(row: Mapping[str, Any], *, zone: str, media_url: str) -> dict[
     if records:  # the talk's media address: <media>/<call session>/<record>/
         params["file_link"] = f"{media_url.rstrip('/')}/{params['call_session_id']}/{records[-1]}/"
     return params
+
+
+def _unknown_words(params: Mapping[str, str]) -> dict[str, str]:
+    """Enumerated values we could not read (a hand-edited template, a new word), kept on the call as they came."""
+    known = {"callbridge_event": _EXPLICIT, "call_state": _CALL_STATE, "direction": _DIRECTION}
+    return {f"pbx_{name}": params[name] for name, words in known.items()
+            if params.get(name, "").strip() and word(params[name]) not in words}  # fmt: skip
 
 
 def _employee(params: Mapping[str, str]) -> str | None:

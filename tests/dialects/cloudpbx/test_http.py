@@ -188,7 +188,7 @@ async def test_unreadable_bodies_get_400_invalid_parameters(world, body, content
 
 async def test_bad_commands_get_400_and_are_journaled_as_rejected(world, services):
     pbx = world["pbx"]
-    for change in ({"type": "EXPLODED"}, {"callid": ""}, {"cmd": "selfdestruct"}):
+    for change in ({"type": ""}, {"callid": ""}, {"cmd": "selfdestruct"}):
         response = await pbx.sample("event_incoming.form", **change)
         assert response.status_code == 400 and response.json() == {"error": "Invalid parameters"}
     assert await calls(world) == []

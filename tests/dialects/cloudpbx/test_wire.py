@@ -118,7 +118,7 @@ def test_start_accepts_iso_too():
         ({"cmd": ""}, "cmd is missing"),
         ({"cmd": "reboot"}, "unknown cmd"),
         ({"callid": ""}, "callid is missing"),
-        ({"type": "sideways"}, "type must be one of in, incoming, out, outgoing"),
+        ({"type": ""}, "type is missing"),
         ({"duration": "long"}, "duration must be a number"),
         ({"duration": "-5"}, "out of range"),
         ({"phone": ""}, "phone is missing"),
@@ -134,9 +134,22 @@ def test_bad_history_is_refused_with_a_reason(change, reason):
         parse(sample("history_in_success.form") | change)
 
 
-def test_bad_event_type_is_refused():
-    with pytest.raises(WireError, match="type must be one of incoming, outgoing, accepted"):
-        parse(sample("event_incoming.form") | {"type": "EXPLODED"})
+def test_an_event_type_we_do_not_know_is_kept_not_refused():
+    (event,) = parse(sample("event_incoming.form") | {"type": "Parked"}).events
+    assert event.kind is EventKind.NOTE and event.fields["pbx_type"] == "Parked" and event.employee == "andy"
+    (ring,) = parse(sample("event_incoming.form") | {"type": "InComing"}).events  # case does not matter
+    assert ring.kind is EventKind.RING and ring.direction is Direction.IN
+
+
+@pytest.mark.parametrize(
+    "status, result",
+    [("NotAvaliable", CallResult.UNAVAILABLE), ("no_answer", CallResult.NO_ANSWER), ("SUCCESS", CallResult.ANSWERED),
+     ("Teleported", None)],
+)  # fmt: skip
+def test_history_statuses_are_read_leniently_and_unknown_ones_kept(status, result):
+    (event,) = parse(sample("history_in_success.form") | {"status": status}).events
+    assert event.kind is EventKind.END and event.result is result
+    assert event.fields.get("pbx_status") == (status if result is None else None)
 
 
 def test_contact_reply_shapes():

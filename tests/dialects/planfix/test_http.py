@@ -125,6 +125,36 @@ async def test_replayed_and_shuffled_scenario_ends_the_same(world):
     assert await only_call(api) == first
 
 
+@pytest.mark.parametrize(
+    "sample_name, result, pbx_status",
+    [
+        ("event_in_completed_misspelled.form", "unavailable", None),  # NotAvaliable, as real PBXs spell it
+        ("event_in_completed_lowercase.form", "no_answer", None),
+        ("event_in_completed_unknown_word.form", "answered", "Answered"),  # a length: it was talked
+        ("event_in_completed_missed.form", "missed", None),
+    ],
+)
+async def test_a_status_outside_the_spec_still_ends_the_call(world, sample_name, result, pbx_status):
+    _, api, post = world
+    assert (await post("event_in_incoming.form")).status_code == 200
+    assert (await post(sample_name)).status_code == 200
+    call = await only_call(api)
+    assert call["state"] == "ended" and call["result"] == result
+    assert call["fields"].get("pbx_status") == pbx_status
+    assert (await post(sample_name)).status_code == 200  # the PBX's retry changes nothing
+    assert (await only_call(api))["result"] == result and (await api.get("/api/calls")).json()["total"] == 1
+
+
+async def test_an_unknown_word_with_no_length_is_missed_and_an_unknown_event_is_kept(world):
+    _, api, post = world
+    await post("event_in_incoming.form")
+    assert (await post("event_in_incoming.form", event="HOLD")).status_code == 200  # not in the spec: kept
+    assert (await post("event_in_completed_unknown_word.form", duration="0", status="Gone")).status_code == 200
+    call = await only_call(api)
+    assert call["result"] == "missed" and call["fields"]["pbx_status"] == "Gone"
+    assert call["fields"]["pbx_event"] == "HOLD"
+
+
 async def test_spec_example_keeps_analytics_fields(world):
     _, api, post = world
     await post("event_out_outgoing.form")
@@ -150,7 +180,7 @@ async def test_ping_answers_our_pbx_settings(world):
 
 async def test_errors_are_the_specs(world, server):
     _, api, post = world
-    bad = await post("event_in_incoming.form", event="EXPLODED")
+    bad = await post("event_in_incoming.form", event="")
     assert bad.status_code == 400 and bad.json() == {"error": "Invalid parameters"}
     wrong = await post("ping.form", planfix_token="nope")
     assert wrong.status_code == 401 and wrong.json() == {"error": "Invalid token"}

@@ -113,11 +113,9 @@ def test_replies_match_the_spec():
     "name, change, reason",
     [
         ("event_in_incoming.form", {"cmd": "dance"}, "unknown cmd"),
-        ("event_in_incoming.form", {"event": "EXPLODED"}, "event must be one of"),
         ("event_in_incoming.form", {"event": ""}, "event is missing"),
-        ("event_in_incoming.form", {"type": "sideways"}, "type must be one of in, out"),
+        ("event_in_incoming.form", {"type": ""}, "type is missing"),
         ("event_in_incoming.form", {"callid": ""}, "callid is missing"),
-        ("event_out_completed.form", {"status": "Teleported"}, "status must be one of"),
         ("event_out_completed.form", {"duration": "long"}, "duration must be a number"),
         ("event_out_completed.form", {"is_recorded": "maybe"}, "is_recorded must be 0 or 1"),
         ("record.form", {"record_link": ""}, "record_link is missing"),

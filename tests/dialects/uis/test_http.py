@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from callbridge import flows, outbox
+from callbridge.automation import Rules
 from callbridge.dialects.uis import client as uis_client
 from callbridge.domain.pbx import PbxError
 from callbridge.store import directory, integrations
@@ -69,6 +70,31 @@ async def test_a_whole_call_from_the_eight_notifications(world):
     assert call["recording_url"] == "https://app.uiscom.ru/system/media/talk/3342129/0f1e2d/"
     assert call["started_at"].startswith("2026-11-24T09:00:00")
     assert [(leg["employee_key"], leg["state"]) for leg in call["legs"]] == [("1001", "answered")]
+
+
+async def test_a_lost_call_alone_is_an_incoming_missed_call_that_makes_its_lead(world, services):
+    rules = Rules(leads_for_missed_unknown=True, senior_manager_id=world["mike"])
+    await flows.set_rules(services, world["row"].id, rules)
+    assert (await world["post"]("000_8_lost_call.json")).status_code == 200  # no other notification of this call
+    (call,) = await calls(world)
+    assert call["direction"] == "in" and call["result"] == "missed" and call["client_id"] is not None
+    (lead,) = (await world["api"].get("/api/clients", params={"phone": "79261112233"})).json()["items"]
+    assert lead["kind"] == "lead" and lead["responsible_id"] == world["mike"]
+
+
+async def test_a_call_end_alone_with_talk_time_is_answered_by_its_employee(world):
+    assert (await world["post"]("000_2_call_end.json")).status_code == 200
+    (call,) = await calls(world)
+    assert call["result"] == "answered" and call["employee_id"] == world["andy"] and call["talk_seconds"] == 95
+
+
+async def test_the_result_never_flips_when_the_notifications_come_in_reverse(world):
+    results = []
+    for name in reversed(SEED_000_CALL):
+        assert (await world["post"](name)).status_code == 200
+        results.append((await calls(world))[0]["result"])
+    first = results.index("answered")  # once the end is known, it stays answered
+    assert results[first:] == ["answered"] * (len(results) - first) and results[:first] == [None] * first
 
 
 async def test_the_four_templates_map_employees_by_extension(world):
