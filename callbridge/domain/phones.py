@@ -30,14 +30,23 @@ def _normalize(text: str, region: str) -> str | None:
         text = "+" + re.sub(r"\D", "", text)[2:]  # 00 is the international prefix in most of the world
     if not any(ch.isdigit() for ch in text):
         return None
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        number = None
+    number = _parsed(text, region)
+    if number is not None and not phonenumbers.is_valid_number(number) and not text.startswith("+"):
+        # PBXs send E.164 without its "+" (442079460958): not a number of the region, it is an international one
+        international = _parsed("+" + re.sub(r"\D", "", text), None)
+        if international is not None and phonenumbers.is_valid_number(international):
+            number = international
     if number is not None and phonenumbers.is_possible_number(number):
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     digits = "".join(ch for ch in text if ch.isdigit())
     return digits[:32]
+
+
+def _parsed(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
 
 
 def wire_digits(e164: str) -> str:

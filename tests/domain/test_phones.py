@@ -47,6 +47,33 @@ def test_short_numbers_stay_digits_and_never_look_like_a_client(raw, digits):
     assert normalize(raw) == digits and not normalize(raw).startswith("+")
 
 
+# Foreign numbers as PBXs send them: E.164 without its "+"; each must reach the client stored with the "+".
+BARE_INTERNATIONAL = {
+    "442079460958": "+442079460958", "49301234567": "+49301234567", "375291234567": "+375291234567",
+    "12125550123": "+12125550123", "380441234567": "+380441234567", "861012345678": "+861012345678",
+    "33142685300": "+33142685300", "390612345678": "+390612345678", "34912345678": "+34912345678",
+    "998901234567": "+998901234567", "77012345678": "+77012345678", "905321234567": "+905321234567",
+}  # fmt: skip
+# One digit short, one too many, one changed, a national number of another country: none of them is the client's.
+NEAR_MISSES = ["44207946095", "4420794609581", "442079460959", "4930123456", "3752912345678", "1212555012",
+               "121255501234", "3804412345", "20 7946 0958", "8 2079460958", "0442079460958", "7442079460958"]  # fmt: skip
+
+
+@pytest.mark.parametrize("bare, e164", BARE_INTERNATIONAL.items())
+def test_bare_international_digits_are_read_as_international(bare, e164):
+    assert normalize(bare) == e164 == normalize(display(e164))
+
+
+@pytest.mark.parametrize("raw", NEAR_MISSES)
+def test_near_misses_match_no_stored_foreign_number(raw):
+    assert normalize(raw) not in set(BARE_INTERNATIONAL.values())
+
+
+def test_numbers_of_the_region_are_still_read_as_the_regions():
+    assert normalize("9101234567") == "+79101234567" and normalize("4951234567") == "+74951234567"
+    assert normalize("2079460958", "GB") == "+442079460958"
+
+
 def test_region_decides_how_a_national_number_is_read():
     assert normalize("030 1234567", "DE") == "+49301234567"
     assert normalize("8 (910) 123-45-67", "RU") == "+79101234567"

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
+from callbridge.domain.phones import normalize
 from callbridge.store import calls as call_store
 from callbridge.store import directory, integrations
 
@@ -72,6 +73,23 @@ async def calls(world, **query) -> list[dict]:
     response = await world["api"].get("/api/calls", params=query)
     assert response.status_code == 200, response.text
     return response.json()["items"]
+
+
+FOREIGN = {"+44 20 7946 0958": "442079460958", "+49 30 1234567": "49301234567", "+375 29 123-45-67": "375291234567",
+           "+1 (212) 555-0123": "12125550123"}  # fmt: skip
+
+
+async def test_foreign_clients_are_found_by_bare_international_digits(world, services):
+    async with services.db.transaction() as session:
+        for i, written in enumerate(FOREIGN):
+            phones = [normalize(written)]  # as the API and the importer store what people write
+            await directory.add_client(session, name=f"Foreign {i}", phones=phones, responsible_id=world["mike"])
+    for i, bare in enumerate(FOREIGN.values()):
+        response = await world["pbx"].sample("contact.form", phone=bare, callid=f"f{i}")
+        assert response.json() == {"contact_name": f"Foreign {i}", "responsible": "mike"}
+    for i, near in enumerate(("44207946095", "4420794609581", "442079460959", "1212555012", "3752912345678")):
+        response = await world["pbx"].sample("contact.form", phone=near, callid=f"n{i}")
+        assert response.status_code == 200 and response.json() == {}, near  # never somebody else's client
 
 
 async def test_contact_lookup_returns_name_and_responsible(world, services):
