@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     recording_attempts: int = 8  # then the recording is marked failed, with the reason
     recording_retry_seconds: float = 30.0  # first retry; doubles each time, up to an hour, with jitter
     recording_poll_seconds: float = 2.0
+    recording_wait_hours: float = 24.0  # a recording the PBX announced but never linked is `missing` after this
     backfill_minutes: float = 30.0  # fetch PBX call history this often (0: never), to catch calls missed while down
     lookup_journal_seconds: float = 0.5  # caller lookups are journaled in batches this often
     integration_cache_seconds: float = 5.0  # integrations are read on every PBX request

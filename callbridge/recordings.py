@@ -37,6 +37,18 @@ AUDIO_TYPES = {
 LEASE = timedelta(minutes=10)  # how long a claimed download is left to its worker
 
 
+def status_of(call, recording: Recording | None, *, wait_hours: float, now: datetime) -> str | None:
+    """What a call's recording is, as the workspace and the API say it: our download's status, or `pending` while
+    the PBX said it recorded the call and no link came yet, `missing` once that is `wait_hours` after the call ended
+    (some PBXs say "recorded" on every call). Derived when read, so a link that comes later is still kept."""
+    if recording is not None:
+        return recording.status
+    if not call.recording_expected or call.recording_url:
+        return None
+    overdue = call.ended_at is not None and now - call.ended_at > timedelta(hours=wait_hours)
+    return "missing" if overdue else "pending"
+
+
 @dataclass
 class FetchError(Exception):
     reason: str

@@ -138,7 +138,7 @@ async def list_calls(
         legs = await call_store.legs_of(session, [r.id for r in rows])
         kept = await recording_store.of_calls(session, [r.id for r in rows])
         failed = await call_store.failed_requests(session, rows)
-    items = [_call_out(row, legs[row.id], kept.get(row.id), failed.get(row.id, [])) for row in rows]
+    items = [_call_out(services, row, legs[row.id], kept.get(row.id), failed.get(row.id, [])) for row in rows]
     return Page[CallOut](items=items, total=total, limit=limit, offset=offset)
 
 
@@ -153,7 +153,7 @@ async def get_call(call_id: IdPath, services: Services):
         events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
         recording = await recording_store.get(session, row.id)
     failed = [e.error for e in events if e.status == "failed"]
-    detail = _call_out(row, legs, recording, failed).model_dump()
+    detail = _call_out(services, row, legs, recording, failed).model_dump()
     return CallDetail(**detail, events=[EventOut.model_validate(e) for e in events])
 
 
@@ -196,9 +196,9 @@ async def get_recording(call_id: IdPath, services: Services):
     return await recordings.response(services, call_id)
 
 
-def _call_out(row, legs, recording=None, failed_requests=()) -> CallOut:
-    waiting = row.recording_expected and not row.recording_url
-    status = recording.status if recording else ("pending" if waiting else None)
+def _call_out(services, row, legs, recording=None, failed_requests=()) -> CallOut:
+    wait_hours = services.settings.recording_wait_hours
+    status = recordings.status_of(row, recording, wait_hours=wait_hours, now=utcnow())
     problems = [f"a PBX request was not applied: {error}" for error in failed_requests]
     problems += [row.problem] if row.problem else []
     problems += [f"recording not kept: {recording.error}"] if recording and recording.status == "failed" else []

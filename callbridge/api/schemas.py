@@ -41,10 +41,11 @@ class CallOut(ORM):
     wait_seconds: int | None
     talk_seconds: int | None
     recording_url: str | None = Field(description="the PBX's link")
-    recording_status: Literal["pending", "queued", "kept", "failed"] | None = Field(
+    recording_status: Literal["pending", "missing", "queued", "kept", "failed"] | None = Field(
         default=None,
-        description="pending: recorded, link not sent yet; queued: downloading; kept: ours at "
-        "/api/calls/{id}/recording; failed: see recording_error",
+        description="pending: recorded, link not sent yet; missing: no link came within "
+        "CALLBRIDGE_RECORDING_WAIT_HOURS of the call's end (one that comes later is still kept); queued: "
+        "downloading; kept: ours at /api/calls/{id}/recording; failed: see recording_error",
     )
     recording_error: str | None = None
     problems: list[str] = Field(

@@ -29,6 +29,12 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "wait": ("Ожидание", "Wait"),
     "talk": ("Разговор", "Talk"),
     "recording": ("Запись", "Recording"),
+    "recording_pending": ("АТС записала разговор, ссылки ещё нет", "recorded by the PBX, no link yet"),
+    "recording_missing": ("АТС сообщила о записи, но ссылку так и не прислала", "the PBX said it recorded the call "
+                          "but never sent the link"),  # fmt: skip
+    "recording_queued": ("скачивается", "downloading"),
+    "recording_kept": ("сохранена", "kept"),
+    "recording_failed": ("не удалось сохранить:", "could not be kept:"),
     "state": ("Состояние", "State"),
     "ringing": ("Звонит", "Ringing"),
     "talking": ("Разговор", "Talking"),

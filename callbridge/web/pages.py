@@ -155,8 +155,11 @@ async def call_page(call_id: IdPath, request: Request):
         people = {e.id: e for e in await directory.list_employees(session)}
         names = await directory.client_names(session, {row.client_id} if row.client_id else set())
     failed = [e.error for e in events if e.status == "failed"]
+    wait_hours = services_of(request).settings.recording_wait_hours
+    recording_status = recordings.status_of(row, recording, wait_hours=wait_hours, now=utcnow())
     return render(request, "call.html", row=row, legs=legs, events=events, recording=recording, people=people,
-                  names=names, failed=failed, replayed=request.query_params.get("replayed"))  # fmt: skip
+                  names=names, failed=failed, replayed=request.query_params.get("replayed"),
+                  recording_status=recording_status)  # fmt: skip
 
 
 @router.post("/calls/{call_id}/replay")

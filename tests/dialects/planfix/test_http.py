@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from sqlalchemy import update
 from starlette.responses import PlainTextResponse
 from typer.testing import CliRunner
 
 from callbridge.cli import app as cli_app
 from callbridge.store import directory, integrations
+from callbridge.store.tables import CallRow
 
 from ...conftest import settings_for
 from ...fake_pbx import FakePbx, mp3
@@ -247,6 +250,22 @@ async def wait_for_recording(api) -> dict:
             return call
         await asyncio.sleep(0.05)
     raise AssertionError(f"recording still {call['recording_status']}")
+
+
+async def test_a_recording_announced_on_every_call_but_never_linked_turns_missing(world, services, fake_pbx):
+    _, api, post = world
+    await post("event_in_incoming.form")
+    await post("event_in_completed_misspelled.form")  # is_recorded=1, as such PBXs send on every call
+    call = await only_call(api)
+    assert call["recording_status"] == "pending"
+    async with services.db.transaction() as session:  # a day and a little more later
+        late = datetime.now(UTC) - timedelta(hours=services.settings.recording_wait_hours, minutes=1)
+        await session.execute(update(CallRow).where(CallRow.id == call["id"]).values(ended_at=late))
+    assert (await only_call(api))["recording_status"] == "missing"
+    assert (await api.get(f"/api/calls/{call['id']}")).json()["recording_status"] == "missing"
+    fake_pbx.files["late.mp3"] = (mp3(2), "audio/mpeg", True)
+    await post("record_temp.form", callid="G1", record_link=f"{fake_pbx.url}/records/late.mp3")  # came after all
+    assert (await wait_for_recording(api))["recording_status"] == "kept"
 
 
 # ---- us -> PBX ----------------------------------------------------------------------------------
