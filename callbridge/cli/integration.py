@@ -26,6 +26,9 @@ integration_app = typer.Typer(help="Connect PBXs: each integration has its own i
 def integration_add(
     kind: Annotated[str, typer.Argument(help=f"one of: {', '.join(DIALECTS)}")],
     name: Annotated[str, typer.Option(help="a name people will recognise")],
+    setup: Annotated[
+        bool, typer.Option(help="tell the PBX our URL and token (`setup`); --no-setup for PBXs without it")
+    ] = True,
     as_json: AsJson = False,
     database_url: DatabaseUrl = None,
     **options: str | None,
@@ -49,7 +52,7 @@ def integration_add(
         raise fail(problems) from None
 
     async def work(services: Services) -> dict[str, Any]:
-        integration, problem = await flows.add_integration(services, kind, name=name, settings=settings)
+        integration, problem = await flows.add_integration(services, kind, name=name, settings=settings, setup=setup)
         view = _integration_view(services, await services.integration(integration.id)) | {"error": problem}
         return view | ({"notifications": dialect.instructions()} if dialect.instructions else {})
 
@@ -64,8 +67,15 @@ def integration_add(
                           f"HTTP {notification['method']} to the URL above, body:")  # fmt: skip
             console.print(notification["body"], markup=False, highlight=False)
     if view["error"]:
-        raise fail(f"the PBX refused to switch the integration on: {view['error']}\n"
-                    f"fix it on the PBX side, then run: callbridge integration enable {view['id']}")  # fmt: skip
+        raise fail(_refused(view["id"], view["error"]))
+
+
+def _refused(integration_id: int, problem: str) -> str:
+    return (f"the PBX refused to switch the integration on: {problem}\n"
+            f"fix it on the PBX side, then run: callbridge integration enable {integration_id}\n"
+            f"or, if this PBX has no `setup`, switch it on anyway and enter our URL and token on the PBX by hand\n"
+            f"(`callbridge integration list` shows them): callbridge integration enable {integration_id} "
+            f"--without-setup")  # fmt: skip
 
 
 def settings_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -98,18 +108,30 @@ def _problem(error: dict) -> str:
 
 
 @integration_app.command("enable")
-def integration_enable(integration_id: int, database_url: DatabaseUrl = None) -> None:
+def integration_enable(
+    integration_id: int,
+    without_setup: Annotated[
+        bool, typer.Option("--without-setup", help="do not tell the PBX (for PBXs that refuse or lack `setup`)")
+    ] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Switch an integration on (the PBX is told our URL and token where the dialect does that)."""
-    problem = run(database_url, lambda s: _try_enable(s, integration_id))
+    try:
+        problem = run(database_url, lambda s: _try_enable(s, integration_id, setup=not without_setup))
+    except LookupError as exc:
+        raise fail(str(exc)) from None
     if problem:
-        raise fail(f"not enabled: {problem}")
+        raise fail(_refused(integration_id, problem))
     console.print(f"integration {integration_id} enabled")
 
 
 @integration_app.command("disable")
 def integration_disable(integration_id: int, database_url: DatabaseUrl = None) -> None:
     """Switch an integration off: its PBX's requests are refused until it is enabled again."""
-    run(database_url, lambda s: flows.set_enabled(s, integration_id, False))
+    try:
+        run(database_url, lambda s: flows.set_enabled(s, integration_id, False))
+    except LookupError as exc:
+        raise fail(str(exc)) from None
     console.print(f"integration {integration_id} disabled")
 
 
@@ -173,9 +195,14 @@ def _print_rules(rules: Rules) -> None:
     console.print(table)
 
 
-async def _try_enable(services: Services, integration_id: int) -> str | None:
+async def _try_enable(services: Services, integration_id: int, *, setup: bool) -> str | None:
+    if await services.integration(integration_id) is None:
+        raise LookupError(f"integration {integration_id} does not exist")
     try:
-        await flows.enable_integration(services, integration_id)
+        if setup:
+            await flows.enable_integration(services, integration_id)
+        else:
+            await flows.enable_without_setup(services, integration_id)
     except PbxError as exc:
         return str(exc)
     return None

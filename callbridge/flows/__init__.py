@@ -16,11 +16,13 @@ from .events import (
     ingest,
     reject,
     replay,
+    rerun_rules,
 )
 from .integrations import (
     add_integration,
     check_integration,
     enable_integration,
+    enable_without_setup,
     inbound_url,
     send_setup,
     set_enabled,
@@ -47,6 +49,6 @@ outbox.register({
 __all__ = [
     "BackfillReport", "CallSummary", "ClickToCall", "ClickToCallError", "Outcome", "ReplayReport", "SyncReport",
     "add_integration", "backfill", "backfill_all", "call_key_of", "call_summary", "check_integration", "click_to_call",
-    "close_stale_calls", "enable_integration", "existing_employees", "group_members", "inbound_url", "ingest",
-    "lookup", "reject", "replay", "set_enabled", "set_rules", "sync_accounts",
+    "close_stale_calls", "enable_integration", "enable_without_setup", "existing_employees", "group_members",
+    "inbound_url", "ingest", "lookup", "reject", "replay", "rerun_rules", "set_enabled", "set_rules", "sync_accounts",
 ]  # fmt: skip

@@ -46,27 +46,39 @@ async def set_rules(services: Services, integration_id: int, rules: automation.R
 
 
 async def set_enabled(services: Services, integration_id: int, enabled: bool) -> None:
-    """Switch an integration on or off; switching off also gives up a `setup` still being retried."""
+    """Switch an integration on or off (LookupError if there is none); switching off also gives up a `setup` still
+    being retried."""
     async with services.db.transaction() as session:
-        await integrations.update_integration(session, integration_id, enabled=enabled)
+        if not await integrations.update_integration(session, integration_id, enabled=enabled):
+            raise LookupError(f"integration {integration_id} does not exist")
         if not enabled:
             await outbox_store.cancel(session, integration_id, "setup", "the integration was switched off")
     services.forget(integration_id)
 
 
+async def enable_without_setup(services: Services, integration_id: int) -> None:
+    """Switch an integration on without telling its PBX (one that refuses or does not implement `setup`: the admin
+    enters our URL and token on the PBX by hand); a `setup` still being retried is given up."""
+    await set_enabled(services, integration_id, True)
+    async with services.db.transaction() as session:
+        await outbox_store.cancel(session, integration_id, "setup", "switched on without setup")
+
+
 async def add_integration(
-    services: Services, kind: str, *, name: str, settings: dict[str, Any]
+    services: Services, kind: str, *, name: str, settings: dict[str, Any], setup: bool = True
 ) -> tuple[Integration, str | None]:
     """Keep a new integration of this dialect (validated `settings`, the dialect's default rules) and switch it
     on: at once, or, where the dialect tells its PBX first, once the PBX agrees. The PBX's words if it refused
-    (it stays off)."""
+    (it stays off). `setup=False` switches it on without asking: for PBXs that do not implement `setup`, where
+    the admin enters our URL and token by hand."""
     dialect = services.dialects[kind]
+    asks_pbx = dialect.enable is not None and setup
     async with services.db.transaction() as session:
         row = await integrations.add_integration(
-            session, kind=dialect.kind, name=name, settings=settings, enabled=dialect.enable is None,
+            session, kind=dialect.kind, name=name, settings=settings, enabled=not asks_pbx,
             automation=dialect.default_rules(settings) if dialect.default_rules else None,
         )  # fmt: skip
-    if dialect.enable is None:
+    if not asks_pbx:
         return row, None
     try:
         await enable_integration(services, row.id)

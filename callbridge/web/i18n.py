@@ -126,6 +126,13 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "check_ok": ("Связь с АТС есть", "The PBX answers"),
     "sync": ("Загрузить сотрудников из АТС", "Load employees from the PBX"),
     "add_integration": ("Подключить АТС", "Connect a PBX"),
+    "enable_without_setup": ("Включить без setup", "Switch on without setup"),
+    "without_setup_hint": (
+        "АТС отказала в setup или не умеет его? Включите интеграцию без setup и введите адрес и токен выше "
+        "в настройках АТС вручную.",
+        "The PBX refused setup or does not have it? Switch the integration on without setup and enter the URL "
+        "and token above in the PBX's settings by hand.",
+    ),
     "kind": ("Тип", "Kind"),
     "rules": ("Автоматизация", "Automations"),
     "notifications": ("Уведомления для кабинета UIS", "Notifications for the UIS cabinet"),

@@ -78,6 +78,8 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
     try:
         if action == "enable":
             await flows.enable_integration(services, integration_id)
+        elif action == "enable-without-setup":
+            await flows.enable_without_setup(services, integration_id)
         elif action == "disable":
             await flows.set_enabled(services, integration_id, False)
         elif action == "sync":
@@ -100,7 +102,7 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
             await flows.set_rules(services, integration_id, Rules.model_validate(current))
         else:
             raise HTTPException(404, "no such action")
-    except (PbxError, ValidationError, ValueError) as exc:
+    except (PbxError, ValidationError, ValueError, LookupError) as exc:
         return _settings_message(str(exc))
     return _settings_message("saved")
 

@@ -56,7 +56,8 @@ BARE_INTERNATIONAL = {
 }  # fmt: skip
 # One digit short, one too many, one changed, a national number of another country: none of them is the client's.
 NEAR_MISSES = ["44207946095", "4420794609581", "442079460959", "4930123456", "3752912345678", "1212555012",
-               "121255501234", "3804412345", "20 7946 0958", "8 2079460958", "0442079460958", "7442079460958"]  # fmt: skip
+               "121255501234", "3804412345", "20 7946 0958", "8 2079460958", "0442079460958",
+               "7442079460958"]  # fmt: skip
 
 
 @pytest.mark.parametrize("bare, e164", BARE_INTERNATIONAL.items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -12,12 +13,13 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 from sqlalchemy import update
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from typer.testing import CliRunner
 
 from callbridge.cli import app as cli_app
 from callbridge.store import directory, integrations
 from callbridge.store.tables import CallRow
+from callbridge.web.auth import hash_password
 
 from ...conftest import settings_for
 from ...fake_pbx import FakePbx, mp3
@@ -27,7 +29,11 @@ SAMPLES = Path(__file__).parent / "samples"
 
 
 def sample(name: str) -> dict[str, str]:
-    return dict(parse_qsl((SAMPLES / name).read_text()))
+    return dict(parse_qsl(sample_text(name)))
+
+
+def sample_text(name: str) -> str:
+    return (SAMPLES / name).read_text()
 
 
 @pytest.fixture
@@ -295,6 +301,69 @@ def test_integration_add_sends_setup_and_shows_a_refusal(tmp_path, fake_pbx):
         cli_app, ["integration", "enable", str(json.loads(refused.stdout)["id"]), "--database-url", db]
     )
     assert again.exit_code == 0 and "enabled" in again.stdout
+
+
+def test_a_pbx_without_setup_is_switched_on_by_hand(tmp_path, fake_pbx):
+    """Such a PBX answers `setup` as it answers everything but makeCall; the admin switches it on anyway."""
+    fake_pbx.replies["setup"] = JSONResponse(json.loads(sample_text("setup_refused.json")), status_code=400)
+    db = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    args = ["integration", "add", "planfix", "--name", "АТС", "--pbx-url", f"{fake_pbx.url}/api",
+            "--pbx-token", "pbx-secret", "--database-url", db]  # fmt: skip
+    refused = runner.invoke(cli_app, args)
+    assert refused.exit_code == 1 and "PBX answered 400: Invalid parameters" in refused.stderr
+    assert "integration enable 1 --without-setup" in refused.stderr and "URL:" in refused.stdout
+    assert runner.invoke(cli_app, ["integration", "enable", "1", "--database-url", db]).exit_code == 1  # refused again
+    by_hand = runner.invoke(cli_app, ["integration", "enable", "1", "--without-setup", "--database-url", db])
+    assert by_hand.exit_code == 0 and "enabled" in by_hand.stdout
+    no_setup = runner.invoke(cli_app, [*args, "--no-setup", "--json"])
+    assert no_setup.exit_code == 0, no_setup.output
+    assert json.loads(no_setup.stdout)["enabled"] and json.loads(no_setup.stdout)["error"] is None
+    assert [r["cmd"] for r in fake_pbx.received] == ["setup", "setup"]  # --no-setup asked nothing
+    missing = runner.invoke(cli_app, ["integration", "enable", "99", "--without-setup", "--database-url", db])
+    assert missing.exit_code == 1 and "integration 99 does not exist" in missing.stderr
+
+    listed = json.loads(runner.invoke(cli_app, ["integration", "list", "--json", "--database-url", db]).stdout)
+    assert [i["enabled"] for i in listed] == [True, True]
+    with running_server(settings_for(db, tmp_path)) as base:
+        with httpx.Client(base_url=base) as pbx:  # the PBX, our URL and token entered by hand
+            for view in listed:
+                hook = f"{base}/hooks/planfix/{view['id']}"
+                assert view["inbound_url"].endswith(f"/hooks/planfix/{view['id']}")
+                ping = pbx.post(hook, data=sample("ping.form") | {"planfix_token": view["token"]})
+                assert ping.status_code == 200, ping.text
+
+
+async def test_the_settings_page_switches_on_a_pbx_without_setup(services, server, fake_pbx):
+    fake_pbx.replies["setup"] = JSONResponse({"error": "Invalid parameters"}, status_code=400)
+    async with services.db.transaction() as session:
+        admin = await directory.add_employee(session, name="Админ", pbx_login="admin", role="admin")
+        await directory.update_employee(session, admin.id, password_hash=hash_password("pw"))
+    async with httpx.AsyncClient(base_url=server, timeout=10, headers={"Accept-Language": "ru"}) as browser:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', (await browser.get("/login")).text).group(1)
+        await browser.post("/login", data={"csrf": csrf, "login": "admin", "password": "pw"})
+        csrf = re.search(r'name="csrf" content="([^"]+)"', (await browser.get("/settings")).text).group(1)
+        added = await browser.post("/settings/integrations", follow_redirects=True, data={
+            "csrf": csrf, "kind": "planfix", "name": "Астериск", "pbx_url": f"{fake_pbx.url}/api",
+            "pbx_token": "pbx-secret"})  # fmt: skip
+        assert "PBX answered 400: Invalid parameters" in added.text  # the PBX's words
+        assert "Включить без setup" in added.text and "введите адрес и токен" in added.text
+        (row,) = [i for i in await integrations_of(services) if i.name == "Астериск"]
+        assert not row.enabled
+        switched = await browser.post(f"/settings/integrations/{row.id}/enable-without-setup", data={"csrf": csrf},
+                                      follow_redirects=True)  # fmt: skip
+        assert switched.status_code == 200
+    (row,) = [i for i in await integrations_of(services) if i.name == "Астериск"]
+    assert row.enabled
+    async with httpx.AsyncClient() as pbx:
+        ping = await pbx.post(f"{server}/hooks/planfix/{row.id}",
+                              data=sample("ping.form") | {"planfix_token": row.token})  # fmt: skip
+        assert ping.status_code == 200
+
+
+async def integrations_of(services):
+    async with services.db.read() as session:
+        return await integrations.list_integrations(session)
 
 
 async def test_click_to_call_sends_the_extension(services, server, fake_pbx):
