@@ -19,7 +19,7 @@ from ..domain.phones import normalize
 from ..live import event_stream, for_employee
 from ..services import Services
 from ..store import calls as call_store
-from ..store import directory, integrations
+from ..store import crm, directory, integrations
 from ..store import recordings as recording_store
 from ..store.directory import PhoneTaken
 from ..store.tables import utcnow
@@ -28,14 +28,17 @@ from .schemas import (
     CallOut,
     ClickToCallIn,
     ClickToCallOut,
+    ClientHistory,
     ClientIn,
     ClientOut,
+    DealHistory,
     EmployeeIn,
     EmployeeOut,
     EmployeePatch,
     EventOut,
     GroupIn,
     GroupOut,
+    HistoryEntry,
     LegOut,
     Page,
     TaskOut,
@@ -281,6 +284,45 @@ async def add_client(body: ClientIn, services: Services):
             return (await _clients_out(session, [client]))[0]
     except PhoneTaken as exc:
         raise HTTPException(409, f"phone already belongs to another client: {exc}") from None
+
+
+@router.get("/clients/{client_id}", response_model=ClientOut, tags=["directory"])
+async def get_client(client_id: IdPath, services: Services):
+    async with services.db.read() as session:
+        client = await directory.get_client(session, client_id)
+        if client is None:
+            raise HTTPException(404, "no such client")
+        return (await _clients_out(session, [client]))[0]
+
+
+@router.get("/clients/{client_id}/history", response_model=ClientHistory, tags=["directory"])
+async def client_history(client_id: IdPath, services: Services):
+    """The client's contact records and deal entries, each with its call and recording (seed 001)."""
+    async with services.db.read() as session:
+        client = await directory.get_client(session, client_id)
+        if client is None:
+            raise HTTPException(404, "no such client")
+        (out,) = await _clients_out(session, [client])
+        records = await crm.interactions_of(session, client_id)
+        by_deal = await crm.deal_calls_of(session, client_id)
+        calls = {row.id: row for rows in by_deal.values() for row in rows}
+        calls |= {row.id: row for row in await call_store.calls_by_id(session, [r.call_id for r in records])}
+        kept = await recording_store.of_calls(session, list(calls))
+
+    def entry(call_id: int, at, record=None) -> HistoryEntry:
+        """A call as the record says it (a contact record keeps its own copy), else as the call is now."""
+        call = calls[call_id]
+        status = recordings.status_of(call, kept.get(call_id), now=utcnow(),
+                                      wait_hours=services.settings.recording_wait_hours)  # fmt: skip
+        facts = {name: getattr(record or call, name)
+                 for name in ("direction", "employee_id", "result", "talk_seconds", "deal_id")}  # fmt: skip
+        link = f"/api/calls/{call_id}/recording" if status == "kept" else None
+        return HistoryEntry(call_id=call_id, at=at, recording=link, recording_status=status, **facts)
+
+    contact_records = [entry(r.call_id, r.at, r) for r in records]
+    deals = [DealHistory(**deal.model_dump(), calls=[entry(c.id, c.started_at) for c in by_deal.get(deal.id, [])])
+             for deal in out.deals]  # fmt: skip
+    return ClientHistory(client=out, contact_records=contact_records, deals=deals)
 
 
 async def _clients_out(session, clients) -> list[ClientOut]:

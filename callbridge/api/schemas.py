@@ -165,6 +165,32 @@ class ClientOut(ORM):
     deals: list[DealOut] = []
 
 
+class HistoryEntry(BaseModel):
+    """A call in a client's history: a contact record, or an entry in a deal."""
+
+    call_id: int
+    at: datetime | None
+    direction: str | None
+    employee_id: int | None
+    result: str | None
+    talk_seconds: int | None
+    deal_id: int | None
+    recording: str | None = Field(description="our copy of the recording (`/api/calls/{id}/recording`), once kept")
+    recording_status: str | None = Field(description="as on the call: pending, missing, queued, kept, failed")
+
+
+class DealHistory(DealOut):
+    calls: list[HistoryEntry]
+
+
+class ClientHistory(BaseModel):
+    """What the CRM rules wrote about a client: a contact record per call, and the calls added to each deal."""
+
+    client: ClientOut
+    contact_records: list[HistoryEntry]
+    deals: list[DealHistory]
+
+
 class TaskOut(ORM):
     id: int
     title: str

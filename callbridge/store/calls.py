@@ -249,6 +249,10 @@ async def get_call(session: AsyncSession, call_id: int) -> CallRow | None:
     return await session.get(CallRow, call_id)
 
 
+async def calls_by_id(session: AsyncSession, call_ids: list[int]) -> list[CallRow]:
+    return list(await session.scalars(select(CallRow).where(CallRow.id.in_(call_ids)))) if call_ids else []
+
+
 async def problem_of(session: AsyncSession, call_id: int) -> str | None:
     return await session.scalar(select(CallRow.problem).where(CallRow.id == call_id))
 

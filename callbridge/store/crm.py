@@ -89,6 +89,20 @@ async def interactions_of(session: AsyncSession, client_id: int) -> list[Interac
     return list(rows.all())
 
 
+async def deal_calls_of(session: AsyncSession, client_id: int) -> dict[int, list[CallRow]]:
+    """The calls the rules added to each of the client's deals (its history), oldest first, by deal id."""
+    rows = await session.scalars(
+        select(CallRow)
+        .join(Deal, Deal.id == CallRow.deal_id)
+        .where(Deal.client_id == client_id)
+        .order_by(CallRow.started_at, CallRow.id)
+    )
+    history: dict[int, list[CallRow]] = {}
+    for row in rows:
+        history.setdefault(row.deal_id, []).append(row)
+    return history
+
+
 # ---- missed-call tasks --------------------------------------------------------------------------
 
 

@@ -276,11 +276,14 @@ async def client_page(client_id: IdPath, request: Request):
         deals = (await directory.deals_of(session, [client_id])).get(client_id, [])
         tasks, _ = await directory.list_tasks(session, limit=100)
         records = await crm.interactions_of(session, client_id)
+        deal_calls = await crm.deal_calls_of(session, client_id)
         calls, _ = await call_store.list_calls(session, call_store.CallFilter(client_id=client_id), limit=20)
         people = {e.id: e for e in await directory.list_employees(session)}
+        heard = [r.call_id for r in records] + [c.id for rows in deal_calls.values() for c in rows]
+        kept = {i for i, r in (await recording_store.of_calls(session, heard)).items() if r.status == "kept"}
     tasks = [t for t in tasks if t.client_id == client_id]
     return render(request, "client.html", client=client, phones=phones, deals=deals, tasks=tasks, records=records,
-                  calls=calls, people=people)  # fmt: skip
+                  calls=calls, people=people, deal_calls=deal_calls, kept=kept)  # fmt: skip
 
 
 @router.post("/clients/{client_id}")

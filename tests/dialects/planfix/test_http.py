@@ -16,6 +16,8 @@ from sqlalchemy import update
 from starlette.responses import JSONResponse, PlainTextResponse
 from typer.testing import CliRunner
 
+from callbridge import flows
+from callbridge.automation import Rules
 from callbridge.cli import app as cli_app
 from callbridge.store import directory, integrations
 from callbridge.store.tables import CallRow
@@ -272,6 +274,44 @@ async def test_a_recording_announced_on_every_call_but_never_linked_turns_missin
     fake_pbx.files["late.mp3"] = (mp3(2), "audio/mpeg", True)
     await post("record_temp.form", callid="G1", record_link=f"{fake_pbx.url}/records/late.mp3")  # came after all
     assert (await wait_for_recording(api))["recording_status"] == "kept"
+
+
+async def test_the_call_is_in_the_clients_history_with_its_recording(world, services, fake_pbx):
+    """Seed 001, option 3: the call's recording in the client's contact record and in its last deal's history."""
+    people, api, post = world
+    async with services.db.transaction() as session:
+        (client,) = (await directory.list_clients(session, phone="+79101234567"))[0]
+        deal = await directory.add_deal(session, client_id=client.id, title="Поставка", amount=120_000)
+        admin = await directory.add_employee(session, name="Админ", pbx_login="admin", role="admin")
+        await directory.update_employee(session, admin.id, password_hash=hash_password("pw"))
+    (integration,) = await integrations_of(services)
+    await flows.set_rules(services, integration.id, Rules(record_interactions=True, add_to_last_deal=True))
+    fake_pbx.files["talk.mp3"] = (mp3(4), "audio/mpeg", True)
+    for name in ("event_in_incoming.form", "event_in_accepted.form", "event_in_completed_success.form"):
+        await post(name, ext="103")
+    await post("record_temp.form", callid="G1", record_link=f"{fake_pbx.url}/records/talk.mp3")
+    call = await wait_for_recording(api)
+    assert call["recording_status"] == "kept" and call["deal_id"] == deal.id
+
+    history = (await api.get(f"/api/clients/{client.id}/history")).json()
+    (record,) = history["contact_records"]
+    assert record | {"at": None} == {"call_id": call["id"], "at": None, "direction": "in",
+                                     "employee_id": people["103"], "result": "answered", "talk_seconds": 60,
+                                     "deal_id": deal.id, "recording": f"/api/calls/{call['id']}/recording",
+                                     "recording_status": "kept"}  # fmt: skip
+    (in_deal,) = history["deals"]
+    assert in_deal["id"] == deal.id and in_deal["amount"] == 120_000
+    assert [c["call_id"] for c in in_deal["calls"]] == [call["id"]] and in_deal["calls"][0]["recording"]
+    assert (await api.get(record["recording"])).content == mp3(4)
+    assert (await api.get("/api/clients/999999/history")).status_code == 404
+
+    async with httpx.AsyncClient(base_url=str(api.base_url), timeout=10) as browser:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', (await browser.get("/login")).text).group(1)
+        await browser.post("/login", data={"csrf": csrf, "login": "admin", "password": "pw"})
+        page = (await browser.get(f"/clients/{client.id}")).text
+        players = re.findall(r'<audio controls preload="none" src="/calls/(\d+)/recording">', page)
+        assert players == [str(call["id"])] * 2  # in the deal's history and in the contact record
+        assert (await browser.get(f"/calls/{call['id']}/recording")).content == mp3(4)
 
 
 # ---- us -> PBX ----------------------------------------------------------------------------------
