@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
@@ -25,7 +26,7 @@ from callbridge.domain.pbx import PbxError
 from callbridge.store import directory, integrations
 from callbridge.store.tables import InboundRequest
 
-from ...helpers import serve_app
+from ...helpers import collect_live, serve_app
 
 SAMPLES = Path(__file__).parent / "samples"
 SEED_000_CALL = ["000_1_incoming_call.json", "000_4_waiting_for_answer.json", "000_6_talk_start.json",
@@ -95,6 +96,30 @@ async def test_the_result_never_flips_when_the_notifications_come_in_reverse(wor
         results.append((await calls(world))[0]["result"])
     first = results.index("answered")  # once the end is known, it stays answered
     assert results[first:] == ["answered"] * (len(results) - first) and results[:first] == [None] * first
+
+
+async def test_a_ring_naming_no_extension_goes_to_the_responsible_manager(world, services):
+    """Seed 001, "notify only the responsible manager": the listed employees are for when nobody says who."""
+    async with services.db.transaction() as session:
+        await directory.add_client(session, name="Клиент", phones=["+79161234567"], responsible_id=world["mike"])
+    rules = Rules(notify_responsible_only=True, listed_employee_ids=[world["andy"]])
+    await flows.set_rules(services, world["row"].id, rules)
+    key = await _api_key(services)
+    got = {name: [] for name in ("andy", "mike")}
+    listeners = [asyncio.create_task(collect_live(world["http"], f"{world['server']}/api/live?employee_id={world[n]}",
+                                                  key, got[n])) for n in got]  # fmt: skip
+    await asyncio.sleep(0.3)
+    assert (await world["post"]("001_ringing_no_extension.json")).status_code == 200
+    await asyncio.sleep(0.5)
+    for task in listeners:
+        task.cancel()
+    shown = {name: [m for m in messages if m["type"] == "CardShown"] for name, messages in got.items()}
+    assert len(shown["mike"]) == 1 and shown["andy"] == []
+
+
+async def _api_key(services) -> str:
+    async with services.db.transaction() as session:
+        return await integrations.add_api_key(session, "live")
 
 
 async def test_the_four_templates_map_employees_by_extension(world):
