@@ -15,7 +15,7 @@ from .domain.phones import normalize
 from .services import Services
 from .store import directory
 
-BATCH = 500
+BATCH = 2000  # rows per transaction: large enough to be fast, small enough that a server writes between
 
 
 @dataclass
@@ -25,46 +25,80 @@ class ImportReport:
 
 
 async def import_csv(services: Services, what: str, path: Path, console: Console) -> ImportReport:
-    """Load `employees` or `clients` (name, phones, responsible)."""
+    """Load `employees` or `clients` (name, phones, responsible), a batch per transaction, so a server using the
+    same database writes between them."""
     report = ImportReport()
     with path.open(newline="", encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
-    add_row = _add_employee if what == "employees" else _add_client
+    add_batch = _add_employees if what == "employees" else _ClientBatches(services).add
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"importing {what}", total=len(rows))
         for start in range(0, len(rows), BATCH):
+            batch = [(start + i + 2, row) for i, row in enumerate(rows[start : start + BATCH])]  # line 1: the header
             async with services.db.transaction() as session:
-                for offset, row in enumerate(rows[start : start + BATCH]):
-                    line = start + offset + 2  # the header is line 1
-                    try:  # every check runs before the row's first write, so a bad row writes nothing
-                        await add_row(services, session, row)
-                        report.imported += 1
-                    except (ValidationError, ValueError) as exc:
-                        report.errors.append((line, _reason(exc)))
-            progress.update(task, advance=len(rows[start : start + BATCH]))
+                await add_batch(session, batch, report)
+            progress.update(task, advance=len(batch))
     return report
 
 
-async def _add_employee(_services: Services, session, row: dict[str, str]) -> None:
-    data = EmployeeIn.model_validate({k: v.strip() for k, v in row.items() if k and v and v.strip()})
-    await directory.add_employee(session, **data.model_dump())
+async def _add_employees(session, batch: list[tuple[int, dict[str, str]]], report: ImportReport) -> None:
+    for line, row in batch:
+        try:  # every check runs before the row's write, so a bad row writes nothing
+            data = EmployeeIn.model_validate({k: v.strip() for k, v in row.items() if k and v and v.strip()})
+            await directory.add_employee(session, **data.model_dump())
+            report.imported += 1
+        except (ValidationError, ValueError) as exc:
+            report.errors.append((line, _reason(exc)))
 
 
-async def _add_client(services: Services, session, row: dict[str, str]) -> None:
-    raw_phones = [p for p in (row.get("phones") or row.get("phone") or "").replace(",", ";").split(";") if p.strip()]
-    phones = []
-    for raw in raw_phones:
-        phone = normalize(raw, services.settings.default_region)
-        if phone is None:
-            raise ValueError(f"{raw!r} is not a phone number")
-        phones.append(phone)
-    responsible_id = None
-    if responsible := (row.get("responsible") or "").strip():
-        responsible_id = await directory.employee_by_key(session, responsible)
-        if responsible_id is None:
-            raise ValueError(f"no employee with login or extension {responsible!r}")
-    data = ClientIn(name=(row.get("name") or "").strip(), phones=phones, responsible_id=responsible_id)
-    await directory.add_client(session, name=data.name, phones=data.phones, responsible_id=responsible_id)
+class _ClientBatches:
+    """Clients checked in memory and written a batch at a time (one query for the batch's taken phones, one
+    insert each for the clients and their phones): a whole CRM's worth in seconds, not minutes."""
+
+    def __init__(self, services: Services) -> None:
+        self.region = services.settings.default_region
+        self.responsible: dict[str, int | None] = {}  # employee key -> id, each asked of the store once
+        self.phones: dict[str, int] = {}  # phones of this file -> the line that has it
+
+    async def add(self, session, batch: list[tuple[int, dict[str, str]]], report: ImportReport) -> None:
+        good: list[tuple[int, ClientIn]] = []
+        for line, row in batch:
+            try:
+                good.append((line, await self._client(session, row)))
+            except (ValidationError, ValueError) as exc:
+                report.errors.append((line, _reason(exc)))
+        wanted = [phone for _, client in good for phone in client.phones]
+        taken = set(await directory.taken_phones(session, wanted)) if wanted else set()
+        fresh = []
+        for line, client in good:
+            clash = [p for p in client.phones if p in taken or self.phones.get(p, line) != line]
+            if clash:
+                report.errors.append((line, f"phone already belongs to another client: {', '.join(clash)}"))
+                continue
+            self.phones |= dict.fromkeys(client.phones, line)
+            fresh.append((client.name, client.phones, client.responsible_id))
+        if fresh:
+            await directory.add_clients_bulk(session, fresh)
+        report.imported += len(fresh)
+
+    async def _client(self, session, row: dict[str, str]) -> ClientIn:
+        raw_phones = [p for p in (row.get("phones") or row.get("phone") or "").replace(",", ";").split(";")
+                      if p.strip()]  # fmt: skip
+        phones = []
+        for raw in raw_phones:
+            phone = normalize(raw, self.region)
+            if phone is None:
+                raise ValueError(f"{raw!r} is not a phone number")
+            phones.append(phone)
+        responsible_id = None
+        if responsible := (row.get("responsible") or "").strip():
+            if responsible not in self.responsible:
+                self.responsible[responsible] = await directory.employee_by_key(session, responsible)
+            responsible_id = self.responsible[responsible]
+            if responsible_id is None:
+                raise ValueError(f"no employee with login or extension {responsible!r}")
+        name = (row.get("name") or "").strip()
+        return ClientIn(name=name, phones=list(dict.fromkeys(phones)), responsible_id=responsible_id)
 
 
 def _reason(exc: Exception) -> str:

@@ -11,6 +11,7 @@ DEFAULT_REGION = "RU"
 
 # Everything from the first word, '#', ',' or ';' on is an extension or a comment ("доб. 12", "(моб.)").
 _TAIL = re.compile(r"[^\W\d_]|[#,;]")
+_NOT_DIGIT = re.compile(r"\D")
 
 
 def normalize(raw: object, region: str = DEFAULT_REGION) -> str | None:
@@ -26,19 +27,20 @@ def _normalize(text: str, region: str) -> str | None:
     if tail := _TAIL.search(text):
         text = text[: tail.start()]
     text = text.strip(" -.()/\t")
-    if re.match(r"00[1-9]", re.sub(r"\D", "", text)) and not text.startswith("+"):
-        text = "+" + re.sub(r"\D", "", text)[2:]  # 00 is the international prefix in most of the world
-    if not any(ch.isdigit() for ch in text):
+    digits = _NOT_DIGIT.sub("", text)
+    if not digits:
         return None
+    plus = text.startswith("+")
+    if not plus and len(digits) > 2 and digits.startswith("00") and digits[2] != "0":
+        text, plus = "+" + digits[2:], True  # 00 is the international prefix in most of the world
     number = _parsed(text, region)
-    if number is not None and not phonenumbers.is_valid_number(number) and not text.startswith("+"):
+    if number is not None and not plus and not phonenumbers.is_valid_number(number):
         # PBXs send E.164 without its "+" (442079460958): not a number of the region, it is an international one
-        international = _parsed("+" + re.sub(r"\D", "", text), None)
+        international = _parsed("+" + digits, None)
         if international is not None and phonenumbers.is_valid_number(international):
             number = international
     if number is not None and phonenumbers.is_possible_number(number):
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    digits = "".join(ch for ch in text if ch.isdigit())
+        return f"+{number.country_code}{phonenumbers.national_significant_number(number)}"  # E.164
     return digits[:32]
 
 
