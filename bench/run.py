@@ -6,7 +6,9 @@
 For each database and each size of the client table, a real `callbridge serve` (PostgreSQL: `--workers 2`):
 - caller lookup: p50/p99 latency of one client at a time (httpx), and requests/s under load (wrk, 16 connections);
 - event ingest: PBX events/s under load (wrk); each 2xx means the journal entry and the call are committed;
-- call card: from the PBX's request to the card arriving on each of `--streams` open SSE streams (p50/p99).
+- call card: from the PBX's request to the card arriving on each of `--streams` open SSE streams (p50/p99);
+- import: `callbridge import clients` of `--import-rows` new clients, rows/s, alone and beside live traffic (wrk
+  posting PBX events all the while, its events/s and non-2xx answers shown beside).
 The bare endpoints (bench/bare.py) read the same forms and fan out to the same number of streams.
 """
 
@@ -258,6 +260,20 @@ async def card_latency(base: str, live: str, key: str, post: str, body, streams:
     return cuts[49] * 1000, cuts[98] * 1000, streams * events - len(took)
 
 
+def import_rate(url: str, rows: int, area: int, folder: Path, during=None) -> tuple[float, object]:
+    """`callbridge import clients` of `rows` new clients (numbers +7 <area> ...): rows/s, and what `during` (run
+    in a thread while the import runs: live traffic) returned."""
+    csv = folder / f"import-{area}.csv"
+    csv.write_text("name,phones,responsible\n" + "".join(f"Импорт {n},+7{area}{n:07d},andy\n" for n in range(rows)))
+    command = [str(BIN / "callbridge"), "import", "clients", str(csv), "--database-url", url]
+    began = time.perf_counter()
+    importing = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    beside = during() if during else None
+    if importing.wait() != 0:
+        raise RuntimeError(f"import failed: {importing.stderr.read().decode()[-500:]}")
+    return rows / (time.perf_counter() - began), beside
+
+
 # ---- one run ------------------------------------------------------------------------------------
 
 
@@ -292,6 +308,7 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--pg-workers", type=int, default=2)
+    parser.add_argument("--import-rows", type=int, default=100_000, help="clients per import figure (0: none)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, dict] = {}
@@ -319,10 +336,19 @@ def main() -> None:
                 label = f"{name} {size:,} clients" + (f", {workers} workers" if workers > 1 else "")
                 console.print(f"measuring callbridge on {label}")
                 server = start([str(BIN / "callbridge"), "serve", "--workers", str(workers)], port, env)
+                base = f"http://127.0.0.1:{port}"
                 try:
-                    results[label] = measure(f"http://127.0.0.1:{port}", target, size, args, folder)
+                    results[label] = measure(base, target, size, args, folder)
+                    if args.import_rows:  # beside live traffic: PBX events all the while the import runs
+                        ingest = INGEST_LUA.format(run=uuid.uuid4().hex[:6], clients=size, **target)
+                        rate, (events, failed) = import_rate(url, args.import_rows, 917, folder,
+                                                             lambda: wrk(base, ingest, args.seconds, folder))  # fmt: skip
+                        results[label] |= {"import rows/s beside": rate, "ingest events/s beside import": events,
+                                           "non-2xx beside import": failed}  # fmt: skip
                 finally:
                     stop(server)
+                if args.import_rows:
+                    results[label]["import rows/s alone"] = import_rate(url, args.import_rows, 918, folder)[0]
                 results[label]["journal rows"] = asyncio.run(journaled(url))
                 if admin is not None:
                     asyncio.run(drop_pg(admin, url))
@@ -336,13 +362,17 @@ def report(results: dict[str, dict]) -> None:
     for name in results:
         table.add_column(name, justify="right")
     for metric in ("lookup p50 ms", "lookup p99 ms", "lookup req/s", "ingest events/s", "card p50 ms",
-                   "card p99 ms", "cards lost", "non-2xx", "journal rows"):  # fmt: skip
+                   "card p99 ms", "cards lost", "non-2xx", "import rows/s alone", "import rows/s beside",
+                   "ingest events/s beside import", "non-2xx beside import", "journal rows"):  # fmt: skip
         cells = []
         for name, r in results.items():
+            if metric not in r:
+                cells.append("")
+                continue
             cell = f"{r[metric]:,.2f}" if "ms" in metric else f"{r[metric]:,.0f}"
             if (
                 name != "bare Starlette"
-                and bare[metric]
+                and bare.get(metric)
                 and metric in TARGETS | {"lookup p50 ms": 0, "lookup req/s": 0, "card p50 ms": 0}
             ):
                 cell += f" ({r[metric] / bare[metric]:.2f}x)"
