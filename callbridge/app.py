@@ -27,7 +27,7 @@ from .dialects.base import token_matches
 from .guard import BodyLimits, SecurityHeaders
 from .live import LiveBus, PostgresBus
 from .services import Services
-from .store import Database
+from .store import Database, StoreBusy
 from .web import pages as web
 from .web import settings as web_settings
 from .web.auth import Forbidden, LoginRequired, SignInGuard, secret_key
@@ -36,7 +36,8 @@ log = logging.getLogger("callbridge")
 
 
 def build_services(settings: Settings) -> Services:
-    return Services(db=Database(settings.database_url), settings=settings, dialects=DIALECTS)
+    database = Database(settings.database_url, wait_seconds=settings.store_wait_seconds)
+    return Services(db=database, settings=settings, dialects=DIALECTS)
 
 
 def _server_bus(services: Services) -> LiveBus:
@@ -121,8 +122,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz(request: Request) -> JSONResponse:
+        """Whether this node can serve, for a load balancer: its store reachable, writable now and migrated. Quick
+        (100 ms at most) and never waiting for a lock; 503 when degraded."""
+        store = await request.app.state.services.db.health()
+        status = "ok" if store == "ok" else "degraded"
+        return JSONResponse({"status": status, "store": store}, status_code=200 if store == "ok" else 503)
+
+    @app.exception_handler(StoreBusy)
+    async def store_busy(_request: Request, exc: StoreBusy) -> JSONResponse:
+        # Nothing was written or acknowledged: the PBX sends it again (they retry on anything but 200).
+        log.warning("a request waited %s s for the store and was refused: %s", settings.store_wait_seconds, exc)
+        return JSONResponse({"error": "Service temporarily unavailable"}, status_code=503,
+                            headers={"Retry-After": "5"})  # fmt: skip
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = 10.0  # a client must send its request's headers within this
     body_timeout_seconds: float = 20.0  # and must not pause longer than this while sending the body
     max_connections: int = 4096  # open connections per server process; past it new requests get 503
+    store_wait_seconds: float = 10.0  # a write waits this long for another process's lock on the SQLite file, then
+    # the request gets 503 (PBXs send it again): nothing is acknowledged that is not written
     lookup_deadline_ms: int = 300  # past it the PBX is told "unknown" (or the default route): a call never waits
     recordings_dir: str = "./recordings"  # where downloaded call recordings are kept
     keep_recordings: bool = True  # download every recording; temporary links are always downloaded

@@ -53,25 +53,35 @@ class LookupJournal:
         self._pending.append((integration_id, params, reply, command, call_key))
 
     async def flush(self, db: Database) -> int:
+        """Journal what was answered since the last flush; if the store refuses (busy, down), it is kept for the
+        next one."""
         batch, self._pending = self._pending, []
         if batch:
-            async with db.transaction() as session:
-                await call_store.journal_many(
-                    session,
-                    [
-                        {
-                            "integration_id": integration_id,
-                            "dedupe_key": dedupe_key(params),
-                            "command": (command or "")[:32] or None,
-                            "call_key": (call_key or "")[:200] or None,
-                            "params": params,
-                            "reply": reply,
-                            "status": "answered",
-                        }
-                        for integration_id, params, reply, command, call_key in batch
-                    ],
-                )
+            try:
+                await self._write(db, batch)
+            except BaseException:
+                self._pending[:0] = batch
+                raise
         return len(batch)
+
+    @staticmethod
+    async def _write(db: Database, batch: list) -> None:
+        async with db.transaction() as session:
+            await call_store.journal_many(
+                session,
+                [
+                    {
+                        "integration_id": integration_id,
+                        "dedupe_key": dedupe_key(params),
+                        "command": (command or "")[:32] or None,
+                        "call_key": (call_key or "")[:200] or None,
+                        "params": params,
+                        "reply": reply,
+                        "status": "answered",
+                    }
+                    for integration_id, params, reply, command, call_key in batch
+                ],
+            )
 
 
 @dataclass

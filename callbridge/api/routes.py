@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,8 +19,8 @@ from ..domain.pbx import PbxError
 from ..domain.phones import normalize
 from ..live import event_stream, for_employee
 from ..services import Services
+from ..store import StoreBusy, crm, directory, integrations
 from ..store import calls as call_store
-from ..store import crm, directory, integrations
 from ..store import recordings as recording_store
 from ..store.directory import PhoneTaken
 from ..store.tables import utcnow
@@ -44,6 +45,7 @@ from .schemas import (
     TaskOut,
 )
 
+log = logging.getLogger("callbridge.api")
 _bearer = HTTPBearer(auto_error=False, description="an API key from `callbridge apikey create`")
 _USE_NOTED_EVERY = 60.0  # seconds: how often a key's last use is written (a write on every request would not pay)
 
@@ -53,7 +55,9 @@ def services_of(request: Request) -> Services:
 
 
 async def require_key(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    background: BackgroundTasks,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """A key that exists and is not revoked, read from the store on every request (a revocation holds at once in
     every worker); a read-only key may only read."""
@@ -69,8 +73,16 @@ async def require_key(
     noted: dict[int, float] = request.app.state.key_uses  # key id -> when this process last wrote its use
     if noted.get(key.id, 0.0) < time.monotonic() - _USE_NOTED_EVERY:
         noted[key.id] = time.monotonic()
+        background.add_task(_note_use, services, key.id, utcnow())
+
+
+async def _note_use(services: Services, key_id: int, at: datetime) -> None:
+    """A key's last use, written after the answer: a read never waits for a write (the store may be busy)."""
+    try:
         async with services.db.transaction() as session:
-            await integrations.api_key_used(session, key.id, utcnow())
+            await integrations.api_key_used(session, key_id, at)
+    except StoreBusy:
+        log.info("the use of API key %s is noted next time: the store is busy", key_id)
 
 
 Services = Annotated[Services, Depends(services_of)]

@@ -12,8 +12,8 @@ from ..domain import engine
 from ..domain.calls import CallEvent, CallState, EventKind
 from ..domain.pbx import Events, PbxError, WireError
 from ..services import Services
+from ..store import StoreBusy, crm, directory, integrations
 from ..store import calls as call_store
-from ..store import crm, directory, integrations
 from ..store import recordings as recording_store
 from ..store.calls import dedupe_key
 
@@ -60,6 +60,8 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
 
     try:
         entry, messages, call_ids = await services.db.shared_or_alone(apply)
+    except StoreBusy:
+        raise  # not written, not acknowledged: the PBX sends it again, and journaling it would wait as long
     except Exception as exc:
         log.exception("applying %s for integration %s failed", command.command, integration_id)
         metrics.FAILURES.labels("event").inc()

@@ -10,6 +10,11 @@ from typing import Any
 MAX_GROUP = 64  # transactions committed together at most, which bounds how long the first one waits
 
 
+class StoreBusy(RuntimeError):
+    """The store did not let us write within the configured wait (another process holds the SQLite file's write
+    lock): nothing was written, and the request is to be tried again later."""
+
+
 @dataclass
 class _Group:
     transaction: Any  # the database transaction its members run in: a SQLite connection, or a `_AsyncpgTransaction`
@@ -27,6 +32,7 @@ class _SharedCommits:
     in it (`_member`), and commit it or roll it back after `failure`, settling `committed` (`_end`)."""
 
     limit: int
+    wait_seconds: float | None = None  # how long a transaction waits for its turn and its BEGIN, then StoreBusy
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
@@ -35,13 +41,18 @@ class _SharedCommits:
 
     @asynccontextmanager
     async def transaction(self):
+        loop = asyncio.get_running_loop()
+        deadline = None if self.wait_seconds is None else loop.time() + self.wait_seconds
         self._waiting += 1
         try:
-            await self._lock.acquire()
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise StoreBusy("the store was busy with other writes for too long") from None
         finally:
             self._waiting -= 1
         try:
-            group = self._open or await self._start()
+            group = self._open or await self._start(deadline)
             group.members += 1
             try:
                 async with self._member(group) as session:
@@ -56,10 +67,10 @@ class _SharedCommits:
             self._lock.release()
         await asyncio.shield(group.committed)
 
-    async def _start(self) -> _Group:
+    async def _start(self, deadline: float | None) -> _Group:
         committed = asyncio.get_running_loop().create_future()
         committed.add_done_callback(lambda f: f.cancelled() or f.exception())  # members that failed never await it
-        self._open = _Group(await self._begin(), committed)
+        self._open = _Group(await self._begin(deadline), committed)
         return self._open
 
     def _settle(self, group: _Group) -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +14,7 @@ from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -23,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from .. import metrics
+from .commits import StoreBusy
 from .postgres import PostgresSession, _AsyncpgTransaction, _ping_after_idle, _SharedTransactions
 from .sqlite import SqliteSession, _GroupCommit, _inline_engine, _sqlite_events
 
@@ -50,7 +54,9 @@ class Database:
     """Sessions for reading, and transactions for writing; on SQLite, which has one writer, they take turns and
     share commits (`_GroupCommit`)."""
 
-    def __init__(self, url: str, ping_after_idle: float = PING_AFTER_IDLE) -> None:
+    def __init__(self, url: str, ping_after_idle: float = PING_AFTER_IDLE, wait_seconds: float = 10.0) -> None:
+        """`wait_seconds`: how long a write waits for the store (another process's lock on the SQLite file) before
+        StoreBusy."""
         self.url = url
         self.engine = make_engine(url, ping_after_idle)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
@@ -58,7 +64,7 @@ class Database:
         if self.is_sqlite:
             self._inline_engine: Engine | None = _inline_engine(url)
             writes = self._inline_engine.execution_options(writes=True)
-            self._writer: _GroupCommit | None = _GroupCommit(writes)
+            self._writer: _GroupCommit | None = _GroupCommit(writes, wait_seconds)
             self._shared: _SharedTransactions | None = None
         else:
             self._inline_engine = self._writer = None
@@ -108,6 +114,8 @@ class Database:
         try:
             async with self.shared_transaction() as session:
                 return await work(session)
+        except StoreBusy:
+            raise  # alone it would wait as long again
         except Exception as exc:
             log.info("a shared transaction failed (%s); running it again alone", exc.__class__.__name__)
             metrics.RUN_ALONE.inc()
@@ -127,6 +135,20 @@ class Database:
             await driven.end(exc)
             raise
         await driven.end()
+
+    async def health(self, timeout: float = 0.1) -> str:
+        """What this store can do now, asked within `timeout` and without waiting for a lock: "ok", "busy" (a write
+        would wait for another process), "unreachable", or "outdated" (the schema is not the newest revision)."""
+        try:
+            async with asyncio.timeout(timeout):
+                if self._writer is not None and not self._writer.writable():
+                    return "busy"
+                async with self.connect() as connection:
+                    revision = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+        except Exception as exc:  # TimeoutError, a refused connection, a missing table
+            log.warning("store health check failed: %s", exc.__class__.__name__)
+            return "unreachable"
+        return "ok" if revision == _head_revision() else "outdated"
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision, once however many workers start at
@@ -165,6 +187,11 @@ class Database:
 def _lock_key(name: str) -> int:
     """A stable 63-bit advisory lock key for a job name."""
     return int.from_bytes(hashlib.sha256(f"callbridge:{name}".encode()).digest()[:8], "big") >> 1
+
+
+@functools.cache
+def _head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def alembic_config() -> Config:

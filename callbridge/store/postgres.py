@@ -176,7 +176,7 @@ class _SharedTransactions(_SharedCommits):
         super().__init__()
         self._engine = engine
 
-    async def _begin(self) -> _AsyncpgTransaction:
+    async def _begin(self, _deadline: float | None) -> _AsyncpgTransaction:
         driven = await _AsyncpgTransaction.begin(self._engine)
         try:  # shares of two processes may wait for each other, which PostgreSQL looks into only after a second
             await driven.driver.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")

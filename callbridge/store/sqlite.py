@@ -13,9 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from .commits import MAX_GROUP, _Group, _SharedCommits
-
-WAIT_FOR_OTHER_WRITERS = 10.0  # seconds a SQLite write waits for another process's transaction
+from .commits import MAX_GROUP, StoreBusy, _Group, _SharedCommits
 
 
 class SqliteSession:
@@ -159,18 +157,34 @@ class _GroupCommit(_SharedCommits):
 
     limit = MAX_GROUP
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, wait_seconds: float) -> None:
         super().__init__()
         self._engine = engine
+        self.wait_seconds = wait_seconds
 
-    async def _begin(self) -> Connection:
+    async def _begin(self, deadline: float | None) -> Connection:
         connection = self._engine.connect()
         try:
-            await _begin_immediate(connection)
+            await _begin_immediate(connection, deadline)
         except BaseException:
             connection.close()
             raise
         return connection
+
+    def writable(self) -> bool:
+        """Whether a write could start now, asked without waiting: not if another process holds the write lock (a
+        BEGIN IMMEDIATE that cannot wait says so at once)."""
+        if self._open is not None:
+            return True  # we are the writer
+        with self._engine.connect() as connection:
+            try:
+                connection.begin()
+            except OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    return False
+                raise
+            connection.rollback()
+        return True
 
     @asynccontextmanager
     async def _member(self, group: _Group) -> AsyncIterator[SqliteSession]:
@@ -198,18 +212,20 @@ class _GroupCommit(_SharedCommits):
             self._end_now(self._open)
 
 
-async def _begin_immediate(connection: Connection) -> None:
-    """Start the SQLite write transaction, waiting without blocking the loop while another process writes."""
+async def _begin_immediate(connection: Connection, deadline: float | None) -> None:
+    """Start the SQLite write transaction, waiting without blocking the loop while another process writes, until
+    `deadline` (loop time): then StoreBusy."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_FOR_OTHER_WRITERS
     delay = 0.002
     while True:
         try:
             connection.begin()
             return
         except OperationalError as exc:
-            if "locked" not in str(exc) or loop.time() > deadline:
+            if "locked" not in str(exc):
                 raise
+            if deadline is not None and loop.time() > deadline:
+                raise StoreBusy("another process holds the database's write lock") from None
         connection.rollback()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)

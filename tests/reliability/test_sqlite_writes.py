@@ -7,10 +7,10 @@ import asyncio
 import sqlite3
 
 import pytest
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from callbridge.config import sqlite_url
-from callbridge.store import Database, directory, integrations, sqlite
+from callbridge.store import Database, StoreBusy, directory, integrations
 from callbridge.store.tables import Integration
 
 
@@ -49,17 +49,23 @@ async def test_a_write_waits_for_another_process_and_the_loop_keeps_running(data
         assert len(await directory.list_employees(session)) == 2  # both writes are there, nothing lost
 
 
-async def test_a_lock_never_released_ends_in_a_clear_error(database, monkeypatch):
-    database, path = database
-    monkeypatch.setattr(sqlite, "WAIT_FOR_OTHER_WRITERS", 0.3)
+async def test_a_lock_never_released_ends_in_a_clear_error_for_every_writer_waiting(tmp_path):
+    path = tmp_path / "waits.db"
+    database = Database(sqlite_url(path), wait_seconds=0.3)
+    await database.migrate()
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    with pytest.raises(OperationalError, match="locked"):
-        await add_employee(database, "andy")
+    assert await database.health() == "busy"  # said at once, without waiting
+    writes = [asyncio.create_task(add_employee(database, f"e{i}")) for i in range(5)]
+    done, _ = await asyncio.wait(writes, timeout=5)  # each waits the configured time, not one after the other
+    assert len(done) == 5 and all(isinstance(w.exception(), StoreBusy) for w in writes)
     other.execute("ROLLBACK")
+    assert await database.health() == "ok"
     await add_employee(database, "andy")  # the writer is usable again
     async with database.read() as session:
         assert await directory.employee_by_key(session, "andy") is not None
+        assert len(await directory.list_employees(session)) == 1  # the refused writes wrote nothing
+    await database.close()
 
 
 async def test_a_caller_lookup_answers_while_a_write_is_under_way(database):
