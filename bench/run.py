@@ -341,8 +341,8 @@ def main() -> None:
                     results[label] = measure(base, target, size, args, folder)
                     if args.import_rows:  # beside live traffic: PBX events all the while the import runs
                         ingest = INGEST_LUA.format(run=uuid.uuid4().hex[:6], clients=size, **target)
-                        rate, (events, failed) = import_rate(url, args.import_rows, 917, folder,
-                                                             lambda: wrk(base, ingest, args.seconds, folder))  # fmt: skip
+                        traffic = lambda: wrk(base, ingest, args.seconds, folder)  # noqa: E731
+                        rate, (events, failed) = import_rate(url, args.import_rows, 917, folder, traffic)
                         results[label] |= {"import rows/s beside": rate, "ingest events/s beside import": events,
                                            "non-2xx beside import": failed}  # fmt: skip
                 finally:
