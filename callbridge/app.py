@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect
@@ -81,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await services.bus.stop()
             await services.close()
 
-    app = FastAPI(title="callbridge", version=__version__, lifespan=lifespan)
+    # the API docs' scripts come with the package (fastapi-offline): /docs works on a closed network
+    app = FastAPIOffline(title="callbridge", version=__version__, lifespan=lifespan, static_url="/static/api-docs")
     for dialect in DIALECTS.values():
         app.include_router(dialect.router)
     app.include_router(api_router)

@@ -16,8 +16,14 @@ _HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 _CSP = [(b"content-security-policy", CSP.encode())]
+# The API pages (Swagger UI, ReDoc) are served from the package (fastapi-offline), but start with an inline script
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "worker-src blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+_DOCS_CSP = [(b"content-security-policy", DOCS_CSP.encode())]
 _HSTS = [(b"strict-transport-security", b"max-age=31536000")]
-_DOCS = ("/docs", "/redoc")  # FastAPI's API pages load their scripts from a CDN and run inline ones
+_DOCS = ("/docs", "/redoc")
 
 
 class BodyLimits:
@@ -62,7 +68,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         https = scope.get("scheme") == "https"
-        extra = _HEADERS + ([] if scope["path"].startswith(_DOCS) else _CSP) + (_HSTS if https else [])
+        extra = _HEADERS + (_DOCS_CSP if scope["path"].startswith(_DOCS) else _CSP) + (_HSTS if https else [])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

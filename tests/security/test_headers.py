@@ -65,3 +65,16 @@ async def test_behind_a_trusted_proxy_cookies_are_secure_and_hsts_is_sent(servic
     assert "strict-transport-security" in proxied.headers
     assert "; secure" in proxied.headers["set-cookie"].lower()
     assert "; secure" not in plain.headers["set-cookie"].lower()
+
+
+async def test_the_api_docs_need_no_network_but_ours(install):
+    async with httpx.AsyncClient(base_url=install.url) as http:
+        for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+            html = await http.get(page)
+            assert html.status_code == 200 and f"/static/api-docs/{asset}" in html.text
+            assert "cdn." not in html.text and "fonts.googleapis" not in html.text  # nothing from elsewhere
+            policy = html.headers["content-security-policy"]
+            assert "script-src 'self' 'unsafe-inline'" in policy and "http" not in policy
+            script = await http.get(f"/static/api-docs/{asset}")
+            assert script.status_code == 200 and len(script.content) > 100_000
+        assert "'unsafe-inline'" not in (await http.get("/login")).headers["content-security-policy"]
