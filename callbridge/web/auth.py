@@ -77,8 +77,12 @@ class Forbidden(Exception):
 
 
 def start_session(request: Request, employee: Employee) -> None:
+    """A fresh session for the employee (nothing of the anonymous one survives but the language chosen)."""
+    lang = request.session.get("lang")
     request.session.clear()
     request.session["user"] = {"id": employee.id, "v": employee.session_version}
+    if lang is not None:
+        request.session["lang"] = lang
 
 
 async def signed_in(request: Request) -> dict:

@@ -128,7 +128,7 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "add_integration": ("Подключить АТС", "Connect a PBX"),
     "enable_without_setup": ("Включить без setup", "Switch on without setup"),
     "without_setup_hint": (
-        "АТС отказала в setup или не умеет его? Включите интеграцию без setup и введите адрес и токен выше "
+        "АТС отказала в setup или не умеет его? Включите интеграцию без setup и введите адрес и ключ выше "
         "в настройках АТС вручную.",
         "The PBX refused setup or does not have it? Switch the integration on without setup and enter the URL "
         "and token above in the PBX's settings by hand.",

@@ -203,3 +203,16 @@ async def test_the_api_docs_work_on_a_closed_network(browser, workspace):
     await page.goto(f"{workspace['base']}/docs")
     await page.wait_for_selector(".opblock-summary-path", timeout=10_000)  # the operations are listed
     assert "callbridge" in await page.inner_text(".info .title", timeout=5000) and outside == []
+
+
+async def test_english_chosen_on_the_sign_in_page_stays_after_signing_in(browser, workspace):
+    base = workspace["base"]
+    page = await browser.new_page()
+    await page.goto(f"{base}/login")
+    await page.click("text=English")
+    assert "Sign in" in await page.inner_text("main")
+    await page.fill("input[name=login]", "andy")
+    await page.fill("input[name=password]", "demo")
+    await page.click("form.login button")
+    await page.wait_for_url(f"{base}/calls")
+    assert await page.inner_text("header nav") == "Calls\nClients\nTasks\nAnalytics"

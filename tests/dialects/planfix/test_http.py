@@ -387,7 +387,7 @@ async def test_the_settings_page_switches_on_a_pbx_without_setup(services, serve
             "csrf": csrf, "kind": "planfix", "name": "Астериск", "pbx_url": f"{fake_pbx.url}/api",
             "pbx_token": "pbx-secret"})  # fmt: skip
         assert "PBX answered 400: Invalid parameters" in added.text  # the PBX's words
-        assert "Включить без setup" in added.text and "введите адрес и токен" in added.text
+        assert "Включить без setup" in added.text and "введите адрес и ключ" in added.text
         (row,) = [i for i in await integrations_of(services) if i.name == "Астериск"]
         assert not row.enabled
         switched = await browser.post(f"/settings/integrations/{row.id}/enable-without-setup", data={"csrf": csrf},
