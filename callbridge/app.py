@@ -20,6 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect
 
 from . import __version__, flows, outbox, recordings, redact
+from .api import webhooks as api_webhooks
 from .api.admin import router as api_admin_router
 from .api.routes import router as api_router
 from .config import Settings, key_file
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # jobs any worker may run at once: they claim rows (leases, SKIP LOCKED) or keep their own batch
             asyncio.create_task(_every(settings.lookup_journal_seconds, _flush_lookups, services)),
             asyncio.create_task(_every(settings.recording_poll_seconds, recordings.fetch_due, services)),
-            asyncio.create_task(_every(settings.outbox_poll_seconds, outbox.drain, services)),
+            asyncio.create_task(_every(settings.outbox_poll_seconds, outbox.drain, services, wake=services.outbox_due)),
             # jobs one worker runs at a time
             asyncio.create_task(_every(settings.sweep_interval_seconds, flows.close_stale_calls, services, True)),
         ]
@@ -88,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(dialect.router)
     app.include_router(api_router)
     app.include_router(api_admin_router)
+    app.include_router(api_webhooks.router)
+    api_webhooks.document(app)
     app.include_router(web.router)
     app.include_router(web_settings.router)
     app.mount("/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="static")
@@ -151,11 +154,18 @@ async def _flush_lookups(services: Services, _now: datetime) -> None:
     await services.lookups.flush(services.db)
 
 
-async def _every(seconds: float, job, services: Services, exclusive: bool = False) -> None:
-    """Run a background job forever (if `exclusive`, in one worker at a time); a failure is logged and the job
-    runs again next time."""
+async def _every(
+    seconds: float, job, services: Services, exclusive: bool = False, wake: asyncio.Event | None = None
+) -> None:
+    """Run a background job forever (if `exclusive`, in one worker at a time), and at once when `wake` is set; a
+    failure is logged and the job runs again next time."""
     while True:
-        await asyncio.sleep(seconds)
+        if wake is None:
+            await asyncio.sleep(seconds)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), seconds)
+            wake.clear()
         try:
             if not exclusive:
                 await job(services, datetime.now(UTC))

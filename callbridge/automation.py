@@ -76,13 +76,14 @@ MISSED_CALL = "missed_call"
 TICKET = "ticket"
 
 
-async def reconcile(session: AsyncSession, rules: Rules, call: CallView) -> CallView:
+async def reconcile(session: AsyncSession, rules: Rules, call: CallView, made: list | None = None) -> CallView:
     """Bring the CRM in line with this call as it now stands; returns the call with what the rules linked.
 
-    What a rule that is off would make is left alone: turning a rule off keeps the records it made.
+    What a rule that is off would make is left alone: turning a rule off keeps the records it made. If `made` is
+    given, what the rules created or closed is added to it as (webhook event type, subject) pairs.
     """
     call_id = call.id
-    client_id = await _client_of(session, rules, call)
+    client_id = await _client_of(session, rules, call, made)
     deal_id = await crm.last_active_deal(session, client_id) if rules.add_to_last_deal and client_id else None
     employee_id = call.employee_id or rules.default_employee_id
     links = {"client_id": client_id, "deal_id": deal_id, "employee_id": employee_id, "problem": None}
@@ -101,24 +102,43 @@ async def reconcile(session: AsyncSession, rules: Rules, call: CallView) -> Call
 
     key = f"{MISSED_CALL}:{call_id}"
     if rules.missed_call_tasks and ended and call.result == "missed" and call.direction != "out":
-        await _missed_call_task(session, rules, call, key, client_id)
+        await _missed_call_task(session, rules, call, key, client_id, made)
     elif rules.missed_call_tasks:
         await crm.drop_open_task(session, key)
     if rules.ticket_per_call:
         number = display(call.phone) if call.phone else "номер скрыт"
         title = f"{'Входящий' if call.direction != 'out' else 'Исходящий'} звонок: {number}"
         assignee = await assignee_of(session, call_id)
-        await crm.put_task(session, f"{TICKET}:{call_id}", {"title": title, "kind": TICKET, "employee_id": assignee,
-                           "client_id": client_id, "call_id": call_id, "phone": call.phone,
-                           "department": rules.ticket_department}, done=False)  # fmt: skip
+        await _put_task(session, f"{TICKET}:{call_id}", {"title": title, "kind": TICKET, "employee_id": assignee,
+                        "client_id": client_id, "call_id": call_id, "phone": call.phone,
+                        "department": rules.ticket_department}, False, made)  # fmt: skip
     if rules.missed_call_tasks and call.result == "answered" and call.started_at is not None:
-        await crm.close_missed_tasks(
+        closed = await crm.close_missed_tasks(
             session, client_id=client_id, phone=call.phone, before=call.started_at, when=utcnow()
         )
+        _note(made, [("task.closed", {"task_id": task_id}) for task_id in closed])
     return call
 
 
-async def _client_of(session: AsyncSession, rules: Rules, call: CallView) -> int | None:
+async def _put_task(session: AsyncSession, key: str, values: dict, done: bool, made: list | None) -> None:
+    """`crm.put_task`, noting in `made` whether it made the task or closed it (asked only when someone listens)."""
+    before = await crm.task_by_key(session, key) if made is not None else None
+    await crm.put_task(session, key, values, done=done)
+    if made is None:
+        return
+    after = await crm.task_by_key(session, key)
+    if before is None:
+        made.append(("task.created", {"task_id": after.id}))
+    if after.status == "done" and (before is None or before.status != "done"):
+        made.append(("task.closed", {"task_id": after.id}))
+
+
+def _note(made: list | None, events: list) -> None:
+    if made is not None:
+        made.extend(events)
+
+
+async def _client_of(session: AsyncSession, rules: Rules, call: CallView, made: list | None = None) -> int | None:
     """The call's client: the owner of the number, a client the rules create for it, or the fixed one."""
     made = await crm.created_by_call(session, call.id) if rules.creates_clients else None
     if call.client_id is not None and (made is None or made.id != call.client_id):
@@ -132,9 +152,11 @@ async def _client_of(session: AsyncSession, rules: Rules, call: CallView) -> int
     if kind is not None and call.phone:
         responsible = rules.senior_manager_id if kind == "lead" else call.employee_id or rules.default_employee_id
         name = ("Лид " if kind == "lead" else "") + display(call.phone)
-        return await crm.create_client_for_call(
+        client_id = await crm.create_client_for_call(
             session, call_id=call.id, phone=call.phone, name=name, kind=kind, responsible_id=responsible
         )
+        _note(made, [("client.created", {"client_id": client_id})])
+        return client_id
     fixed = rules.unknown_numbers_client_id
     return fixed if fixed is not None and await crm.client_exists(session, fixed) else None
 
@@ -150,7 +172,9 @@ def _new_client_kind(rules: Rules, call: CallView) -> str | None:
     return None
 
 
-async def _missed_call_task(session: AsyncSession, rules: Rules, call: CallView, key: str, client_id) -> None:
+async def _missed_call_task(
+    session: AsyncSession, rules: Rules, call: CallView, key: str, client_id, made: list | None
+) -> None:
     owner = await missed_call_owner(session, rules, call, client_id)
     reached = call.started_at is not None and await crm.reached_since(
         session, client_id=client_id, phone=call.phone, since=call.started_at
@@ -158,7 +182,7 @@ async def _missed_call_task(session: AsyncSession, rules: Rules, call: CallView,
     values = {"title": f"Пропущенный звонок: {display(call.phone) if call.phone else 'номер скрыт'}",
               "kind": MISSED_CALL, "employee_id": owner, "client_id": client_id, "call_id": call.id,
               "phone": call.phone}  # fmt: skip
-    await crm.put_task(session, key, values, done=reached)
+    await _put_task(session, key, values, reached, made)
 
 
 async def missed_call_owner(session: AsyncSession, rules: Rules, call: CallView, client_id: int | None) -> int | None:

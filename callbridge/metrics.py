@@ -18,3 +18,4 @@ FAILURES = Counter("callbridge_failures_total", "things that failed and are show
 OUTBOX = Counter(
     "callbridge_outbox_attempts_total", "attempts at requests to PBXs by action and outcome", ["action", "outcome"]
 )
+WEBHOOKS = Counter("callbridge_webhook_responses_total", "webhook receivers' answers by status class", ["status"])

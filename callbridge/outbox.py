@@ -8,6 +8,7 @@ reason stay on the row, for people to see and retry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -26,31 +27,38 @@ if TYPE_CHECKING:
 log = logging.getLogger("callbridge.outbox")
 
 LEASE = timedelta(minutes=2)  # an attempt under way belongs to its worker this long (longer than any PBX timeout)
+CLAIMED_AT_ONCE = 20  # requests a worker takes and makes side by side
 
 
 @dataclass(frozen=True)
 class Policy:
     attempts: int  # then the request fails for good
-    first_retry: float  # seconds before the second attempt; doubles each time, with jitter
+    first_retry: float = 0.0  # seconds before the second attempt; doubles each time, with jitter
     max_retry: float = 3600.0
     expires: float | None = None  # seconds after which doing it is pointless (nobody waits for that call now)
+    schedule: tuple[float, ...] = ()  # or: the seconds before each retry, as a published schedule says
 
-    def delay(self, attempts: int) -> timedelta:
-        """Exponential backoff with jitter, so a PBX that comes back is not hit by every request at once."""
-        base = min(self.first_retry * 2 ** (attempts - 1), self.max_retry)
-        return timedelta(seconds=base * random.uniform(0.5, 1.5))
+    def delay(self, attempts: int, asked: float | None = None) -> timedelta:
+        """Exponential backoff with jitter, so a PBX that comes back is not hit by every request at once (or the
+        schedule's next step, with a little jitter); never sooner than the peer `asked` (Retry-After)."""
+        if self.schedule:
+            base = self.schedule[min(attempts, len(self.schedule)) - 1] * random.uniform(0.9, 1.1)
+        else:
+            base = min(self.first_retry * 2 ** (attempts - 1), self.max_retry) * random.uniform(0.5, 1.5)
+        return timedelta(seconds=max(base, min(asked or 0.0, 24 * 3600.0)))
 
     def expiry(self, now: datetime) -> datetime | None:
         return now + timedelta(seconds=self.expires) if self.expires is not None else None
 
 
-Deliver = Callable[["Services", Integration, dict[str, Any]], Awaitable[dict[str, Any]]]
+Deliver = Callable[["Services", Integration | None, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
 class Action:
     deliver: Deliver  # makes the request; returns what to keep as the result, raises PbxError
     policy: Policy
+    of_a_pbx: bool = True  # made of the integration's PBX (its dialect, its rate limit), not of another peer
 
 
 ACTIONS: dict[str, Action] = {}
@@ -98,8 +106,13 @@ def result_of(request: OutboxRequest) -> dict[str, Any]:
 
 
 async def drain(services: Services, now: datetime) -> int:
-    """The worker: make the requests that are due; returns how many were tried."""
-    return await _deliver(services, now)
+    """The worker: make the requests that are due, a batch at a time until none is; returns how many were tried."""
+    tried = 0
+    while count := await _deliver(services, now):
+        tried += count
+        if count < CLAIMED_AT_ONCE:
+            break
+    return tried
 
 
 async def retry(services: Services, request_id: int) -> OutboxRequest | None:
@@ -115,10 +128,10 @@ async def retry(services: Services, request_id: int) -> OutboxRequest | None:
 
 
 async def _deliver(services: Services, now: datetime, request_id: int | None = None) -> int:
+    """Claim the due requests (or the one given) and make them side by side: one slow peer holds up no other."""
     async with services.db.transaction() as session:
-        claimed = await outbox_store.claim(session, now, LEASE, request_id=request_id)
-    for request in claimed:
-        await _attempt(services, request)
+        claimed = await outbox_store.claim(session, now, LEASE, limit=CLAIMED_AT_ONCE, request_id=request_id)
+    await asyncio.gather(*(_attempt(services, request) for request in claimed))
     return len(claimed)
 
 
@@ -128,19 +141,22 @@ async def _attempt(services: Services, request: OutboxRequest) -> None:
     integration = await services.integration(request.integration_id)
     dialect = services.dialects.get(integration.kind) if integration else None
     outcome, detail, values = "failed", None, {}
-    if known is None or dialect is None:
+    if known is None or (known.of_a_pbx and dialect is None):
         detail = f"nothing knows how to do {request.action!r} for integration {request.integration_id}"
     elif request.expires_at is not None and request.expires_at <= now:
         detail = "too late: nobody waits for it any more"
     else:
-        await services.rate.wait(integration.id, dialect.rate_per_second / max(1, services.settings.workers))
+        if known.of_a_pbx:
+            await services.rate.wait(integration.id, dialect.rate_per_second / max(1, services.settings.workers))
         try:
             values["result"] = await known.deliver(services, integration, request.payload)
             outcome = "done"
+            values["response_code"] = values["result"].get("response_code")
         except PbxError as exc:
             detail = str(exc)
+            values["response_code"] = exc.response_code
             if exc.retryable and request.attempts + 1 < known.policy.attempts:
-                retry_at = now + known.policy.delay(request.attempts + 1)
+                retry_at = now + known.policy.delay(request.attempts + 1, exc.retry_after)
                 if request.expires_at is None or retry_at < request.expires_at:
                     outcome, values["next_attempt_at"] = "retry", retry_at
         except Exception:

@@ -15,8 +15,9 @@ from .config import Settings
 from .live import LiveBus
 from .store import Database, integrations
 from .store import calls as call_store
+from .store import webhooks as webhook_store
 from .store.calls import dedupe_key
-from .store.tables import Integration
+from .store.tables import Integration, Webhook
 
 if TYPE_CHECKING:  # the dialects are handed in: nothing below them imports one
     from .dialects.base import Dialect
@@ -97,6 +98,8 @@ class Services:
     _pool: httpx.AsyncHTTPTransport | None = None  # one connection pool under every client's outbound policy
     _clients: dict[frozenset[str], httpx.AsyncClient] = field(default_factory=dict)
     _integrations: dict[int, tuple[float, Integration | None, automation.Rules]] = field(default_factory=dict)
+    _webhooks: tuple[float, list[Webhook]] = (0.0, [])
+    outbox_due: asyncio.Event = field(default_factory=asyncio.Event)  # set: the outbox worker looks now
 
     async def rules(self, integration_id: int) -> automation.Rules:
         return (await self._integration(integration_id))[2]
@@ -104,6 +107,18 @@ class Services:
     async def integration(self, integration_id: int | None) -> Integration | None:
         """The integration (None for no id: what an unreadable id in a URL names)."""
         return (await self._integration(integration_id))[1] if integration_id is not None else None
+
+    async def webhooks(self) -> list[Webhook]:
+        """The enabled webhooks, cached like the integrations: every call event asks which want it."""
+        until, found = self._webhooks
+        if until <= time.monotonic():
+            async with self.db.read() as session:
+                found = await webhook_store.list_webhooks(session, enabled_only=True)
+            self._webhooks = (time.monotonic() + self.settings.integration_cache_seconds, found)
+        return found
+
+    def forget_webhooks(self) -> None:
+        self._webhooks = (0.0, [])
 
     def forget(self, integration_id: int) -> None:
         """Drop this process's cached copy of an integration that was just changed."""

@@ -160,10 +160,18 @@ async def list_calls(
 @router.get("/calls/{call_id}", response_model=CallDetail, tags=["calls"])
 async def get_call(call_id: IdPath, services: Services):
     """One call with its legs and every PBX request about it."""
+    detail = await call_detail(services, call_id)
+    if detail is None:
+        raise HTTPException(404, "no such call")
+    return detail
+
+
+async def call_detail(services: Services, call_id: int) -> CallDetail | None:
+    """The call as the API shows it (webhooks send the same)."""
     async with services.db.read() as session:
         row = await call_store.get_call(session, call_id)
         if row is None:
-            raise HTTPException(404, "no such call")
+            return None
         legs = (await call_store.legs_of(session, [row.id]))[row.id]
         events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
         recording = await recording_store.get(session, row.id)

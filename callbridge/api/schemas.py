@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from ..store.tables import EntityId
 
@@ -54,6 +54,7 @@ class CallOut(ORM):
     tags: list[str]
     fields: dict[str, Any]
     legs: list[LegOut] = []
+    sequence: int = Field(description="grows with every change of the call: of two copies, the higher is newer")
 
 
 class EventOut(ORM):
@@ -236,7 +237,7 @@ class OutboxOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    integration_id: int
+    integration_id: int | None
     action: str
     employee_id: int | None
     status: Literal["pending", "done", "failed"]
@@ -266,3 +267,68 @@ class ApiKeyOut(ORM):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="shown this once; only its hash is kept")
+
+
+# ---- webhooks -----------------------------------------------------------------------------------
+
+EventType = Literal["call.ringing", "call.answered", "call.ended", "call.missed", "call.recording_ready",
+                    "task.created", "task.closed", "client.created"]  # fmt: skip
+
+
+class WebhookIn(BaseModel):
+    url: HttpUrl
+    events: list[EventType] | None = Field(None, description="the event types to send; none given: all of them")
+    integration_id: EntityId | None = Field(None, description="only this integration's calls")
+
+
+class WebhookPatch(BaseModel):
+    url: HttpUrl | None = None
+    events: list[EventType] | None = None
+    integration_id: EntityId | None = None
+    enabled: bool | None = Field(None, description="switch it on again after it was switched off for failing")
+
+
+class WebhookOut(ORM):
+    id: int
+    url: str
+    events: list[str]
+    integration_id: int | None
+    enabled: bool
+    failing_since: datetime | None = Field(description="failing in a row since then; after 5 days it is switched off")
+    disabled_reason: str | None
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="verify signatures with it (Standard Webhooks, `whsec_` + base64); shown on "
+                        "creation and rotation only")
+
+
+class DeliveryAttemptOut(ORM):
+    number: int
+    at: datetime
+    outcome: str
+    response_code: int | None
+    detail: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    message_id: str = Field(description="the `webhook-id` header: the same in every attempt")
+    type: str
+    status: Literal["pending", "done", "failed"]
+    attempts: int
+    response_code: int | None
+    error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    attempt_log: list[DeliveryAttemptOut] = []
+
+
+class WebhookEvent(BaseModel):
+    """What each delivery's body is."""
+
+    type: EventType
+    timestamp: datetime
+    data: dict[str, Any] = Field(description="call events: the call as `GET /api/calls/{id}` returns it, with its "
+                                 "`sequence`; task events: the task; client events: the client")

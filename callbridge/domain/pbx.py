@@ -19,12 +19,16 @@ class PbxError(RuntimeError):
     """The PBX refused or could not be reached; the message is meant for the user.
 
     `retryable` says whether asking again later can help (no answer, 5xx, a rate limit), as opposed to a refusal
-    that needs a person (a wrong token, an unknown employee).
+    that needs a person (a wrong token, an unknown employee); `retry_after` is how long the peer asked us to wait
+    (seconds), `response_code` its HTTP status. (A webhook receiver refuses the same way.)
     """
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None,
+                 response_code: int | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
+        self.response_code = response_code
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .. import automation, metrics
+from .. import automation, metrics, webhooks
 from ..domain import engine
-from ..domain.calls import CallEvent, CallState, EventKind
+from ..domain.calls import CallEvent, CallResult, CallState, EventKind
 from ..domain.pbx import Events, PbxError, WireError
 from ..services import Services
 from ..store import StoreBusy, crm, directory, integrations
@@ -122,7 +122,10 @@ async def _fold(
         return []
     view = await call_store.save_call(session, locked, updated)
     rules = await services.rules(integration_id)
-    view = await _reconcile(session, rules, view)
+    made: list[tuple[str, dict[str, int]]] | None = [] if await services.webhooks() else None
+    view = await _reconcile(session, rules, view, made)
+    for event_type, subject in (made or []) + [(t, {"call_id": row_id}) for t in _call_events(updated, effects)]:
+        await webhooks.emit(session, services, event_type, subject, integration_id)
     messages = []
     for effect in effects:
         if isinstance(effect, engine.RecordingReady) and (services.settings.keep_recordings or effect.temporary):
@@ -140,12 +143,32 @@ async def _fold(
     return messages
 
 
-async def _reconcile(session, rules: automation.Rules, view: call_store.CallView) -> call_store.CallView:
-    """The CRM rules on a call; a failing rule must not lose the call's own update, and leaves a problem on it."""
+def _call_events(call, effects: list[engine.Effect]) -> list[str]:
+    """The webhook event types a change of a call is."""
+    types = []
+    for effect in effects:
+        if isinstance(effect, engine.CallOpened) and call.state is CallState.RINGING:
+            types.append("call.ringing")
+        elif isinstance(effect, engine.CallAnswered):
+            types.append("call.answered")
+        elif isinstance(effect, engine.CallEnded):
+            types += ["call.ended"] + (["call.missed"] if effect.result is CallResult.MISSED else [])
+        elif isinstance(effect, engine.RecordingReady):
+            types.append("call.recording_ready")
+    return types
+
+
+async def _reconcile(
+    session, rules: automation.Rules, view: call_store.CallView, made: list | None = None
+) -> call_store.CallView:
+    """The CRM rules on a call; a failing rule must not lose the call's own update, and leaves a problem on it.
+    What the rules made (clients, tasks) is added to `made`, if given, as webhook events."""
     try:
         async with session.begin_nested():
-            return await automation.reconcile(session, rules, view)
+            return await automation.reconcile(session, rules, view, made)
     except Exception as exc:
+        if made:
+            made.clear()  # rolled back: none of it exists
         log.exception("CRM rules failed on call %s", view.id)
         metrics.FAILURES.labels("automation").inc()
         await crm.link_call(session, view.id, problem=f"CRM rules failed: {exc.__class__.__name__}: {exc}"[:1000])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, cast, func, select, update
+from sqlalchemy import Select, bindparam, cast, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,7 @@ UPDATE_CALL = (
     .values(
         client_id=directory.CLIENT_OF_NUMBER,
         employee_id=directory.employee_named(bindparam("owner"), bindparam("owner_own")),
+        sequence=CALLS.c.sequence + literal_column("1"),  # no bound parameter: `execute_hot` binds by name
     )
     .returning(CALLS.c.client_id, CALLS.c.employee_id)
 )
@@ -130,7 +131,8 @@ async def lock_call(session: AsyncSession, integration_id: int, key: str) -> Loc
     return _locked(*row)
 
 
-_NEW_CALL = {"state": CallState.RINGING.value, "facts": {}, "tags": [], "fields": {}, "recording_expected": False}
+_NEW_CALL = {"state": CallState.RINGING.value, "facts": {}, "tags": [], "fields": {}, "recording_expected": False,
+             "sequence": 0}
 
 
 def _locked(row_id: int, facts: dict, deal_id: int | None, problem: str | None) -> LockedCall:

@@ -148,14 +148,15 @@ async def drop_open_task(session: AsyncSession, key: str) -> None:
 
 async def close_missed_tasks(
     session: AsyncSession, *, client_id: int | None, phone: str | None, before: datetime, when: datetime
-) -> None:
-    """The client was reached: their missed-call tasks from before that call are done."""
+) -> list[int]:
+    """The client was reached: their missed-call tasks from before that call are done; their ids."""
     if client_id is None and phone is None:
-        return
+        return []
     statement = _CLOSE_CLIENTS_MISSED if client_id is not None else _CLOSE_NUMBERS_MISSED
-    await session.execute(
+    closed = await session.execute(
         statement, {"caller_client": client_id, "caller_phone": phone, "before": before, "when": when}
     )
+    return list(closed.scalars())
 
 
 def _close_missed(same_caller):
@@ -169,6 +170,7 @@ def _close_missed(same_caller):
             exists().where(CallRow.id == Task.call_id, CallRow.started_at < bindparam("before")),
         )
         .values(status="done", closed_at=bindparam("when"))
+        .returning(Task.id)
     )
 
 

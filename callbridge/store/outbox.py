@@ -56,7 +56,8 @@ async def claim(
 
 async def finish(session: AsyncSession, request: OutboxRequest, outcome: str, detail: str | None, **values) -> None:
     """Record an attempt and the request's new state."""
-    session.add(OutboxAttempt(request_id=request.id, number=request.attempts + 1, outcome=outcome, detail=detail))
+    session.add(OutboxAttempt(request_id=request.id, number=request.attempts + 1, outcome=outcome, detail=detail,
+                              response_code=values.get("response_code")))  # fmt: skip
     await session.execute(
         update(OutboxRequest)
         .where(OutboxRequest.id == request.id)

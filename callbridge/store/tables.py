@@ -180,6 +180,7 @@ class CallRow(Base):
     recording_url: Mapped[str | None] = mapped_column(Text)
     recording_expected: Mapped[bool] = mapped_column(default=False)
     problem: Mapped[str | None] = mapped_column(Text)  # why a CRM rule failed on this call, until it works
+    sequence: Mapped[int] = mapped_column(default=0, server_default="0")  # grows with every change (webhooks)
     tags: Mapped[list[str]] = mapped_column(default=list)
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     facts: Mapped[dict[str, Any]]
@@ -246,8 +247,11 @@ class OutboxRequest(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"), index=True)
-    action: Mapped[str] = mapped_column(String(32))  # make_call | setup | accounts
+    # the PBX it is made of, or (a webhook delivery) the integration of the call it tells about, if any
+    integration_id: Mapped[int | None] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"), index=True)
+    webhook_id: Mapped[int | None] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(32))  # make_call | setup | accounts | webhook
+    response_code: Mapped[int | None]  # the HTTP status of the last attempt, where there was one
     subject: Mapped[str | None] = mapped_column(String(200))  # what repeats of one request share (a double click)
     employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))  # who asked
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -272,6 +276,25 @@ class OutboxAttempt(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     outcome: Mapped[str] = mapped_column(String(16))  # done | retry | failed
     detail: Mapped[str | None] = mapped_column(Text)
+    response_code: Mapped[int | None]
+
+
+class Webhook(Base):
+    """A receiver of our events (Standard Webhooks): its URL, the event types it wants, its signing secrets."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(default=list)
+    integration_id: Mapped[int | None] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))
+    secret: Mapped[str] = mapped_column(String(200))  # whsec_<base64>
+    previous_secret: Mapped[str | None] = mapped_column(String(200))  # still signs beside the new one after rotate
+    previous_until: Mapped[datetime | None]
+    enabled: Mapped[bool] = mapped_column(default=True)
+    failing_since: Mapped[datetime | None]  # the first of the failed attempts since the last success
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class InboundRequest(Base):

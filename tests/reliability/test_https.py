@@ -38,7 +38,7 @@ def test_serve_over_https(tmp_path):
             except httpx.TransportError:
                 assert server.poll() is None and time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
-        assert response.status_code == 200 and response.json() == {"status": "ok"}
+        assert response.status_code == 200 and response.json() == {"status": "ok", "store": "ok"}
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3)
             plain_refused = False
