@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from standardwebhooks.webhooks import Webhook as Signer
 
-from . import metrics, outbox
+from . import metrics, outbound, outbox
 from .domain.pbx import PbxError
 from .store import webhooks as webhook_store
 from .store.tables import Integration, Webhook
@@ -157,7 +157,9 @@ async def _post(services: Services, webhook: Webhook, message_id: str, body: str
     try:
         response = await services.http_client().post(webhook.url, content=body.encode(), headers=headers,
                                                      timeout=TIMEOUT)  # fmt: skip
-    except httpx.HTTPError as exc:  # the outbound policy's refusal, no answer, a timeout
+    except outbound.Refused as exc:  # an address callbridge does not fetch from: an admin must allow it
+        raise PbxError(str(exc)[:300]) from None
+    except httpx.HTTPError as exc:  # no answer, a timeout
         raise PbxError(f"the receiver did not answer: {exc.__class__.__name__}: {exc}"[:300], retryable=True) from None
     metrics.WEBHOOKS.labels(str(response.status_code // 100) + "xx").inc()
     if 200 <= response.status_code < 300:

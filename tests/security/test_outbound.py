@@ -134,3 +134,15 @@ async def test_private_link_local_and_metadata_addresses_are_refused(address):
     with pytest.raises(outbound.Refused):
         await outbound.OutboundPolicy().address(address, 80, frozenset())
     assert await outbound.OutboundPolicy("0.0.0.0/0, ::/0").address(address, 80, frozenset()) == address
+
+
+async def test_a_webhook_to_an_internal_address_is_refused_and_not_retried(install):
+    """An API key holder points a webhook at an internal service: nothing is asked of it."""
+    hits: list[str] = []
+    with serve_app(internal_service(hits)) as internal:
+        async with httpx.AsyncClient(base_url=install.url, headers={"Authorization": f"Bearer {install.api_key}"},
+                                     timeout=10) as api:  # fmt: skip
+            hook = (await api.post("/api/webhooks", json={"url": f"{internal}/admin/hook"})).json()
+            tested = (await api.post(f"/api/webhooks/{hook['id']}/test")).json()
+    assert hits == [] and tested["status"] == "failed" and tested["attempts"] == 1
+    assert "CALLBRIDGE_OUTBOUND_ALLOW" in tested["error"]
