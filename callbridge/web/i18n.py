@@ -81,6 +81,28 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "action_make_call": ("Звонок", "Call"),
     "action_setup": ("Подключение", "Setup"),
     "action_accounts": ("Сотрудники АТС", "PBX employees"),
+    "action_webhook": ("Вебхук", "Webhook"),
+    "webhooks": ("Вебхуки", "Webhooks"),
+    "webhooks_hint": (
+        "События звонков, задач и клиентов уходят POST-запросом в вашу CRM, подписанные по стандарту Standard "
+        "Webhooks. Недоставленные повторяются (5 с, 5 мин, 30 мин, 2 ч, 5 ч, 10 ч, 10 ч); получатель, который не "
+        "отвечает 5 дней подряд, выключается.",
+        "Call, task and client events are POSTed to your CRM, signed by the Standard Webhooks spec. Failed "
+        "deliveries are retried (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); a receiver failing for 5 days in a "
+        "row is switched off.",
+    ),
+    "webhook_secret_once": ("Секрет для проверки подписи: скопируйте его сейчас, больше он показан не будет.",
+                            "The secret to verify signatures with: copy it now, it is not shown again."),  # fmt: skip
+    "events": ("События", "Events"),
+    "failing_since": ("не доставляется с", "failing since"),
+    "add_webhook": ("Добавить вебхук", "Add a webhook"),
+    "send_test": ("Отправить тестовое", "Send a test"),
+    "rotate_secret": ("Новый секрет", "New secret"),
+    "switch_on": ("Включить", "Switch on"),
+    "remove": ("Удалить", "Remove"),
+    "test_delivered": ("Тестовое событие доставлено", "The test event was delivered"),
+    "webhook_url_invalid": ("Адрес вебхука должен начинаться с https:// или http://",
+                            "A webhook's URL must start with https:// or http://"),  # fmt: skip
     "request": ("Запрос", "Request"),
     "attempts": ("Попыток", "Attempts"),
     "retry": ("Повторить", "Retry"),

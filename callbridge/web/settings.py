@@ -13,13 +13,14 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import SecretStr, ValidationError
 
-from .. import flows, outbox
+from .. import flows, outbox, webhooks
 from ..automation import Rules
 from ..dialects.base import stored_settings
 from ..domain.ids import parse_id
 from ..domain.pbx import PbxError
 from ..store import directory, integrations
 from ..store import outbox as outbox_store
+from ..store import webhooks as webhook_store
 from . import auth
 from .pages import IdPath, checked_form, render, services_of
 
@@ -33,13 +34,14 @@ async def settings_page(request: Request):
     return await _settings_view(request)
 
 
-async def _settings_view(request: Request, new_key: str | None = None) -> HTMLResponse:
+async def _settings_view(request: Request, new_key: str | None = None, new_secret: str | None = None) -> HTMLResponse:
     services = services_of(request)
     async with services.db.read() as session:
         rows = await integrations.list_integrations(session)
         people = await directory.list_employees(session)
         requests = await outbox_store.listing(session, limit=20)
         api_keys = await integrations.list_api_keys(session)
+        hooks = await webhook_store.list_webhooks(session)
     views = [
         {"row": i, "url": flows.inbound_url(services, i), "dialect": services.dialects.get(i.kind),
          "rules": Rules.model_validate(i.automation)}
@@ -49,7 +51,8 @@ async def _settings_view(request: Request, new_key: str | None = None) -> HTMLRe
     return render(request, "settings.html", integrations=views, people=people, dialects=services.dialects,
                   setting_fields=setting_fields,
                   rule_fields=Rules.model_fields, bool_rules=bool_rules, outbox=requests, api_keys=api_keys,
-                  message=request.query_params.get("message"), new_key=new_key)  # fmt: skip
+                  message=request.query_params.get("message"), new_key=new_key, webhooks=hooks,
+                  event_types=webhooks.EVENT_TYPES, new_secret=new_secret)  # fmt: skip
 
 
 @router.post("/settings/integrations")
@@ -148,6 +151,44 @@ async def revoke_api_key(key_id: IdPath, request: Request):
     await checked_form(request)
     async with services_of(request).db.transaction() as session:
         await integrations.revoke_api_key(session, key_id)
+    return _settings_message("saved")
+
+
+@router.post("/settings/webhooks")
+async def add_webhook(request: Request):
+    await auth.require_role(request, "admin")
+    url = (await checked_form(request)).get("url", "").strip()
+    form = await request.form()  # read once, checked above: the event types are a list
+    if not url.startswith(("https://", "http://")) or len(url) > 2000:
+        return _settings_message("webhook_url_invalid")
+    events = [e for e in form.getlist("events") if e in webhooks.EVENT_TYPES] or None
+    created = await webhooks.add(services_of(request), url, events, None)
+    return await _settings_view(request, new_secret=created.secret)  # shown once, in this answer only
+
+
+@router.post("/settings/webhooks/{webhook_id}/{action}")
+async def webhook_action(webhook_id: IdPath, action: str, request: Request):
+    await auth.require_role(request, "admin")
+    await checked_form(request)
+    services = services_of(request)
+    if action == "test":
+        delivery = await webhooks.send_test(services, webhook_id)
+        if delivery is None:
+            raise HTTPException(404, "no such webhook")
+        return _settings_message("test_delivered" if delivery.status == "done" else delivery.error or "failed")
+    if action == "rotate":
+        rotated = await webhooks.rotate(services, webhook_id)
+        if rotated is None:
+            raise HTTPException(404, "no such webhook")
+        return await _settings_view(request, new_secret=rotated.secret)
+    if action == "enable":
+        found = await webhooks.change(services, webhook_id, enabled=True)
+    elif action == "remove":
+        found = await webhooks.remove(services, webhook_id)
+    else:
+        raise HTTPException(404, "no such action")
+    if not found:
+        raise HTTPException(404, "no such webhook")
     return _settings_message("saved")
 
 

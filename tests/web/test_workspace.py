@@ -216,3 +216,33 @@ async def test_english_chosen_on_the_sign_in_page_stays_after_signing_in(browser
     await page.click("form.login button")
     await page.wait_for_url(f"{base}/calls")
     assert await page.inner_text("header nav") == "Calls\nClients\nTasks\nAnalytics"
+
+
+async def test_an_admin_adds_a_webhook_and_tests_it(browser, workspace):
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    got: list[bytes] = []
+
+    async def receive(request):
+        got.append(await request.body())
+        return Response(status_code=204)
+
+    with serve_app(Starlette(routes=[Route("/hook", receive, methods=["POST"])])) as receiver:
+        admin = await sign_in(browser, workspace["base"], "admin")
+        await admin.goto(workspace["base"] + "/settings")
+        await admin.click("text=Добавить вебхук")
+        await admin.fill("input[name=url]", f"{receiver}/hook")
+        await admin.uncheck("input[value='call.ringing']")
+        await admin.click("form[action='/settings/webhooks'] button")
+        notice = await admin.inner_text("p.notice")
+        assert "скопируйте его сейчас" in notice and "whsec_" in notice
+        row = await admin.inner_text("table.webhooks tbody tr")
+        assert f"{receiver}/hook" in row and "call.ringing" not in row and "call.ended" in row
+        await admin.click("text=Отправить тестовое")
+        assert await admin.inner_text("p.note") == "Тестовое событие доставлено"
+        assert len(got) == 1 and b'"type": "webhook.test"' in got[0]
+        await admin.reload()
+        assert "whsec_" not in await admin.inner_text("main")  # the secret was shown once
+        await snap(admin, "webhooks")
