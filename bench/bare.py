@@ -2,6 +2,7 @@
 
 POST /hooks/bare reads a form and answers JSON (the lookup's and the ingest's floor); GET /live is a
 Server-Sent Events stream and POST /publish sends one message to every open stream (the call card's floor).
+POST /receive is a webhook receiver that takes anything (204).
 """
 
 import asyncio
@@ -9,7 +10,7 @@ import json
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 streams: set[asyncio.Queue] = set()
@@ -42,8 +43,14 @@ async def publish(request: Request) -> JSONResponse:
     return JSONResponse({})
 
 
+async def receive(request: Request) -> Response:
+    await request.body()
+    return Response(status_code=204)
+
+
 app = Starlette(
     routes=[
+        Route("/receive", receive, methods=["POST"]),
         Route("/hooks/bare", contact, methods=["POST"]),
         Route("/live", live),
         Route("/publish", publish, methods=["POST"]),

@@ -8,7 +8,9 @@ For each database and each size of the client table, a real `callbridge serve` (
 - event ingest: PBX events/s under load (wrk); each 2xx means the journal entry and the call are committed;
 - call card: from the PBX's request to the card arriving on each of `--streams` open SSE streams (p50/p99);
 - import: `callbridge import clients` of `--import-rows` new clients, rows/s, alone and beside live traffic (wrk
-  posting PBX events all the while, its events/s and non-2xx answers shown beside).
+  posting PBX events all the while, its events/s and non-2xx answers shown beside);
+- webhooks: with a webhook for every event to a loopback receiver, PBX events/s under load, and deliveries/s
+  until every delivery queued meanwhile is done.
 The bare endpoints (bench/bare.py) read the same forms and fan out to the same number of streams.
 """
 
@@ -42,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from callbridge.app import build_services  # noqa: E402
 from callbridge.config import Settings, sqlite_url  # noqa: E402
 from callbridge.store import directory, integrations  # noqa: E402
-from callbridge.store.tables import CallRow, InboundRequest, LegRow  # noqa: E402
+from callbridge.store.tables import CallRow, InboundRequest, LegRow, OutboxRequest  # noqa: E402
 
 console = Console()
 BIN = Path(sys.executable).parent
@@ -260,6 +262,33 @@ async def card_latency(base: str, live: str, key: str, post: str, body, streams:
     return cuts[49] * 1000, cuts[98] * 1000, streams * events - len(took)
 
 
+async def webhook_rate(base: str, url: str, receiver: str, target: dict, clients: int, args, folder: Path) -> dict:
+    """A webhook for every event to a loopback receiver, then PBX events under load: the events/s the PBX sees
+    beside the deliveries, and the deliveries/s until every one queued meanwhile is done."""
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {target['key']}"},
+                                 timeout=30) as api:  # fmt: skip
+        hook = (await api.post("/api/webhooks", json={"url": receiver})).json()
+        await asyncio.sleep(6)  # the server's cache of webhooks
+        ingest = INGEST_LUA.format(run=uuid.uuid4().hex[:6], clients=clients, **target)
+        began = time.perf_counter()
+        events, failed = await asyncio.to_thread(wrk, base, ingest, args.seconds, folder)
+    while await deliveries(url, hook["id"], "pending") and time.perf_counter() - began < 300:
+        await asyncio.sleep(0.2)  # until the outbox has delivered everything queued meanwhile
+    took = time.perf_counter() - began
+    delivered = await deliveries(url, hook["id"], "done")
+    return {"ingest events/s beside webhooks": events, "non-2xx beside webhooks": failed,
+            "webhook deliveries/s": delivered / took}  # fmt: skip
+
+
+async def deliveries(url: str, webhook_id: int, status: str) -> int:
+    engine = create_async_engine(url)
+    async with engine.connect() as connection:
+        found = await connection.scalar(select(func.count()).select_from(OutboxRequest).where(
+            OutboxRequest.webhook_id == webhook_id, OutboxRequest.status == status))  # fmt: skip
+    await engine.dispose()
+    return int(found or 0)
+
+
 def import_rate(url: str, rows: int, area: int, folder: Path, during=None) -> tuple[float, object]:
     """`callbridge import clients` of `rows` new clients (numbers +7 <area> ...): rows/s, and what `during` (run
     in a thread while the import runs: live traffic) returned."""
@@ -309,6 +338,7 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--pg-workers", type=int, default=2)
     parser.add_argument("--import-rows", type=int, default=100_000, help="clients per import figure (0: none)")
+    parser.add_argument("--no-webhooks", dest="webhooks", action="store_false", help="skip the webhook figure")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, dict] = {}
@@ -331,7 +361,8 @@ def main() -> None:
                 target = asyncio.run(fill(url, size))
                 workers = 1 if admin is None else args.pg_workers
                 env = os.environ | {"CALLBRIDGE_DATABASE_URL": url, "CALLBRIDGE_BACKFILL_MINUTES": "0",
-                                    "CALLBRIDGE_RECORDINGS_DIR": str(folder / "recordings")}  # fmt: skip
+                                    "CALLBRIDGE_RECORDINGS_DIR": str(folder / "recordings"),
+                                    "CALLBRIDGE_OUTBOUND_ALLOW": "127.0.0.1"}  # the webhook receiver  # fmt: skip
                 port = free_port()
                 label = f"{name} {size:,} clients" + (f", {workers} workers" if workers > 1 else "")
                 console.print(f"measuring callbridge on {label}")
@@ -345,6 +376,14 @@ def main() -> None:
                         rate, (events, failed) = import_rate(url, args.import_rows, 917, folder, traffic)
                         results[label] |= {"import rows/s beside": rate, "ingest events/s beside import": events,
                                            "non-2xx beside import": failed}  # fmt: skip
+                    if args.webhooks:  # a receiver of every event, on loopback
+                        receiver_port = free_port()
+                        receiver = start([str(BIN / "uvicorn"), "bench.bare:app"], receiver_port, dict(os.environ))
+                        try:
+                            results[label] |= asyncio.run(webhook_rate(
+                                base, url, f"http://127.0.0.1:{receiver_port}/receive", target, size, args, folder))
+                        finally:
+                            stop(receiver)
                 finally:
                     stop(server)
                 if args.import_rows:
@@ -363,7 +402,8 @@ def report(results: dict[str, dict]) -> None:
         table.add_column(name, justify="right")
     for metric in ("lookup p50 ms", "lookup p99 ms", "lookup req/s", "ingest events/s", "card p50 ms",
                    "card p99 ms", "cards lost", "non-2xx", "import rows/s alone", "import rows/s beside",
-                   "ingest events/s beside import", "non-2xx beside import", "journal rows"):  # fmt: skip
+                   "ingest events/s beside import", "non-2xx beside import", "ingest events/s beside webhooks",
+                   "non-2xx beside webhooks", "webhook deliveries/s", "journal rows"):  # fmt: skip
         cells = []
         for name, r in results.items():
             if metric not in r:
