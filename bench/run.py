@@ -9,8 +9,8 @@ For each database and each size of the client table, a real `callbridge serve` (
 - call card: from the PBX's request to the card arriving on each of `--streams` open SSE streams (p50/p99);
 - import: `callbridge import clients` of `--import-rows` new clients, rows/s, alone and beside live traffic (wrk
   posting PBX events all the while, its events/s and non-2xx answers shown beside);
-- webhooks: with a webhook for every event to a loopback receiver, PBX events/s under load, and deliveries/s
-  until every delivery queued meanwhile is done.
+- webhooks: PBX events/s under load with a webhook for every event to a receiver that is down, then to one that
+  answers (on loopback), and deliveries/s until every delivery queued meanwhile is done.
 The bare endpoints (bench/bare.py) read the same forms and fan out to the same number of streams.
 """
 
@@ -263,21 +263,25 @@ async def card_latency(base: str, live: str, key: str, post: str, body, streams:
 
 
 async def webhook_rate(base: str, url: str, receiver: str, target: dict, clients: int, args, folder: Path) -> dict:
-    """A webhook for every event to a loopback receiver, then PBX events under load: the events/s the PBX sees
-    beside the deliveries, and the deliveries/s until every one queued meanwhile is done."""
+    """PBX events under load with a webhook for every event to a receiver that is down (what the PBX sees must not
+    change), then to a loopback receiver that answers: deliveries/s until all queued meanwhile are done."""
+    figures = {}
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {target['key']}"},
                                  timeout=30) as api:  # fmt: skip
-        hook = (await api.post("/api/webhooks", json={"url": receiver})).json()
-        await asyncio.sleep(6)  # the server's cache of webhooks
-        ingest = INGEST_LUA.format(run=uuid.uuid4().hex[:6], clients=clients, **target)
-        began = time.perf_counter()
-        events, failed = await asyncio.to_thread(wrk, base, ingest, args.seconds, folder)
-    while await deliveries(url, hook["id"], "pending") and time.perf_counter() - began < 300:
-        await asyncio.sleep(0.2)  # until the outbox has delivered everything queued meanwhile
-    took = time.perf_counter() - began
-    delivered = await deliveries(url, hook["id"], "done")
-    return {"ingest events/s beside webhooks": events, "non-2xx beside webhooks": failed,
-            "webhook deliveries/s": delivered / took}  # fmt: skip
+        for phase, address in (("dead", f"http://127.0.0.1:{free_port()}/gone"), ("live", receiver)):
+            hook = (await api.post("/api/webhooks", json={"url": address})).json()
+            await asyncio.sleep(6)  # the server's cache of webhooks
+            ingest = INGEST_LUA.format(run=uuid.uuid4().hex[:6], clients=clients, **target)
+            began = time.perf_counter()
+            events, failed = await asyncio.to_thread(wrk, base, ingest, args.seconds, folder)
+            figures |= {f"ingest events/s, receiver {phase}": events, f"non-2xx, receiver {phase}": failed}
+            if phase == "live":
+                while await deliveries(url, hook["id"], "pending") and time.perf_counter() - began < 300:
+                    await asyncio.sleep(0.2)  # until the outbox has delivered everything queued meanwhile
+                figures["webhook deliveries/s"] = await deliveries(url, hook["id"], "done") / (time.perf_counter()
+                                                                                               - began)  # fmt: skip
+            await api.delete(f"/api/webhooks/{hook['id']}")
+    return figures
 
 
 async def deliveries(url: str, webhook_id: int, status: str) -> int:
@@ -402,8 +406,9 @@ def report(results: dict[str, dict]) -> None:
         table.add_column(name, justify="right")
     for metric in ("lookup p50 ms", "lookup p99 ms", "lookup req/s", "ingest events/s", "card p50 ms",
                    "card p99 ms", "cards lost", "non-2xx", "import rows/s alone", "import rows/s beside",
-                   "ingest events/s beside import", "non-2xx beside import", "ingest events/s beside webhooks",
-                   "non-2xx beside webhooks", "webhook deliveries/s", "journal rows"):  # fmt: skip
+                   "ingest events/s beside import", "non-2xx beside import", "ingest events/s, receiver dead",
+                   "non-2xx, receiver dead", "ingest events/s, receiver live", "non-2xx, receiver live",
+                   "webhook deliveries/s", "journal rows"):  # fmt: skip
         cells = []
         for name, r in results.items():
             if metric not in r:

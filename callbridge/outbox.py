@@ -129,8 +129,10 @@ async def retry(services: Services, request_id: int) -> OutboxRequest | None:
 
 async def _deliver(services: Services, now: datetime, request_id: int | None = None) -> int:
     """Claim the due requests (or the one given) and make them side by side: one slow peer holds up no other."""
+    paused = [] if request_id is not None else services.paused_webhooks()
     async with services.db.transaction() as session:
-        claimed = await outbox_store.claim(session, now, LEASE, limit=CLAIMED_AT_ONCE, request_id=request_id)
+        claimed = await outbox_store.claim(session, now, LEASE, limit=CLAIMED_AT_ONCE, request_id=request_id,
+                                           paused_webhooks=paused)  # fmt: skip
     await asyncio.gather(*(_attempt(services, request) for request in claimed))
     return len(claimed)
 

@@ -100,6 +100,7 @@ class Services:
     _integrations: dict[int, tuple[float, Integration | None, automation.Rules]] = field(default_factory=dict)
     _webhooks: tuple[float, list[Webhook]] = (0.0, [])
     outbox_due: asyncio.Event = field(default_factory=asyncio.Event)  # set: the outbox worker looks now
+    receivers_down: dict[int, float] = field(default_factory=dict)  # webhook id -> until when its deliveries wait
 
     async def rules(self, integration_id: int) -> automation.Rules:
         return (await self._integration(integration_id))[2]
@@ -116,6 +117,11 @@ class Services:
                 found = await webhook_store.list_webhooks(session, enabled_only=True)
             self._webhooks = (time.monotonic() + self.settings.integration_cache_seconds, found)
         return found
+
+    def paused_webhooks(self) -> list[int]:
+        """Webhooks whose receiver just failed: their other deliveries wait a little instead of each failing."""
+        now = time.monotonic()
+        return [webhook_id for webhook_id, until in self.receivers_down.items() if until > now]
 
     def forget_webhooks(self) -> None:
         self._webhooks = (0.0, [])

@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from standardwebhooks.webhooks import Webhook as Signer
 
 from . import metrics, outbound, outbox
 from .domain.pbx import PbxError
+from .store import outbox as outbox_store
 from .store import webhooks as webhook_store
 from .store.tables import Integration, Webhook
 
@@ -36,6 +38,7 @@ SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)  # seconds before each retr
 TIMEOUT = 15.0  # a 2xx within this counts
 GIVE_UP_AFTER = timedelta(days=5)  # a receiver failing this long in a row is switched off
 ROTATION_OVERLAP = timedelta(hours=24)  # the old secret still signs beside the new one this long
+PAUSE_WHEN_DOWN = 5.0  # seconds a receiver that failed is left alone (the schedule's first step)
 RETRYABLE = {408, 429}  # and every 5xx; any other status is a refusal that retrying will not change
 
 
@@ -46,12 +49,16 @@ def new_secret() -> str:
 async def emit(session, services: Services, event_type: str, subject: dict[str, int],
                integration_id: int | None = None) -> None:  # fmt: skip
     """Queue the event for every enabled webhook that wants it, in the caller's transaction (nothing if none)."""
-    for webhook in await services.webhooks():
-        if event_type not in webhook.events or webhook.integration_id not in (None, integration_id):
-            continue
-        payload = {"type": event_type, "timestamp": datetime.now(UTC).isoformat(), "message_id": message_id(),
-                   "webhook_id": webhook.id} | subject  # fmt: skip
-        await outbox.enqueue(session, "webhook", integration_id, webhook_id=webhook.id, payload=payload)
+    wanted = [w.id for w in await services.webhooks()
+              if event_type in w.events and w.integration_id in (None, integration_id)]  # fmt: skip
+    if not wanted:
+        return
+    at = datetime.now(UTC).isoformat()
+    await outbox_store.add_many(session, "webhook", [
+        {"integration_id": integration_id, "webhook_id": webhook_id,
+         "payload": {"type": event_type, "timestamp": at, "message_id": message_id(), "webhook_id": webhook_id}
+         | subject} for webhook_id in wanted])  # fmt: skip
+    if set(wanted) - set(services.paused_webhooks()):
         services.outbox_due.set()  # tried at once (the worker finds it as soon as this transaction commits)
 
 
@@ -133,8 +140,11 @@ def delivery(render: Render) -> outbox.Action:
         try:
             response = await _post(services, webhook, payload["message_id"], body)
         except PbxError as exc:
+            if exc.retryable:  # the receiver is down: its other deliveries wait, rather than each fail on its own
+                services.receivers_down[webhook.id] = time.monotonic() + PAUSE_WHEN_DOWN
             await _failed(services, webhook, str(exc))
             raise
+        services.receivers_down.pop(webhook.id, None)
         await _succeeded(services, webhook)
         return {"response_code": response.status_code}
 

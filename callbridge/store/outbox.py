@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .statements import execute_hot
 from .tables import Employee, OutboxAttempt, OutboxRequest, utcnow
 
 
@@ -15,6 +16,19 @@ async def add(session: AsyncSession, **values) -> OutboxRequest:
     session.add(request)
     await session.flush()
     return request
+
+
+_ADD = insert(OutboxRequest.__table__)
+_NEW = {"integration_id": None, "webhook_id": None, "subject": None, "employee_id": None, "status": "pending",
+        "attempts": 0, "expires_at": None, "result": None, "error": None, "response_code": None}  # fmt: skip
+
+
+async def add_many(session: AsyncSession, action: str, rows: list[dict]) -> None:
+    """Requests due now, in one statement (webhook deliveries, queued on every call event); no ids come back."""
+    now = utcnow()
+    values = [_NEW | {"action": action, "next_attempt_at": now, "created_at": now, "updated_at": now} | row
+              for row in rows]  # fmt: skip
+    await execute_hot(session, _ADD, values)
 
 
 async def recent(session: AsyncSession, action: str, subject: str, since: datetime) -> OutboxRequest | None:
@@ -40,13 +54,17 @@ async def lock_employee(session: AsyncSession, employee_id: int) -> None:
 
 
 async def claim(
-    session: AsyncSession, now: datetime, lease: timedelta, *, limit: int = 10, request_id: int | None = None
+    session: AsyncSession, now: datetime, lease: timedelta, *, limit: int = 10, request_id: int | None = None,
+    paused_webhooks: list[int] = (),
 ) -> list[OutboxRequest]:
     """Due requests (or the one given), leased to the caller: SKIP LOCKED on PostgreSQL, so workers never
-    wait for each other or take the same row; SQLite has one writer and needs no row locks."""
+    wait for each other or take the same row; SQLite has one writer and needs no row locks. Deliveries to the
+    `paused_webhooks` wait."""
     query = select(OutboxRequest).where(OutboxRequest.status == "pending", OutboxRequest.next_attempt_at <= now)
     if request_id is not None:
         query = query.where(OutboxRequest.id == request_id)
+    if paused_webhooks:
+        query = query.where(or_(OutboxRequest.webhook_id.is_(None), OutboxRequest.webhook_id.notin_(paused_webhooks)))
     query = query.order_by(OutboxRequest.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
     claimed = list(await session.scalars(query))
     for request in claimed:

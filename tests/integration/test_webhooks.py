@@ -40,8 +40,10 @@ class Receiver:
     delay: float = 0.0
     got: list[dict] = field(default_factory=list)  # verified deliveries: headers and body
     refused: list[str] = field(default_factory=list)  # deliveries whose signature did not verify
+    hits: int = 0
 
     async def endpoint(self, request: Request) -> Response:
+        self.hits += 1
         body = await request.body()
         headers = dict(request.headers)
         verified = None
@@ -163,11 +165,26 @@ async def test_a_receiver_down_for_a_while_gets_everything_once_under_one_id(wor
     assert delivery["status"] == "pending" and delivery["response_code"] == 503
     for _ in range(3):  # the schedule's 5 s, 5 min, ...: brought forward, as time passing would
         await _due_now(services)
+        services.receivers_down.clear()  # ... and the pause after a failure is over
         await outbox.drain(services, datetime.now(UTC))
     (delivery,) = await _deliveries(world, hook)
     assert delivery["status"] == "done" and delivery["attempts"] == 4
     assert [a["response_code"] for a in delivery["attempt_log"]] == [503, 503, 429, 200]
     assert len(receiver.got) == 1 and receiver.got[0]["id"] == delivery["message_id"]
+
+
+async def test_a_receiver_that_is_down_is_left_alone_a_moment_not_hit_by_every_event(world, services):
+    receiver = world["receiver"]
+    receiver.answers = [503] * 100
+    hook = await subscribe(world, events=["call.ringing"])
+    await world["post"](cmd="event", type="INCOMING", callid="p0", phone=KNOWN, user="andy")
+    await until(lambda: asyncio.sleep(0, receiver.hits))
+    for n in range(1, 6):
+        await world["post"](cmd="event", type="INCOMING", callid=f"p{n}", phone=KNOWN, user="andy")
+    await asyncio.sleep(1.0)
+    assert receiver.hits == 1  # the others wait out the pause instead of each failing on its own
+    waiting = await _deliveries(world, hook, status="pending")
+    assert len(waiting) == 6 and sum(d["attempts"] for d in waiting) == 1
 
 
 async def test_a_refusal_is_not_retried_and_a_person_can_retry_it(world, services):
@@ -199,6 +216,7 @@ async def test_a_dead_receiver_never_holds_a_pbx_and_is_switched_off_after_five_
     receiver.delay = 0.0
     receiver.answers = [500] * 20
     services.forget_webhooks()
+    services.receivers_down.clear()
     await outbox.drain(services, datetime.now(UTC))
     shown = (await world["api"].get(f"/api/webhooks/{hook['id']}")).json()
     assert shown["enabled"] is False and "failing since" in shown["disabled_reason"]
