@@ -15,9 +15,10 @@ from .config import Settings
 from .live import LiveBus
 from .store import Database, integrations
 from .store import calls as call_store
+from .store import lookup_source as source_store
 from .store import webhooks as webhook_store
 from .store.calls import dedupe_key
-from .store.tables import Integration, Webhook
+from .store.tables import Integration, LookupSource, Webhook
 
 if TYPE_CHECKING:  # the dialects are handed in: nothing below them imports one
     from .dialects.base import Dialect
@@ -46,12 +47,13 @@ class LookupJournal:
     """
 
     def __init__(self) -> None:
-        self._pending: list[tuple[int, dict[str, str], dict[str, Any], str | None, str | None]] = []
+        self._pending: list[tuple[int, dict[str, str], dict[str, Any], str | None, str | None, str | None]] = []
 
     def add(self, integration_id: int, params: dict[str, str], reply: dict[str, Any], *, command: str | None,
-            call_key: str | None) -> None:  # fmt: skip
-        """Keep a request that was answered (`command` and `call_key` as the dialect names them)."""
-        self._pending.append((integration_id, params, reply, command, call_key))
+            call_key: str | None, error: str | None = None) -> None:  # fmt: skip
+        """Keep a request that was answered (`command` and `call_key` as the dialect names them), with what went
+        wrong while answering it (the lookup source failed), which the call then shows."""
+        self._pending.append((integration_id, params, reply, command, call_key, error))
 
     async def flush(self, db: Database) -> int:
         """Journal what was answered since the last flush; if the store refuses (busy, down), it is kept for the
@@ -79,8 +81,9 @@ class LookupJournal:
                         "params": params,
                         "reply": reply,
                         "status": "answered",
+                        "error": error,
                     }
-                    for integration_id, params, reply, command, call_key in batch
+                    for integration_id, params, reply, command, call_key, error in batch
                 ],
             )
 
@@ -101,6 +104,9 @@ class Services:
     _webhooks: tuple[float, list[Webhook]] = (0.0, [])
     outbox_due: asyncio.Event = field(default_factory=asyncio.Event)  # set: the outbox worker looks now
     receivers_down: dict[int, float] = field(default_factory=dict)  # webhook id -> until when its deliveries wait
+    source_answers: dict[str, tuple[float, Any]] = field(default_factory=dict)  # phone -> (until, lookup answer)
+    background: set[asyncio.Task] = field(default_factory=set)  # work started after an answer, held till done
+    _lookup_source: tuple[float, LookupSource | None] = (0.0, None)
 
     async def rules(self, integration_id: int) -> automation.Rules:
         return (await self._integration(integration_id))[2]
@@ -117,6 +123,25 @@ class Services:
                 found = await webhook_store.list_webhooks(session, enabled_only=True)
             self._webhooks = (time.monotonic() + self.settings.integration_cache_seconds, found)
         return found
+
+    async def lookup_source(self) -> LookupSource | None:
+        """The company's system asked about unknown numbers, if any (cached like the integrations)."""
+        until, found = self._lookup_source
+        if until <= time.monotonic():
+            async with self.db.read() as session:
+                found = await source_store.get(session)
+            self._lookup_source = (time.monotonic() + self.settings.integration_cache_seconds, found)
+        return found
+
+    def forget_lookup_source(self) -> None:
+        self._lookup_source = (0.0, None)
+        self.source_answers.clear()
+
+    def spawn(self, work) -> None:
+        """Run `work` after the answer, keeping the task until it is done (the loop keeps tasks weakly)."""
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     def paused_webhooks(self) -> list[int]:
         """Webhooks whose receiver just failed: their other deliveries wait a little instead of each failing."""
@@ -160,6 +185,7 @@ class Services:
         return client
 
     async def close(self) -> None:
+        await asyncio.gather(*list(self.background), return_exceptions=True)
         await self.lookups.flush(self.db)
         for client in self._clients.values():
             await client.aclose()

@@ -175,8 +175,9 @@ async def call_detail(services: Services, call_id: int) -> CallDetail | None:
         legs = (await call_store.legs_of(session, [row.id]))[row.id]
         events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
         recording = await recording_store.get(session, row.id)
-    failed = [e.error for e in events if e.status == "failed"]
-    detail = _call_out(services, row, legs, recording, failed).model_dump()
+    troubles = [call_store.request_problem(e.status, e.error) for e in events
+                if e.status == "failed" or (e.status == "answered" and e.error)]  # fmt: skip
+    detail = _call_out(services, row, legs, recording, troubles).model_dump()
     return CallDetail(**detail, events=[EventOut.model_validate(e) for e in events])
 
 
@@ -222,7 +223,7 @@ async def get_recording(call_id: IdPath, services: Services):
 def _call_out(services, row, legs, recording=None, failed_requests=()) -> CallOut:
     wait_hours = services.settings.recording_wait_hours
     status = recordings.status_of(row, recording, wait_hours=wait_hours, now=utcnow())
-    problems = [f"a PBX request was not applied: {error}" for error in failed_requests]
+    problems = list(failed_requests)
     problems += [row.problem] if row.problem else []
     problems += [f"recording not kept: {recording.error}"] if recording and recording.status == "failed" else []
     return CallOut.model_validate(row).model_copy(

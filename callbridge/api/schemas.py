@@ -332,3 +332,17 @@ class WebhookEvent(BaseModel):
     timestamp: datetime
     data: dict[str, Any] = Field(description="call events: the call as `GET /api/calls/{id}` returns it, with its "
                                  "`sequence`; task events: the task; client events: the client")
+
+
+class LookupSourceIn(BaseModel):
+    url: HttpUrl
+    cache_seconds: int = Field(300, ge=0, le=7 * 24 * 3600, description="how long an answer (known or not) is kept")
+
+
+class LookupSourceOut(ORM):
+    url: str
+    cache_seconds: int
+
+
+class LookupSourceSet(LookupSourceOut):
+    secret: str = Field(description="our requests are signed with it (Standard Webhooks); shown when set only")

@@ -1,5 +1,5 @@
-"""The JSON API's webhooks: receivers, their deliveries, a retry; and what each event's `data` is (the call, task
-or client as this API shows it), for the outbox action that delivers them."""
+"""The JSON API's bridge to a company's own CRM: webhooks (receivers, their deliveries, a retry, and what each
+event's `data` is, for the outbox action that delivers them) and the lookup source."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from .. import outbox, webhooks
+from .. import lookup_source, outbox, webhooks
 from ..store import directory
 from ..store import outbox as outbox_store
 from ..store import webhooks as webhook_store
@@ -16,6 +16,9 @@ from .routes import IdPath, Services, StrictJsonRoute, _clients_out, call_detail
 from .schemas import (
     DeliveryAttemptOut,
     DeliveryOut,
+    LookupSourceIn,
+    LookupSourceOut,
+    LookupSourceSet,
     TaskOut,
     WebhookCreated,
     WebhookEvent,
@@ -115,6 +118,28 @@ async def retry_delivery(webhook_id: IdPath, delivery_id: IdPath, services: Serv
     if request.status != "failed":
         raise HTTPException(409, f"the delivery is {request.status}, not failed")
     return (await _deliveries_out(services, [await outbox.retry(services, delivery_id)]))[0]
+
+
+@router.get("/lookup-source", response_model=LookupSourceOut, tags=["lookup source"])
+async def get_lookup_source(services: Services):
+    """The system asked about numbers callbridge does not know (404 if there is none)."""
+    source = await services.lookup_source()
+    if source is None:
+        raise HTTPException(404, "no lookup source is set")
+    return source
+
+
+@router.put("/lookup-source", response_model=LookupSourceSet, tags=["lookup source"])
+async def set_lookup_source(body: LookupSourceIn, services: Services):
+    """Ask this URL about unknown callers: a signed POST `{"phone", "call_id", "integration_id"}`, answered with
+    `{"name", "responsible", "external_id", "deal": {"title", "amount"}}`, or 404 / `{}` for unknown."""
+    return await lookup_source.configure(services, str(body.url), body.cache_seconds)
+
+
+@router.delete("/lookup-source", status_code=204, tags=["lookup source"])
+async def clear_lookup_source(services: Services):
+    if not await lookup_source.clear(services):
+        raise HTTPException(404, "no lookup source is set")
 
 
 async def _deliveries_out(services: Services, requests) -> list[DeliveryOut]:

@@ -23,6 +23,7 @@ from ..web.auth import hash_password
 from .apikey import apikey_app
 from .common import DatabaseUrl, cli_settings, console, err, fail, run
 from .integration import integration_add, integration_app, settings_options
+from .lookup_source import lookup_source_app
 from .webhook import webhook_app
 
 __all__ = ["app", "integration_add", "settings_options"]
@@ -31,6 +32,7 @@ app = typer.Typer(help="callbridge: the CRM side of your cloud PBX.", no_args_is
 app.add_typer(integration_app, name="integration")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(lookup_source_app, name="lookup-source")
 
 
 @app.command()

@@ -52,15 +52,19 @@ async def handle(hook: TokenHook, integration_id: str, request: Request) -> JSON
     except WireError as exc:
         await flows.reject(services, integration.id, params, str(exc), command=params.get("cmd"))
         return _error(400, "Invalid parameters")
+    problems: list[str] = []
     if isinstance(command, Lookup):
-        reply = hook.lookup_reply(await flows.lookup(services, command.phone, integration.id))
+        info = await flows.lookup(services, command.phone, integration.id, call_key=command.call_key,
+                                  problems=problems)  # fmt: skip
+        reply = hook.lookup_reply(info)
     elif isinstance(command, Ping) and hook.ping_reply is not None:
         reply = hook.ping_reply(integration.settings)
     else:
         await flows.ingest(services, integration.id, params, command)
         return JSONResponse({})
     call_key = command.call_key if isinstance(command, Lookup) else None
-    services.lookups.add(integration.id, params, reply, command=params.get("cmd"), call_key=call_key)
+    services.lookups.add(integration.id, params, reply, command=params.get("cmd"), call_key=call_key,
+                         error="; ".join(problems)[:1000] or None)  # fmt: skip
     return JSONResponse(reply)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, cast, func, literal_column, select, update
+from sqlalchemy import Select, bindparam, cast, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -381,21 +381,27 @@ async def journal_of_call(session: AsyncSession, integration_id: int, call_key: 
 
 
 async def failed_requests(session: AsyncSession, calls: list[CallRow]) -> dict[int, list[str]]:
-    """For each call, the errors of its PBX requests that failed to apply (and were not applied since)."""
+    """For each call, what went wrong with its PBX requests: ones that failed to apply (and were not applied
+    since), and lookups answered despite a failure (the lookup source's)."""
     if not calls:
         return {}
     by_key = {(c.integration_id, c.pbx_call_id): c.id for c in calls}
     rows = await session.execute(
-        select(InboundRequest.integration_id, InboundRequest.call_key, InboundRequest.error).where(
-            InboundRequest.status == "failed",
-            InboundRequest.call_key.in_({c.pbx_call_id for c in calls}),
-        )
-    )
+        select(InboundRequest.integration_id, InboundRequest.call_key, InboundRequest.status, InboundRequest.error)
+        .where(InboundRequest.call_key.in_({c.pbx_call_id for c in calls}))
+        .where(or_(InboundRequest.status == "failed",
+                   (InboundRequest.status == "answered") & InboundRequest.error.is_not(None)))
+    )  # fmt: skip
     failed: dict[int, list[str]] = {}
-    for integration_id, key, error in rows:
+    for integration_id, key, status, error in rows:
         if (integration_id, key) in by_key:
-            failed.setdefault(by_key[(integration_id, key)], []).append(error or "")
+            failed.setdefault(by_key[(integration_id, key)], []).append(request_problem(status, error))
     return failed
+
+
+def request_problem(status: str, error: str | None) -> str:
+    """A PBX request's trouble as the call shows it."""
+    return f"a PBX request was not applied: {error or ''}" if status == "failed" else f"caller lookup: {error}"
 
 
 async def count_journal(session: AsyncSession, integration_id: int | None = None) -> int:

@@ -109,6 +109,7 @@ class Client(Base):
     kind: Mapped[str] = mapped_column(String(16), default="client")  # client | lead
     responsible_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
     created_by_call_id: Mapped[int | None]  # provenance only (no FK: calls already point at clients)
+    external_id: Mapped[str | None] = mapped_column(String(200))  # its id in the company's own CRM (lookup source)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -329,3 +330,15 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]  # written at most once a minute per key
     revoked_at: Mapped[datetime | None]
+
+
+class LookupSource(Base):
+    """The company's own system, asked who is calling when callbridge does not know the number (one at most)."""
+
+    __tablename__ = "lookup_source"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(200))  # signs our requests (Standard Webhooks), as webhooks are
+    cache_seconds: Mapped[int] = mapped_column(default=300)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
