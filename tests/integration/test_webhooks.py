@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook as Verifier
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +25,7 @@ from callbridge.cli import app as cli_app
 from callbridge.store import directory, integrations
 from callbridge.store.tables import OutboxRequest, Webhook
 
+from .. import helpers
 from ..helpers import serve_app
 
 KNOWN = "79101234567"
@@ -284,3 +285,36 @@ async def test_the_cli_as_an_admin_types_it(world, services):
     assert (await cli("remove", str(hook["id"]))).exit_code == 0
     gone = await cli("remove", str(hook["id"]))
     assert gone.exit_code == 1 and "does not exist" in gone.stderr
+
+
+async def test_a_killed_server_delivers_after_restart_what_it_had_not(services, database_url, tmp_path):
+    """Events queued, the receiver down, the server killed (SIGKILL): the next server delivers them, once each."""
+    receiver = Receiver()
+    async with services.db.transaction() as session:
+        await directory.add_employee(session, name="Андрей", pbx_login="andy")
+        pbx = await integrations.add_integration(session, kind="cloudpbx", name="PBX", settings={})
+    with serve_app(receiver.app()) as url:
+        hook = await webhooks.add(services, f"{url}/hook", ["call.ringing"], None)
+        receiver.secrets.append(hook.secret)
+        receiver.answers = [503] * 3
+        env = {"outbound_allow": "127.0.0.1", "secret_key_file": str(tmp_path / "key")}
+        with helpers.serve_process(database_url, tmp_path, **env) as (base, process):
+            async with httpx.AsyncClient(timeout=10) as http:
+                for n in range(3):
+                    answer = await http.post(f"{base}/hooks/cloudpbx/{pbx.id}", data={
+                        "cmd": "event", "type": "INCOMING", "callid": f"k{n}", "phone": KNOWN, "user": "andy",
+                        "crm_token": pbx.token})  # fmt: skip
+                    assert answer.status_code == 200
+            await until(lambda: _tried(services, hook.id, 3))  # the receiver was down when they were tried
+            process.kill()
+        receiver.answers = []
+        with helpers.serve_process(database_url, tmp_path, **env):
+            await until(lambda: asyncio.sleep(0, len(receiver.got) >= 3), seconds=30)
+            await asyncio.sleep(1.0)
+    assert sorted(d["data"]["pbx_call_id"] for d in receiver.got) == ["k0", "k1", "k2"]  # each once
+
+
+async def _tried(services, webhook_id: int, count: int) -> bool:
+    async with services.db.read() as session:
+        rows = await session.scalars(select(OutboxRequest).where(OutboxRequest.webhook_id == webhook_id))
+        return len([r for r in rows if r.attempts >= 1]) == count
