@@ -94,6 +94,8 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "webhook_secret_once": ("Секрет для проверки подписи: скопируйте его сейчас, больше он показан не будет.",
                             "The secret to verify signatures with: copy it now, it is not shown again."),  # fmt: skip
     "events": ("События", "Events"),
+    "webhook_on": ("Включён", "On"),
+    "webhook_off": ("Выключен", "Off"),
     "failing_since": ("не доставляется с", "failing since"),
     "add_webhook": ("Добавить вебхук", "Add a webhook"),
     "send_test": ("Отправить тестовое", "Send a test"),
