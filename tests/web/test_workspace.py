@@ -246,3 +246,23 @@ async def test_an_admin_adds_a_webhook_and_tests_it(browser, workspace):
         await admin.reload()
         assert "whsec_" not in await admin.inner_text("main")  # the secret was shown once
         await snap(admin, "webhooks")
+
+
+async def test_every_page_fits_a_phone(browser, workspace):
+    await workspace["post"](cmd="history", type="in", status="Missed", phone=KNOWN, user="andy", duration="0",
+                            callid="ph1")  # fmt: skip
+    page = await browser.new_page(viewport={"width": 390, "height": 844})
+    await page.goto(f"{workspace['base']}/login")
+    await page.fill("input[name=login]", "admin")
+    await page.fill("input[name=password]", "demo")
+    await page.click("form.login button")
+    await page.wait_for_url(f"{workspace['base']}/calls")
+    call = await page.get_attribute("tr.call td a", "href")
+    await page.goto(f"{workspace['base']}/clients")
+    client = await page.get_attribute("main table a[href^='/clients/']", "href")
+    for path in ("/calls", call, "/clients", client, "/tasks?who=all", "/analytics", "/settings"):
+        await page.goto(workspace["base"] + path)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)  # no sideways scrolling: wide tables scroll inside themselves
+        assert await page.is_visible("header nav a[href='/settings']") and await page.is_visible("header form button")
+    await snap(page, "journal-phone")
