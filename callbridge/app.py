@@ -12,10 +12,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect
 
@@ -111,8 +113,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return RedirectResponse("/login?" + urlencode({"next": request.url.path}), status_code=303)
 
     @app.exception_handler(Forbidden)
-    async def forbidden(_request: Request, _exc: Forbidden) -> PlainTextResponse:
-        return PlainTextResponse("administrators only / только для администраторов", status_code=403)
+    async def forbidden(request: Request, _exc: Forbidden) -> Response:
+        return web.error_page(request, 403, "admins_only")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """A workspace page's error as a page in the user's language; the API's and the PBXs' stay JSON."""
+        if request.url.path.startswith(web.NOT_PAGES):
+            return await http_exception_handler(request, exc)
+        return web.error_page(request, exc.status_code, f"http_{exc.status_code}", detail=str(exc.detail))
 
     @app.exception_handler(ClientDisconnect)
     async def gone(_request: Request, _exc: ClientDisconnect) -> Response:

@@ -17,7 +17,11 @@ from ..store.tables import Integration, OutboxRequest
 
 
 class ClickToCallError(ValueError):
-    """Click-to-call cannot start; the message says why, for the user."""
+    """Click-to-call cannot start; the message says why, `reason` names the case (for the workspace's words)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -49,14 +53,14 @@ async def click_to_call(
     """
     number = normalize(phone, services.settings.default_region)
     if number is None:
-        raise ClickToCallError(f"{phone!r} is not a phone number")
+        raise ClickToCallError(f"{phone!r} is not a phone number", "not_a_number")
     async with services.db.read() as session:
         employee = await directory.get_employee(session, employee_id)
         candidates = await integrations.list_integrations(session)
     if employee is None:
-        raise ClickToCallError(f"employee {employee_id} does not exist")
+        raise ClickToCallError(f"employee {employee_id} does not exist", "no_employee")
     if not (employee.pbx_login or employee.extension):
-        raise ClickToCallError(f"{employee.name} has no PBX login or extension")
+        raise ClickToCallError(f"{employee.name} has no PBX login or extension", "no_pbx_user")
     usable = [
         i
         for i in candidates
@@ -66,7 +70,7 @@ async def click_to_call(
         and (integration_id is None or i.id == integration_id)
     ]
     if not usable:
-        raise ClickToCallError("no enabled integration can place calls")
+        raise ClickToCallError("no enabled integration can place calls", "no_integration")
     subject = f"{employee.id} {number}"
     since = datetime.now(UTC) - timedelta(seconds=services.settings.click_dedupe_seconds)
     user = PbxUser(login=employee.pbx_login, extension=employee.extension, clid=employee.clid)

@@ -64,10 +64,23 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "call": ("Позвонить", "Call"),
     "bad_request": ("Запрос не понят: обновите страницу", "The request was not understood: reload the page"),
     "calling": ("Сначала зазвонит ваш телефон…", "Your phone will ring first…"),
-    "calling_retry": (
-        "АТС пока не приняла звонок ({reason}); пробуем ещё раз…",
-        "The PBX has not taken the call yet ({reason}); trying again…",
-    ),
+    "calling_retry": ("АТС пока не приняла звонок; пробуем ещё раз…", "The PBX has not taken the call yet; trying "
+                      "again…"),  # fmt: skip
+    "dial_not_a_number": ("Это не номер телефона", "That is not a phone number"),
+    "dial_no_employee": ("Вашей учётной записи больше нет: войдите снова", "Your account is gone: sign in again"),
+    "dial_no_pbx_user": ("У вас не указан логин или внутренний номер в АТС: попросите администратора",
+                         "You have no PBX login or extension: ask an administrator"),  # fmt: skip
+    "dial_no_integration": ("Нет включённой АТС, которая умеет звонить", "No PBX that can place calls is on"),
+    "dial_pbx_down": ("АТС не отвечает, звонок не начат. Попробуйте через минуту",
+                      "The PBX does not answer; no call was started. Try again in a minute"),  # fmt: skip
+    "dial_pbx_refused": ("АТС отказала в звонке", "The PBX refused the call"),
+    "details": ("Подробнее", "Details"),
+    "admins_only": ("Эта страница только для администраторов", "This page is for administrators only"),
+    "http_404": ("Такой страницы нет: возможно, запись удалили", "There is no such page: it may have been removed"),
+    "http_403": ("Форма устарела: обновите страницу", "The form is stale: reload the page"),
+    "http_400": ("Запрос не понят", "The request was not understood"),
+    "http_error": ("Что-то пошло не так", "Something went wrong"),
+    "to_journal": ("К журналу звонков", "To the call journal"),
     "outbox": ("Запросы к АТС", "Requests to the PBX"),
     "outbox_hint": (
         "Звонки из CRM, подключение и синхронизация сотрудников. Неудачные можно повторить.",

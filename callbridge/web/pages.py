@@ -54,6 +54,17 @@ def render(request: Request, name: str, status_code: int = 200, **context) -> HT
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
+NOT_PAGES = ("/api", "/hooks", "/static", "/docs", "/redoc", "/openapi.json", "/metrics", "/healthz", "/dial",
+             "/cards", "/live")  # what answers JSON or data, not pages  # fmt: skip
+
+
+def error_page(request: Request, status: int, key: str, detail: str | None = None) -> HTMLResponse:
+    """An error as a page people read: in their language, the technical detail one click away."""
+    words = translate(key, lang_of(request))
+    return render(request, "error.html", status_code=status, message=words if words != key else
+                  translate("http_error", lang_of(request)), detail=detail)  # fmt: skip
+
+
 async def checked_form(request: Request) -> dict[str, str]:
     """A POSTed form whose CSRF token matches the session's."""
     form = await request.form()
@@ -192,10 +203,13 @@ async def dial(request: Request):
     lang = lang_of(request)
     try:
         placed = await flows.click_to_call(services_of(request), employee_id=user["id"], phone=str(phone))
-    except (flows.ClickToCallError, PbxError) as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400 if isinstance(exc, flows.ClickToCallError) else 502)
-    text = translate("calling_retry", lang, reason=placed.retrying) if placed.retrying else translate("calling", lang)
-    return JSONResponse({"message": text, "phone": display(placed.phone)})
+    except flows.ClickToCallError as exc:  # in the user's words; the technical text one click away
+        return JSONResponse({"error": translate(f"dial_{exc.reason}", lang), "detail": str(exc)}, status_code=400)
+    except PbxError as exc:
+        words = translate("dial_pbx_down" if exc.retryable else "dial_pbx_refused", lang)
+        return JSONResponse({"error": words, "detail": str(exc)}, status_code=502)
+    text = translate("calling_retry" if placed.retrying else "calling", lang)
+    return JSONResponse({"message": text, "phone": display(placed.phone), "detail": placed.retrying})
 
 
 # ---- live call cards ----------------------------------------------------------------------------

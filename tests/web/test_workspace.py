@@ -266,3 +266,34 @@ async def test_every_page_fits_a_phone(browser, workspace):
         assert width <= 390, (path, width)  # no sideways scrolling: wide tables scroll inside themselves
         assert await page.is_visible("header nav a[href='/settings']") and await page.is_visible("header form button")
     await snap(page, "journal-phone")
+
+
+async def test_click_to_call_that_fails_says_so_in_words_with_the_detail_a_click_away(browser, workspace, services):
+    async with services.db.transaction() as session:
+        (row,) = await integrations.list_integrations(session)
+        row.settings = {"pbx_url": "http://127.0.0.1:9/api", "pbx_token": "demo"}  # nothing listens there
+    await asyncio.sleep(0.6)  # the server's integration cache
+    await workspace["post"](cmd="history", type="in", status="Success", phone=KNOWN, user="andy", duration="5",
+                            callid="w5")  # fmt: skip
+    page = await sign_in(browser, workspace["base"], "andy")
+    await page.click("a.dial")
+    toast = await page.wait_for_selector("#toast.show", timeout=5000)
+    said = await toast.inner_text()
+    assert "АТС пока не приняла звонок" in said and "ConnectError" not in said
+    await toast.click()
+    assert "ConnectError" in await toast.inner_text()  # the technical detail, one click away
+
+
+async def test_an_employee_at_an_admins_page_and_a_missing_call_get_pages_in_words(browser, workspace):
+    page = await sign_in(browser, workspace["base"], "andy")
+    response = await page.goto(f"{workspace['base']}/settings")
+    assert response.status == 403 and await page.inner_text("h1") == "Эта страница только для администраторов"
+    response = await page.goto(f"{workspace['base']}/calls/999999")
+    assert response.status == 404 and "Такой страницы нет" in await page.inner_text("h1")
+    assert await page.is_visible("header nav")  # still the workspace, with its menu
+    await page.click("header a.lang")
+    await page.goto(f"{workspace['base']}/calls/999999")
+    assert "There is no such page" in await page.inner_text("h1")
+    async with httpx.AsyncClient() as http:  # the API's errors stay JSON
+        api = await http.get(f"{workspace['base']}/api/calls/999999")
+        assert api.status_code == 401 and api.headers["content-type"].startswith("application/json")

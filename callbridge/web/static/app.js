@@ -5,12 +5,22 @@ const csrf = document.querySelector('meta[name="csrf"]').content;
 const cards = document.getElementById("cards");
 const toast = document.getElementById("toast");
 
-function say(text, bad) {
+// A message in the user's words; the technical detail, if any, shows on a click.
+function say(text, bad, detail) {
   toast.textContent = text;
-  toast.className = bad ? "show bad" : "show";
+  toast.className = (bad ? "show bad" : "show") + (detail ? " detailed" : "");
+  toast.dataset.detail = detail || "";
   clearTimeout(say.timer);
-  say.timer = setTimeout(() => (toast.className = ""), 5000);
+  say.timer = setTimeout(() => (toast.className = ""), detail ? 10000 : 5000);
 }
+
+toast.addEventListener("click", () => {
+  if (!toast.dataset.detail) return;
+  const more = document.createElement("small");
+  more.textContent = toast.dataset.detail;
+  toast.append(document.createElement("br"), more);
+  toast.dataset.detail = "";
+});
 
 async function showCard(callId) {
   if (cards.querySelector(`[data-call="${callId}"]`)) return;
@@ -56,5 +66,5 @@ document.addEventListener("click", async (event) => {
     body: JSON.stringify({ phone: dial.dataset.phone }),
   });
   const answer = await response.json();
-  say(answer.message ? `${answer.message} ${answer.phone}` : answer.error, !response.ok);
+  say(answer.message ? `${answer.message} ${answer.phone}` : answer.error, !response.ok, answer.detail);
 });
