@@ -29,8 +29,9 @@ def retryable_status(status: int) -> bool:
 class PbxSettings(BaseModel):
     """The PBX's API address and the token for our requests to it, as its cabinet shows them."""
 
-    pbx_url: HttpUrl = Field(description="the PBX's API address")
-    pbx_token: SecretStr = Field(description="token from the PBX cabinet for requests to the PBX")
+    pbx_url: HttpUrl = Field(description="the PBX's API address", json_schema_extra={"ru": "Адрес API АТС"})
+    pbx_token: SecretStr = Field(description="token from the PBX cabinet for requests to the PBX",
+                                 json_schema_extra={"ru": "Ключ из кабинета АТС для запросов к АТС"})  # fmt: skip
 
 
 # (http, stored settings, employee, E.164 number) -> the PBX's call id, if it gives one

@@ -200,6 +200,100 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "create_key": ("Создать ключ", "Create a key"),
     "error": ("Ошибка", "Error"),
     "forbidden": ("Нужны права администратора", "Administrators only"),
+    "rule_notify_responsible_only": (
+        'Карточку звонка видит только ответственный менеджер',
+        'Only the responsible manager sees the call card',
+    ),
+    "rule_notify_responsible_only_hint": (
+        'Клиент известен — карточка у его менеджера; номер неизвестен — у того, кому звонит телефон; иначе — '
+        'у сотрудников интеграции.',
+        "A known client's card goes to their manager; an unknown number's to whoever's phone rings; otherwise"
+        " to the integration's employees.",
+    ),
+    "rule_record_interactions": ('Запись о контакте в карточке клиента', 'A contact record on the client'),
+    "rule_record_interactions_hint": (
+        'После каждого звонка: дата, направление, сотрудник, длительность, результат и запись разговора.',
+        'After every call: date, direction, employee, talk time, result and the recording.',
+    ),
+    "rule_add_to_last_deal": ('Звонок в последнюю активную сделку', 'The call goes into the last active deal'),
+    "rule_add_to_last_deal_hint": (
+        'Звонок попадает в историю последней открытой сделки клиента.',
+        "The call joins the history of the client's last open deal.",
+    ),
+    "rule_missed_call_tasks": ('Задача на пропущенный звонок', 'A task for a missed call'),
+    "rule_missed_call_tasks_hint": (
+        'Задача «Пропущенный звонок» ответственному; закрывается сама, когда до клиента дозвонились.',
+        "A 'missed call' task for the responsible manager; it closes itself once the client is reached.",
+    ),
+    "rule_missed_call_owner": ('Кому задача о пропущенном', 'Who gets the missed-call task'),
+    "rule_missed_call_owner_hint": (
+        'Ответственному за клиента, тому, кому звонило последним, или сотруднику по умолчанию.',
+        "The client's manager, the employee whose phone rang last, or the default owner.",
+    ),
+    "rule_default_owner_id": ('Сотрудник по умолчанию для пропущенных', 'Default owner of missed calls'),
+    "rule_default_owner_id_hint": ('Кому задача, если иначе некому.', 'Who gets the task when nobody else does.'),
+    "rule_owners_by_virtual_number": ('Владельцы пропущенных по номерам', 'Missed-call owners per number'),
+    "rule_owners_by_virtual_number_hint": (
+        'Для каждого виртуального номера — свой сотрудник: JSON вида {"+74950000000": 3}.',
+        'An employee per virtual number: JSON like {"+74950000000": 3}.',
+    ),
+    "rule_unknown_numbers_client_id": ('Клиент для неизвестных номеров', 'Client for unknown numbers'),
+    "rule_unknown_numbers_client_id_hint": (
+        'Записи о звонках с неизвестных номеров — на этого клиента (номер клиента), а не на нового.',
+        'Records of unknown numbers go to this client (its number) instead of a new one.',
+    ),
+    "rule_leads_for_missed_unknown": (
+        'Лид на пропущенный с неизвестного номера',
+        'A lead for a missed call from an unknown number',
+    ),
+    "rule_leads_for_missed_unknown_hint": (
+        'Создаётся лид на старшего менеджера.',
+        'A lead is made for the senior manager.',
+    ),
+    "rule_senior_manager_id": ('Старший менеджер', 'Senior manager'),
+    "rule_senior_manager_id_hint": ('Кому достаются такие лиды.', 'Who gets those leads.'),
+    "rule_clients_for_outgoing_unknown": (
+        'Клиент на исходящий на неизвестный номер',
+        'A client for an outgoing call to an unknown number',
+    ),
+    "rule_clients_for_outgoing_unknown_hint": (
+        'Клиент создаётся на звонившего сотрудника.',
+        'The client is made for the employee who called.',
+    ),
+    "rule_default_employee_id": ('Сотрудник для неизвестных логинов АТС', 'Employee for unknown PBX logins'),
+    "rule_default_employee_id_hint": (
+        'Звонки сотрудников АТС, которых нет в callbridge, записываются на него.',
+        'Calls of PBX users callbridge does not know are kept under this employee.',
+    ),
+    "rule_listed_employee_ids": ('Сотрудники интеграции', "The integration's employees"),
+    "rule_listed_employee_ids_hint": (
+        'Видят карточки звонков, когда никто другой не назван.',
+        'They see the cards when nobody else is named.',
+    ),
+    "rule_routing_fallback_employee_id": ('Замена отсутствующего менеджера', 'Stand-in for an absent manager'),
+    "rule_routing_fallback_employee_id_hint": (
+        'Если ответственный отсутствует, АТС направит звонок этому сотруднику.',
+        'When the responsible manager is away, the PBX routes the call to this employee.',
+    ),
+    "rule_deadline_route": ('Маршрут, если база не ответила вовремя', 'Route when the store is late'),
+    "rule_deadline_route_hint": (
+        'Логин или внутренний номер, который АТС получит, если поиск клиента не успел.',
+        'The PBX login or extension the PBX is given when the lookup runs out of time.',
+    ),
+    "rule_ticket_per_call": ('Заявка на каждый звонок', 'A ticket for every call'),
+    "rule_ticket_per_call_hint": (
+        'Заявка на сотрудника, который принял звонок.',
+        'A ticket for the employee who took the call.',
+    ),
+    "rule_ticket_department": ('Отдел для заявок', 'Department for tickets'),
+    "rule_ticket_department_hint": ('', ''),
+    "owner_responsible": ("ответственному за клиента", "the client's manager"),
+    "owner_last_rung": ("тому, кому звонило последним", "whoever's phone rang last"),
+    "owner_default": ("сотруднику по умолчанию", "the default owner"),
+    "role_employee": ("сотрудник", "employee"),
+    "role_manager": ("руководитель", "manager"),
+    "role_admin": ("администратор", "administrator"),
+    "nobody_chosen": ("— никто —", "— nobody —"),
     "language": ("English", "Русский"),
 }
 

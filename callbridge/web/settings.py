@@ -6,7 +6,7 @@ Forms are generated from each dialect's settings model and the rules model, so n
 from __future__ import annotations
 
 import json
-from typing import get_args, get_origin
+from typing import Literal, get_args, get_origin
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
@@ -22,7 +22,7 @@ from ..store import directory, integrations
 from ..store import outbox as outbox_store
 from ..store import webhooks as webhook_store
 from . import auth
-from .pages import IdPath, checked_form, render, services_of
+from .pages import IdPath, checked_form, lang_of, render, services_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,10 +47,10 @@ async def _settings_view(request: Request, new_key: str | None = None, new_secre
          "rules": Rules.model_validate(i.automation)}
         for i in rows
     ]  # fmt: skip
-    bool_rules = {name for name, field in Rules.model_fields.items() if field.annotation is bool}
     return render(request, "settings.html", integrations=views, people=people, dialects=services.dialects,
-                  setting_fields=setting_fields,
-                  rule_fields=Rules.model_fields, bool_rules=bool_rules, outbox=requests, api_keys=api_keys,
+                  setting_fields=lambda dialect: setting_fields(dialect, lang_of(request)), rule_kinds=RULE_KINDS,
+                  rule_choices=RULE_CHOICES,
+                  outbox=requests, api_keys=api_keys,
                   message=request.query_params.get("message"), new_key=new_key, webhooks=hooks,
                   event_types=webhooks.EVENT_TYPES, new_secret=new_secret)  # fmt: skip
 
@@ -92,12 +92,13 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
             return _settings_message(await flows.check_integration(services, integration_id))
         elif action == "rules":
             current = (await services.rules(integration_id)).model_dump()
+            chosen = await request.form()  # checked above; a multiple select sends a list
             for name, field in Rules.model_fields.items():
                 raw = form.get(name, "")
                 if field.annotation is bool:
                     current[name] = name in form
                 elif get_origin(field.annotation) is list:
-                    current[name] = [i for v in raw.replace(" ", "").split(",") if (i := parse_id(v))]
+                    current[name] = [i for v in chosen.getlist(name) for p in str(v).split(",") if (i := parse_id(p))]
                 elif get_origin(field.annotation) is dict:
                     current[name] = json.loads(raw) if raw.strip() else {}
                 else:
@@ -196,12 +197,31 @@ def _settings_message(message: str) -> RedirectResponse:
     return RedirectResponse("/settings?" + urlencode({"message": message}), status_code=303)
 
 
-def setting_fields(dialect) -> list[dict]:
-    """The inputs of a dialect's settings form, from its settings model (so no template lists vendors' fields)."""
+def _rule_kind(name: str, annotation) -> str:
+    """How the settings page asks for a rule: a checkbox, employees picked by name, a choice, or a field."""
+    if annotation is bool:
+        return "bool"
+    if get_origin(annotation) is list:
+        return "employees"
+    if get_origin(annotation) is Literal:
+        return "choice"
+    return "employee" if name.endswith(("employee_id", "owner_id", "manager_id")) else "text"
+
+
+RULE_KINDS = {name: _rule_kind(name, field.annotation) for name, field in Rules.model_fields.items()}
+RULE_CHOICES = {name: get_args(field.annotation) for name, field in Rules.model_fields.items()
+                if RULE_KINDS[name] == "choice"}  # fmt: skip
+
+
+def setting_fields(dialect, lang: str = "en") -> list[dict]:
+    """The inputs of a dialect's settings form, from its settings model (so no template lists vendors' fields): a
+    field is labelled by its description, or in another language by `json_schema_extra={lang: ...}`."""
     fields = []
     for name, field in dialect.settings.model_fields.items():
         secret = field.annotation is SecretStr or SecretStr in get_args(field.annotation)
         default = field.default if isinstance(field.default, str) else None
-        fields.append({"name": name, "label": field.description or name, "type": "password" if secret else "text",
+        words = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        label = words.get(lang) or field.description or name
+        fields.append({"name": name, "label": label, "type": "password" if secret else "text",
                        "required": field.is_required(), "default": default})  # fmt: skip
     return fields

@@ -18,7 +18,7 @@ import pytest
 from starlette.responses import JSONResponse
 
 from callbridge import demo
-from callbridge.store import integrations
+from callbridge.store import directory, integrations
 
 from ..conftest import settings_for
 from ..fake_pbx import FakePbx
@@ -297,3 +297,26 @@ async def test_an_employee_at_an_admins_page_and_a_missing_call_get_pages_in_wor
     async with httpx.AsyncClient() as http:  # the API's errors stay JSON
         api = await http.get(f"{workspace['base']}/api/calls/999999")
         assert api.status_code == 401 and api.headers["content-type"].startswith("application/json")
+
+
+async def test_the_rules_are_set_in_words_with_employees_picked_by_name(browser, workspace, services):
+    admin = await sign_in(browser, workspace["base"], "admin")
+    await admin.goto(workspace["base"] + "/settings")
+    await admin.click("text=Автоматизация")
+    rules = await admin.inner_text("section.integration form[action$='/rules']")
+    assert "Задача на пропущенный звонок" in rules and "missed_call_tasks" not in rules
+    assert "Кому задача о пропущенном" in rules and "ответственному за клиента" in rules
+    await admin.check("input[name=missed_call_tasks]")
+    await admin.select_option("select[name=senior_manager_id]", label="Иванова Дария")
+    await admin.select_option("select[name=listed_employee_ids]", label=["Петров Андрей", "Семенов Михаил"])
+    await admin.select_option("select[name=missed_call_owner]", value="last_rung")
+    await admin.click("section.integration form[action$='/rules'] button")
+    assert await admin.inner_text("p.note") == "Сохранено"
+    async with services.db.read() as session:
+        (row,) = await integrations.list_integrations(session)
+        people = {e.name: e.id for e in await directory.list_employees(session)}
+    assert row.automation["missed_call_tasks"] and row.automation["missed_call_owner"] == "last_rung"
+    assert row.automation["senior_manager_id"] == people["Иванова Дария"]
+    assert sorted(row.automation["listed_employee_ids"]) == sorted([people["Петров Андрей"], people["Семенов Михаил"]])
+    roles = await admin.inner_text("select[name=role]")
+    assert "администратор" in roles and "admin" not in roles

@@ -28,7 +28,8 @@ router = APIRouter()
 
 
 class HelpdeskSettings(BaseModel):
-    department: str | None = Field(None, description="the department tickets are created in")
+    department: str | None = Field(None, description="the department tickets are created in",
+                                   json_schema_extra={"ru": "Отдел, в котором создаются заявки"})
 
 
 def channel_path(integration_id: int, token: str) -> str:

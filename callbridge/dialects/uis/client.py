@@ -29,14 +29,21 @@ _tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (api url, login) -> (t
 class UisSettings(BaseModel):
     """What the UIS cabinet gives: a login and password, or an API key; and the number clients see."""
 
-    login: str | None = Field(None, description="UIS cabinet login (with --password)")
-    password: SecretStr | None = Field(None, description="UIS cabinet password")
-    api_key: SecretStr | None = Field(None, description="a permanent Call API key, instead of login and password")
-    virtual_number: str = Field(pattern=r"^\+?\d{10,15}$", description="the virtual number clients see")
-    call_api_url: str = Field(CALL_API, description="the Call API address")
-    data_api_url: str = Field(DATA_API, description="the Data API address (call history, for back-fill)")
-    media_url: str = Field(MEDIA, description="where UIS serves call recordings")
-    timezone: str = Field("Europe/Moscow", description="the account's time zone, for times without one")
+    login: str | None = Field(None, description="UIS cabinet login (with --password)",
+                              json_schema_extra={"ru": "Логин кабинета UIS (вместе с паролем)"})
+    password: SecretStr | None = Field(None, description="UIS cabinet password",
+                                       json_schema_extra={"ru": "Пароль кабинета UIS"})
+    api_key: SecretStr | None = Field(None, description="a permanent Call API key, instead of login and password",
+                                      json_schema_extra={"ru": "Постоянный ключ Call API (вместо логина и пароля)"})
+    virtual_number: str = Field(pattern=r"^\+?\d{10,15}$", description="the virtual number clients see",
+                                json_schema_extra={"ru": "Виртуальный номер, который видят клиенты"})
+    call_api_url: str = Field(CALL_API, description="the Call API address", json_schema_extra={"ru": "Адрес Call API"})
+    data_api_url: str = Field(DATA_API, description="the Data API address (call history, for back-fill)",
+                              json_schema_extra={"ru": "Адрес Data API (история звонков, для догрузки)"})
+    media_url: str = Field(MEDIA, description="where UIS serves call recordings",
+                           json_schema_extra={"ru": "Откуда UIS отдаёт записи разговоров"})
+    timezone: str = Field("Europe/Moscow", description="the account's time zone, for times without one",
+                          json_schema_extra={"ru": "Часовой пояс кабинета (для времени без пояса)"})
 
     @model_validator(mode="after")
     def _credentials(self) -> UisSettings:
