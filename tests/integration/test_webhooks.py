@@ -118,15 +118,13 @@ async def test_a_call_is_delivered_signed_as_the_api_shows_it(world):
     await a_call(world, "w1")
     receiver = world["receiver"]
     await until(lambda: asyncio.sleep(0, len(receiver.got) >= 3))
-    assert [d["type"] for d in receiver.got] == ["call.ringing", "call.answered", "call.ended"]
+    assert sorted(d["type"] for d in receiver.got) == ["call.answered", "call.ended", "call.ringing"]
     assert receiver.refused == [] and len({d["id"] for d in receiver.got}) == 3
     call = (await world["api"].get("/api/calls")).json()["items"][0]
     detail = (await world["api"].get(f"/api/calls/{call['id']}")).json()
-    last = receiver.got[-1]["data"]
-    assert last["id"] == call["id"] and last["state"] == "ended" and last["result"] == "answered"
-    assert set(last) == set(detail) and last["sequence"] == detail["sequence"] >= 3
-    sequences = [d["data"]["sequence"] for d in receiver.got]
-    assert sequences == sorted(sequences)  # a receiver can drop a stale copy by it
+    newest = max((d["data"] for d in receiver.got), key=lambda data: data["sequence"])  # how a receiver picks
+    assert newest["id"] == call["id"] and newest["state"] == "ended" and newest["result"] == "answered"
+    assert set(newest) == set(detail) and newest["sequence"] == detail["sequence"] >= 3
     datetime.fromisoformat(receiver.got[0]["timestamp"])
     deliveries = (await world["api"].get(f"/api/webhooks/{hook['id']}/deliveries")).json()
     assert {d["status"] for d in deliveries} == {"done"} and all(d["response_code"] == 200 for d in deliveries)
@@ -179,7 +177,7 @@ async def test_a_receiver_that_is_down_is_left_alone_a_moment_not_hit_by_every_e
     receiver.answers = [503] * 100
     hook = await subscribe(world, events=["call.ringing"])
     await world["post"](cmd="event", type="INCOMING", callid="p0", phone=KNOWN, user="andy")
-    await until(lambda: asyncio.sleep(0, receiver.hits))
+    await until(lambda: _deliveries(world, hook))  # its first attempt failed and is recorded
     for n in range(1, 6):
         await world["post"](cmd="event", type="INCOMING", callid=f"p{n}", phone=KNOWN, user="andy")
     await asyncio.sleep(1.0)
