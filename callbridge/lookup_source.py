@@ -8,11 +8,9 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from standardwebhooks.webhooks import Webhook as Signer
 
 from . import metrics, outbound, safejson, webhooks
 from .domain.pbx import CallerInfo
@@ -88,10 +86,7 @@ def body(phone: str, call_key: str | None, integration_id: int) -> str:
 
 async def _fetch(services: Services, source: LookupSource, phone: str, call_key, integration_id) -> Answer | None:
     content = body(phone, call_key, integration_id)
-    message_id, at = f"msg_lookup_{time.time_ns()}", datetime.now(UTC)
-    headers = {"content-type": "application/json", "webhook-id": message_id,
-               "webhook-timestamp": str(int(at.timestamp())),
-               "webhook-signature": Signer(source.secret).sign(message_id, at, content)}  # fmt: skip
+    headers = webhooks.signed_headers([source.secret], f"msg_lookup_{time.time_ns()}", content)
     try:
         response = await services.http_client().post(source.url, content=content.encode(), headers=headers)
     except outbound.Refused as exc:

@@ -101,12 +101,11 @@ class Services:
     _pool: httpx.AsyncHTTPTransport | None = None  # one connection pool under every client's outbound policy
     _clients: dict[frozenset[str], httpx.AsyncClient] = field(default_factory=dict)
     _integrations: dict[int, tuple[float, Integration | None, automation.Rules]] = field(default_factory=dict)
-    _webhooks: tuple[float, list[Webhook]] = (0.0, [])
+    _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)  # webhooks, lookup source: (until, it)
     outbox_due: asyncio.Event = field(default_factory=asyncio.Event)  # set: the outbox worker looks now
     receivers_down: dict[int, float] = field(default_factory=dict)  # webhook id -> until when its deliveries wait
     source_answers: dict[str, tuple[float, Any]] = field(default_factory=dict)  # phone -> (until, lookup answer)
     background: set[asyncio.Task] = field(default_factory=set)  # work started after an answer, held till done
-    _lookup_source: tuple[float, LookupSource | None] = (0.0, None)
 
     async def rules(self, integration_id: int) -> automation.Rules:
         return (await self._integration(integration_id))[2]
@@ -116,26 +115,25 @@ class Services:
         return (await self._integration(integration_id))[1] if integration_id is not None else None
 
     async def webhooks(self) -> list[Webhook]:
-        """The enabled webhooks, cached like the integrations: every call event asks which want it."""
-        until, found = self._webhooks
-        if until <= time.monotonic():
-            async with self.db.read() as session:
-                found = await webhook_store.list_webhooks(session, enabled_only=True)
-            self._webhooks = (time.monotonic() + self.settings.integration_cache_seconds, found)
-        return found
+        """The enabled webhooks: every call event asks which want it."""
+        return await self._cached("webhooks", lambda session: webhook_store.list_webhooks(session, enabled_only=True))
 
     async def lookup_source(self) -> LookupSource | None:
-        """The company's system asked about unknown numbers, if any (cached like the integrations)."""
-        until, found = self._lookup_source
-        if until <= time.monotonic():
-            async with self.db.read() as session:
-                found = await source_store.get(session)
-            self._lookup_source = (time.monotonic() + self.settings.integration_cache_seconds, found)
-        return found
+        """The company's system asked about unknown numbers, if any."""
+        return await self._cached("lookup_source", source_store.get)
 
     def forget_lookup_source(self) -> None:
-        self._lookup_source = (0.0, None)
+        self._settings_cache.pop("lookup_source", None)
         self.source_answers.clear()
+
+    async def _cached(self, name: str, load):
+        """What `load(session)` reads, kept for `integration_cache_seconds` like the integrations."""
+        until, found = self._settings_cache.get(name, (0.0, None))
+        if until <= time.monotonic():
+            async with self.db.read() as session:
+                found = await load(session)
+            self._settings_cache[name] = (time.monotonic() + self.settings.integration_cache_seconds, found)
+        return found
 
     def spawn(self, work) -> None:
         """Run `work` after the answer, keeping the task until it is done (the loop keeps tasks weakly)."""
@@ -149,7 +147,7 @@ class Services:
         return [webhook_id for webhook_id, until in self.receivers_down.items() if until > now]
 
     def forget_webhooks(self) -> None:
-        self._webhooks = (0.0, [])
+        self._settings_cache.pop("webhooks", None)
 
     def forget(self, integration_id: int) -> None:
         """Drop this process's cached copy of an integration that was just changed."""

@@ -151,19 +151,22 @@ def delivery(render: Render) -> outbox.Action:
     return outbox.Action(deliver, outbox.Policy(attempts=len(SCHEDULE) + 1, schedule=SCHEDULE), of_a_pbx=False)
 
 
-def signature(webhook: Webhook, message_id: str, at: datetime, body: str) -> str:
-    """`v1,<base64>` for each secret that signs now (two while a rotation overlaps), space-separated."""
-    keys = [webhook.secret]
-    if webhook.previous_secret and webhook.previous_until and webhook.previous_until > at:
-        keys.append(webhook.previous_secret)
-    return " ".join(Signer(key).sign(message_id, at, body) for key in keys)
+def signed_headers(secrets: list[str], message_id: str, body: str) -> dict[str, str]:
+    """The Standard Webhooks headers of a JSON body, a `v1,<base64>` signature per secret, space-separated (webhooks
+    and the lookup source alike)."""
+    at = datetime.now(UTC)
+    return {"content-type": "application/json", "webhook-id": message_id, "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": " ".join(Signer(key).sign(message_id, at, body) for key in secrets)}  # fmt: skip
+
+
+def secrets_of(webhook: Webhook) -> list[str]:
+    """The secrets that sign now: two while a rotation overlaps."""
+    overlap = webhook.previous_secret and webhook.previous_until and webhook.previous_until > datetime.now(UTC)
+    return [webhook.secret, webhook.previous_secret] if overlap else [webhook.secret]
 
 
 async def _post(services: Services, webhook: Webhook, message_id: str, body: str) -> httpx.Response:
-    at = datetime.now(UTC)
-    headers = {"content-type": "application/json", "webhook-id": message_id,
-               "webhook-timestamp": str(int(at.timestamp())),
-               "webhook-signature": signature(webhook, message_id, at, body)}  # fmt: skip
+    headers = signed_headers(secrets_of(webhook), message_id, body)
     try:
         response = await services.http_client().post(webhook.url, content=body.encode(), headers=headers,
                                                      timeout=TIMEOUT)  # fmt: skip

@@ -175,9 +175,7 @@ async def call_detail(services: Services, call_id: int) -> CallDetail | None:
         legs = (await call_store.legs_of(session, [row.id]))[row.id]
         events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
         recording = await recording_store.get(session, row.id)
-    troubles = [call_store.request_problem(e.status, e.error) for e in events
-                if e.status == "failed" or (e.status == "answered" and e.error)]  # fmt: skip
-    detail = _call_out(services, row, legs, recording, troubles).model_dump()
+    detail = _call_out(services, row, legs, recording, call_store.request_problems(events)).model_dump()
     return CallDetail(**detail, events=[EventOut.model_validate(e) for e in events])
 
 

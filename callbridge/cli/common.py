@@ -44,3 +44,10 @@ def run(database_url: str | None, work: Callable[[Services], Awaitable[T]]) -> T
 def fail(message: str) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(1)
+
+
+def web_url(url: str) -> str:
+    """A URL callbridge may POST to (webhooks, the lookup source), or the CLI's error."""
+    if not url.startswith(("https://", "http://")):
+        raise fail("the URL must start with https:// (or http://)")
+    return url

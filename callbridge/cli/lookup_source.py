@@ -8,7 +8,7 @@ import typer
 
 from .. import lookup_source
 from ..api.schemas import LookupSourceOut, LookupSourceSet
-from .common import AsJson, DatabaseUrl, console, fail, run
+from .common import AsJson, DatabaseUrl, console, fail, run, web_url
 
 lookup_source_app = typer.Typer(help="Ask your CRM who is calling when callbridge does not know the number.")
 
@@ -21,8 +21,7 @@ def lookup_source_set(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Set the lookup source; prints the secret its requests are signed with (Standard Webhooks)."""
-    if not url.startswith(("https://", "http://")):
-        raise fail("the URL must start with https:// (or http://)")
+    web_url(url)
     source = LookupSourceSet.model_validate(run(database_url, lambda s: lookup_source.configure(s, url, cache_seconds)))
     if as_json:
         print(source.model_dump_json())

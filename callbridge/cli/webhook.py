@@ -13,7 +13,7 @@ from ..api import webhooks as _delivering  # noqa: F401 - registers the outbox a
 from ..api.schemas import WebhookCreated, WebhookOut
 from ..services import Services
 from ..store import webhooks as webhook_store
-from .common import AsJson, DatabaseUrl, console, err, fail, run
+from .common import AsJson, DatabaseUrl, console, err, fail, run, web_url
 
 webhook_app = typer.Typer(help="Signed webhooks: call, task and client events POSTed to your CRM.")
 
@@ -32,8 +32,7 @@ def webhook_add(
     unknown = [e for e in wanted or [] if e not in webhooks.EVENT_TYPES]
     if unknown:
         raise fail(f"unknown event types {', '.join(unknown)}; known: {', '.join(webhooks.EVENT_TYPES)}")
-    if not url.startswith(("https://", "http://")):
-        raise fail("the URL must start with https:// (or http://)")
+    web_url(url)
 
     async def work(services: Services):
         if integration is not None and await services.integration(integration) is None:

@@ -404,6 +404,12 @@ def request_problem(status: str, error: str | None) -> str:
     return f"a PBX request was not applied: {error or ''}" if status == "failed" else f"caller lookup: {error}"
 
 
+def request_problems(entries: list[InboundRequest]) -> list[str]:
+    """The troubles of a call's journal entries: requests that failed, lookups answered despite a failure."""
+    return [request_problem(e.status, e.error) for e in entries
+            if e.status == "failed" or (e.status == "answered" and e.error)]  # fmt: skip
+
+
 async def count_journal(session: AsyncSession, integration_id: int | None = None) -> int:
     query = select(func.count(InboundRequest.id))
     if integration_id is not None:

@@ -165,8 +165,7 @@ async def call_page(call_id: IdPath, request: Request):
         recording = await recording_store.get(session, call_id)
         people = {e.id: e for e in await directory.list_employees(session)}
         names = await directory.client_names(session, {row.client_id} if row.client_id else set())
-    failed = [call_store.request_problem(e.status, e.error) for e in events
-              if e.status == "failed" or (e.status == "answered" and e.error)]  # fmt: skip
+    failed = call_store.request_problems(events)
     wait_hours = services_of(request).settings.recording_wait_hours
     recording_status = recordings.status_of(row, recording, wait_hours=wait_hours, now=utcnow())
     return render(request, "call.html", row=row, legs=legs, events=events, recording=recording, people=people,
