@@ -77,6 +77,9 @@ def settings_for(database_url: str, tmp_path, **overrides) -> Settings:
         # (tests/security holds the policy's own tests, with nothing allowed)
         outbound_allow="127.0.0.1",
         secret_key_file=str(tmp_path / ".callbridge-secret"),
+        # a lookup's deadline with room for a loaded CI machine (a cold PostgreSQL connection once missed 300 ms);
+        # the deadline tests hold the store or the source far longer than this
+        lookup_deadline_ms=1500,
     )
     return Settings(**(values | overrides))
 
