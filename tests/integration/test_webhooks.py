@@ -294,7 +294,7 @@ async def test_a_killed_server_delivers_after_restart_what_it_had_not(services, 
     with serve_app(receiver.app()) as url:
         hook = await webhooks.add(services, f"{url}/hook", ["call.ringing"], None)
         receiver.secrets.append(hook.secret)
-        receiver.answers = [503] * 3
+        receiver.answers = [503] * 100  # down until the kill
         env = {"outbound_allow": "127.0.0.1", "secret_key_file": str(tmp_path / "key")}
         with helpers.serve_process(database_url, tmp_path, **env) as (base, process):
             async with httpx.AsyncClient(timeout=10) as http:
@@ -306,6 +306,7 @@ async def test_a_killed_server_delivers_after_restart_what_it_had_not(services, 
             await until(lambda: _tried(services, hook.id, 3))  # the receiver was down when they were tried
             process.kill()
         receiver.answers = []
+        await _due_now(services)  # their next attempts (5 s, or 5 min after a second failure) brought forward
         with helpers.serve_process(database_url, tmp_path, **env):
             await until(lambda: asyncio.sleep(0, len(receiver.got) >= 3), seconds=30)
             await asyncio.sleep(1.0)
