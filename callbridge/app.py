@@ -30,6 +30,7 @@ from .dialects import DIALECTS
 from .dialects.base import token_matches
 from .guard import BodyLimits, SecurityHeaders
 from .live import LiveBus, PostgresBus
+from .recording_files import recording_files
 from .services import Services
 from .store import Database, StoreBusy
 from .web import pages as web
@@ -41,7 +42,7 @@ log = logging.getLogger("callbridge")
 
 def build_services(settings: Settings) -> Services:
     database = Database(settings.database_url, wait_seconds=settings.store_wait_seconds)
-    return Services(db=database, settings=settings, dialects=DIALECTS)
+    return Services(db=database, settings=settings, dialects=DIALECTS, recording_files=recording_files(settings))
 
 
 def _server_bus(services: Services) -> LiveBus:

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     store_wait_seconds: float = 10.0  # a write waits this long for another process's lock on the SQLite file, then
     # the request gets 503 (PBXs send it again): nothing is acknowledged that is not written
     lookup_deadline_ms: int = 300  # past it the PBX is told "unknown" (or the default route): a call never waits
-    recordings_dir: str = "./recordings"  # where downloaded call recordings are kept
+    recordings_dir: str = "./recordings"  # where downloaded call recordings are kept (one node's own folder)
+    recordings_url: str = ""  # s3://bucket/prefix: recordings in an S3-compatible store every node shares instead
     keep_recordings: bool = True  # download every recording; temporary links are always downloaded
     recording_max_bytes: int = 200_000_000
     recording_attempts: int = 8  # then the recording is marked failed, with the reason
@@ -45,6 +46,8 @@ class Settings(BaseSettings):
     lookup_journal_seconds: float = 0.5  # caller lookups are journaled in batches this often
     integration_cache_seconds: float = 5.0  # integrations are read on every PBX request
     outbox_poll_seconds: float = 1.0  # how often the outbox worker looks for requests due
+    outbox_lease_seconds: float = 120.0  # a request under way belongs to its node this long (longer than any
+    # PBX or webhook timeout); a node that dies holding it, another node takes it over after this
     workers: int = 1  # server processes sharing the database (serve --workers sets it); rate limits are shared
 
 

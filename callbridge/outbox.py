@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callbridge.outbox")
 
-LEASE = timedelta(minutes=2)  # an attempt under way belongs to its worker this long (longer than any PBX timeout)
 CLAIMED_AT_ONCE = 20  # requests a worker takes and makes side by side
 
 
@@ -131,7 +130,8 @@ async def _deliver(services: Services, now: datetime, request_id: int | None = N
     """Claim the due requests (or the one given) and make them side by side: one slow peer holds up no other."""
     paused = [] if request_id is not None else services.paused_webhooks()
     async with services.db.transaction() as session:
-        claimed = await outbox_store.claim(session, now, LEASE, limit=CLAIMED_AT_ONCE, request_id=request_id,
+        lease = timedelta(seconds=services.settings.outbox_lease_seconds)
+        claimed = await outbox_store.claim(session, now, lease, limit=CLAIMED_AT_ONCE, request_id=request_id,
                                            paused_webhooks=paused)  # fmt: skip
     await asyncio.gather(*(_attempt(services, request) for request in claimed))
     return len(claimed)

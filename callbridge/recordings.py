@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,9 +13,10 @@ from typing import TYPE_CHECKING, BinaryIO
 import filetype
 import httpx
 from fastapi import HTTPException
-from fastapi.responses import FileResponse
+from starlette.responses import Response
 
 from . import metrics, outbound
+from .recording_files import copy_into
 from .store import recordings as recording_store
 from .store.tables import Recording
 
@@ -103,22 +103,20 @@ async def _keep(services: Services, recording: Recording, now: datetime) -> None
 
 
 async def _download(services: Services, recording: Recording) -> tuple[str, str, int]:
-    settings = services.settings
     if not recording.url.lower().startswith(("http://", "https://")):
         raise FetchError("the link is not an http(s) address", final=True)
-    folder = Path(settings.recordings_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{recording.call_id}.part"
+    files = services.recording_files
+    partial = files.spool(str(recording.call_id))
     async with services.db.read() as session:
         integration = await services.integration(await recording_store.integration_of(session, recording.call_id))
     http = services.http_client(integration.settings if integration else None)
     try:
-        size, head = await _stream_to(http, recording, partial, settings.recording_max_bytes)
+        size, head = await _stream_to(http, recording, partial, services.settings.recording_max_bytes)
         kind = audio_type(head)
         if kind is None:
             raise FetchError("the link did not give an audio file (mp3, mp4, wav, ogg)", final=True)
         name = f"{recording.call_id}.{kind.extension}"
-        partial.replace(folder / name)
+        await files.keep(name, partial, kind.mime)
         return name, kind.mime, size
     finally:
         partial.unlink(missing_ok=True)
@@ -153,33 +151,27 @@ async def _stream_to(http: httpx.AsyncClient, recording: Recording, target: Path
 
 async def keep_upload(services: Services, call_id: int, upload: BinaryIO, kind: filetype.Type) -> None:
     """Store an uploaded recording (already checked to be audio) as the call's recording, copied in a thread."""
-    folder = Path(services.settings.recordings_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    files = services.recording_files
     name = f"{call_id}.{kind.extension}"
-    size = await asyncio.to_thread(_copy, upload, folder / name)
+    spooled = files.spool(str(call_id))
+    try:
+        size = await asyncio.to_thread(copy_into, upload, spooled)
+        await files.keep(name, spooled, kind.mime)
+    finally:
+        spooled.unlink(missing_ok=True)
     async with services.db.transaction() as session:
         await recording_store.keep_upload(session, call_id, file=name, content_type=kind.mime, size=size)
 
 
-def _copy(source: BinaryIO, target: Path) -> int:
-    with target.open("wb") as out:
-        shutil.copyfileobj(source, out, 1 << 20)
-        return out.tell()
-
-
-async def response(services: Services, call_id: int) -> FileResponse:
-    """The call's kept recording as a file response (range requests work), or a 404 that says why not."""
+async def response(services: Services, call_id: int, range_header: str | None = None) -> Response:
+    """The call's kept recording (range requests work), or a 404 that says why not."""
     async with services.db.read() as session:
         recording = await recording_store.get(session, call_id)
-    path = path_of(services, recording) if recording else None
-    if path is None:
+    found = None
+    if recording is not None and recording.status == "kept" and recording.file:
+        suffix = recording.file.rsplit(".", 1)[-1]
+        found = await services.recording_files.response(recording.file, recording.content_type,
+                                                        f"call-{call_id}.{suffix}", range_header)  # fmt: skip
+    if found is None:
         raise HTTPException(404, "no recording kept for this call" + (f" ({recording.status})" if recording else ""))
-    return FileResponse(path, media_type=recording.content_type, filename=f"call-{call_id}{path.suffix}")
-
-
-def path_of(services: Services, recording: Recording) -> Path | None:
-    """Where a kept recording's file is, if it is there."""
-    if recording.status != "kept" or not recording.file:
-        return None
-    path = Path(services.settings.recordings_dir) / recording.file
-    return path if path.is_file() else None
+    return found

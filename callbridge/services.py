@@ -13,6 +13,7 @@ import httpx
 from . import automation, outbound
 from .config import Settings
 from .live import LiveBus
+from .recording_files import RecordingFiles
 from .store import Database, integrations
 from .store import calls as call_store
 from .store import lookup_source as source_store
@@ -95,6 +96,7 @@ class Services:
     db: Database
     settings: Settings
     dialects: dict[str, Dialect]
+    recording_files: RecordingFiles
     bus: LiveBus = field(default_factory=LiveBus)
     lookups: LookupJournal = field(default_factory=LookupJournal)
     rate: RateLimiter = field(default_factory=RateLimiter)
@@ -189,4 +191,5 @@ class Services:
             await client.aclose()
         if self._pool is not None:
             await self._pool.aclose()
+        await self.recording_files.close()
         await self.db.close()

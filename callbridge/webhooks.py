@@ -48,7 +48,8 @@ def new_secret() -> str:
 
 async def emit(session, services: Services, event_type: str, subject: dict[str, int],
                integration_id: int | None = None) -> None:  # fmt: skip
-    """Queue the event for every enabled webhook that wants it, in the caller's transaction (nothing if none)."""
+    """Queue the event for every enabled webhook that wants it, in the caller's transaction (nothing if none); the
+    caller wakes the outbox once that commits."""
     wanted = [w.id for w in await services.webhooks()
               if event_type in w.events and w.integration_id in (None, integration_id)]  # fmt: skip
     if not wanted:
@@ -58,8 +59,6 @@ async def emit(session, services: Services, event_type: str, subject: dict[str, 
         {"integration_id": integration_id, "webhook_id": webhook_id,
          "payload": {"type": event_type, "timestamp": at, "message_id": message_id(), "webhook_id": webhook_id}
          | subject} for webhook_id in wanted])  # fmt: skip
-    if set(wanted) - set(services.paused_webhooks()):
-        services.outbox_due.set()  # tried at once (the worker finds it as soon as this transaction commits)
 
 
 def message_id() -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -82,6 +85,47 @@ def settings_for(database_url: str, tmp_path, **overrides) -> Settings:
         lookup_deadline_ms=1500,
     )
     return Settings(**(values | overrides))
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server on loopback (moto's), for the recordings' shared storage."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@dataclass
+class Bucket:
+    url: str  # what CALLBRIDGE_RECORDINGS_URL says
+    env: dict[str, str]  # the usual AWS settings, for a server process
+    client: Any  # boto3's, to look inside
+
+    def keys(self) -> list[str]:
+        bucket = self.url.split("/")[2]
+        return [o["Key"] for o in self.client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A fresh bucket on the S3 server, its credentials in this process's environment."""
+    import boto3
+
+    env = {"AWS_ENDPOINT_URL_S3": s3_server, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_REGION": "us-east-1"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test")  # fmt: skip
+    bucket = f"recordings-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    return Bucket(f"s3://{bucket}/calls", env, client)
 
 
 @pytest.fixture

@@ -213,9 +213,9 @@ async def click_to_call(body: ClickToCallIn, services: Services):
     response_class=FileResponse,
     responses={200: {"content": {"audio/mpeg": {}}}, 404: {"description": "no recording kept (yet)"}},
 )
-async def get_recording(call_id: IdPath, services: Services):
+async def get_recording(call_id: IdPath, request: Request, services: Services):
     """The call's recording as we keep it; supports HTTP range requests, so players can seek."""
-    return await recordings.response(services, call_id)
+    return await recordings.response(services, call_id, request.headers.get("range"))
 
 
 def _call_out(services, row, legs, recording=None, failed_requests=()) -> CallOut:

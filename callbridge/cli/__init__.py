@@ -53,6 +53,7 @@ def serve(
 
     from ..app import create_app
     from ..config import key_file
+    from ..recording_files import recording_files
     from ..server import uvicorn_options
     from ..web.auth import KeyFileError, secret_key
 
@@ -61,6 +62,10 @@ def serve(
         raise fail("give both --certfile and --keyfile, or neither")
     if workers > 1 and settings.database_url.startswith("sqlite"):
         raise fail("several workers share one database through PostgreSQL: give --database-url postgresql+asyncpg://…")
+    try:
+        recording_files(settings)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     run(database_url, lambda s: asyncio.sleep(0))  # migrate once, before any worker starts
     if demo:
         console.print(run(database_url, demo_data.load))

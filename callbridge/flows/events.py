@@ -76,9 +76,17 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
         return Outcome(entry.id, duplicate=True)
     metrics.REQUESTS.labels("applied").inc()
     metrics.EVENTS.inc(len(command.events))
+    await _committed(services, messages)
+    return Outcome(entry.id, call_ids=tuple(call_ids))
+
+
+async def _committed(services: Services, messages: list[dict[str, Any]]) -> None:
+    """What follows a call's committed change: its cards to the browsers, and the outbox looks for the webhook
+    deliveries it may have queued, unless their receivers are down (looking before the commit would find none)."""
     for message in messages:
         services.bus.publish(message)
-    return Outcome(entry.id, call_ids=tuple(call_ids))
+    if {w.id for w in await services.webhooks()} - set(services.paused_webhooks()):
+        services.outbox_due.set()
 
 
 async def reject(
@@ -214,8 +222,7 @@ async def close_stale_calls(services: Services, now: datetime) -> int:
             end = CallEvent(kind=EventKind.END, call_key=key, at=call.last_at)
             messages = await _fold(services, session, integration_id, locked, end)
         closed += 1
-        for message in messages:
-            services.bus.publish(message)
+        await _committed(services, messages)
     return closed
 
 

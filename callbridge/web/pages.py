@@ -186,7 +186,7 @@ async def replay_call(call_id: IdPath, request: Request):
 async def recording_file(call_id: IdPath, request: Request):
     """The kept recording, for the player (range requests, so it can seek)."""
     await auth.signed_in(request)
-    return await recordings.response(services_of(request), call_id)
+    return await recordings.response(services_of(request), call_id, request.headers.get("range"))
 
 
 @router.post("/dial")
