@@ -22,6 +22,10 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 CHUNK = 1 << 16
 
 
+class StorageError(OSError):
+    """The storage did not take a file (as a full disk would not): the recording is tried again later."""
+
+
 class RecordingFiles(Protocol):
     def spool(self, name: str) -> Path:
         """A local path to write a file to before it is kept (on the same disk as the folder, where there is one)."""
@@ -96,10 +100,15 @@ class ObjectStore:
         return Path(path)
 
     async def keep(self, name: str, spooled: Path, content_type: str) -> None:
+        from aiohttp import ClientError as ConnectionFailed
+        from botocore.exceptions import BotoCoreError, ClientError
+
         client = await self.client()
         try:
             with spooled.open("rb") as body:
                 await client.put_object(Bucket=self.bucket, Key=self.key(name), Body=body, ContentType=content_type)
+        except (BotoCoreError, ClientError, ConnectionFailed) as exc:
+            raise StorageError(f"the object store refused {name}: {exc}") from exc
         finally:
             spooled.unlink(missing_ok=True)
 

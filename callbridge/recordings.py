@@ -116,7 +116,10 @@ async def _download(services: Services, recording: Recording) -> tuple[str, str,
         if kind is None:
             raise FetchError("the link did not give an audio file (mp3, mp4, wav, ogg)", final=True)
         name = f"{recording.call_id}.{kind.extension}"
-        await files.keep(name, partial, kind.mime)
+        try:
+            await files.keep(name, partial, kind.mime)
+        except OSError as exc:  # a full disk, an object store that does not answer: tried again later
+            raise FetchError(f"could not store the recording: {exc.__class__.__name__}", final=False) from None
         return name, kind.mime, size
     finally:
         partial.unlink(missing_ok=True)

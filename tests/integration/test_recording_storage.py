@@ -3,6 +3,8 @@ uploaded by a helpdesk channel, streamed back whole and by range, a 404 when the
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from typer.testing import CliRunner
@@ -72,3 +74,21 @@ def test_serve_refuses_a_recordings_url_that_is_not_s3(tmp_path, monkeypatch):
     monkeypatch.setenv("CALLBRIDGE_RECORDINGS_URL", "https://bucket.example/x")
     result = CliRunner().invoke(cli_app, ["serve", "--database-url", f"sqlite+aiosqlite:///{tmp_path}/x.db"])
     assert result.exit_code == 1 and "s3://bucket/prefix" in result.stderr
+
+
+async def test_a_bucket_that_refuses_the_file_is_tried_again(services, database_url, tmp_path, s3, fake_pbx):
+    missing = s3.url.replace("recordings-", "not-yet-")
+    settings = settings_for(database_url, tmp_path, recordings_url=missing, keep_recordings=True)
+    fake_pbx.files["late.mp3"] = (mp3(), "audio/mpeg", False)
+    with running_server(settings) as base:
+        _, api, post = await setup_world(services, base)
+        await post("event_out_completed.form", record_link=f"{fake_pbx.url}/records/late.mp3")
+        for _ in range(100):
+            call = (await api.get("/api/calls")).json()["items"][0]
+            if call["recording_error"]:
+                break
+            await asyncio.sleep(0.05)
+        assert call["recording_status"] == "queued" and "could not store the recording" in call["recording_error"]
+        s3.client.create_bucket(Bucket=missing.split("/")[2])
+        assert (await wait_for_recording(api))["recording_status"] == "kept"
+        await api.aclose()
