@@ -169,4 +169,4 @@ async def _attempt(services: Services, request: OutboxRequest) -> None:
     if outcome != "done":
         log.warning("outbox #%s %s: %s (%s)", request.id, request.action, detail, outcome)
     async with services.db.transaction() as session:
-        await outbox_store.finish(session, request, outcome, detail, error=detail, **values)
+        await outbox_store.finish(session, request, outcome, detail, **values)

@@ -46,19 +46,17 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-async def emit(session, services: Services, event_type: str, subject: dict[str, int],
+async def emit(session, services: Services, events: list[tuple[str, dict[str, int]]],
                integration_id: int | None = None) -> None:  # fmt: skip
-    """Queue the event for every enabled webhook that wants it, in the caller's transaction (nothing if none); the
-    caller wakes the outbox once that commits."""
-    wanted = [w.id for w in await services.webhooks()
-              if event_type in w.events and w.integration_id in (None, integration_id)]  # fmt: skip
-    if not wanted:
-        return
+    """Queue the events (type, subject) for every enabled webhook that wants them, in the caller's transaction and
+    one statement (nothing if none); the caller wakes the outbox once that commits."""
+    hooks = await services.webhooks()
     at = datetime.now(UTC).isoformat()
-    await outbox_store.add_many(session, "webhook", [
-        {"integration_id": integration_id, "webhook_id": webhook_id,
-         "payload": {"type": event_type, "timestamp": at, "message_id": message_id(), "webhook_id": webhook_id}
-         | subject} for webhook_id in wanted])  # fmt: skip
+    rows = [{"integration_id": integration_id, "webhook_id": hook.id,
+             "payload": {"type": event_type, "timestamp": at, "message_id": message_id(), "webhook_id": hook.id}
+             | subject} for event_type, subject in events for hook in hooks
+            if event_type in hook.events and hook.integration_id in (None, integration_id)]  # fmt: skip
+    await outbox_store.add_many(session, "webhook", rows)
 
 
 def message_id() -> str:
@@ -129,8 +127,10 @@ def delivery(render: Render) -> outbox.Action:
     """The outbox action that delivers events, with `render` saying what an event's `data` is."""
 
     async def deliver(services: Services, _integration: Integration | None, payload: dict[str, Any]) -> dict:
-        async with services.db.read() as session:
-            webhook = await webhook_store.get_webhook(session, payload["webhook_id"])
+        webhook = next((w for w in await services.webhooks() if w.id == payload["webhook_id"]), None)
+        if webhook is None:  # not among the enabled ones this process knows: new, or switched off or removed
+            async with services.db.read() as session:
+                webhook = await webhook_store.get_webhook(session, payload["webhook_id"])
         if webhook is None or not webhook.enabled:
             raise PbxError("the webhook was removed or switched off")
         data = await render(services, payload)

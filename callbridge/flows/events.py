@@ -132,8 +132,9 @@ async def _fold(
     rules = await services.rules(integration_id)
     made: list[tuple[str, dict[str, int]]] | None = [] if await services.webhooks() else None
     view = await _reconcile(session, rules, view, made)
-    for event_type, subject in (made or []) + [(t, {"call_id": row_id}) for t in _call_events(updated, effects)]:
-        await webhooks.emit(session, services, event_type, subject, integration_id)
+    if made is not None:
+        made += [(event_type, {"call_id": row_id}) for event_type in _call_events(updated, effects)]
+        await webhooks.emit(session, services, made, integration_id)
     messages = []
     for effect in effects:
         if isinstance(effect, engine.RecordingReady) and (services.settings.keep_recordings or effect.temporary):

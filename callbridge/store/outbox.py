@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .statements import execute_hot
@@ -19,6 +19,8 @@ async def add(session: AsyncSession, **values) -> OutboxRequest:
 
 
 _ADD = insert(OutboxRequest.__table__)
+_ATTEMPT = insert(OutboxAttempt.__table__)
+_FINISH = update(OutboxRequest.__table__).where(OutboxRequest.__table__.c.id == bindparam("request_id"))
 _NEW = {"integration_id": None, "webhook_id": None, "subject": None, "employee_id": None, "status": "pending",
         "attempts": 0, "expires_at": None, "result": None, "error": None, "response_code": None}  # fmt: skip
 
@@ -72,15 +74,18 @@ async def claim(
     return claimed
 
 
-async def finish(session: AsyncSession, request: OutboxRequest, outcome: str, detail: str | None, **values) -> None:
-    """Record an attempt and the request's new state."""
-    session.add(OutboxAttempt(request_id=request.id, number=request.attempts + 1, outcome=outcome, detail=detail,
-                              response_code=values.get("response_code")))  # fmt: skip
-    await session.execute(
-        update(OutboxRequest)
-        .where(OutboxRequest.id == request.id)
-        .values(attempts=request.attempts + 1, updated_at=utcnow(), **values)
-    )
+async def finish(session: AsyncSession, request: OutboxRequest, outcome: str, detail: str | None, *, status: str,
+                 result: dict | None = None, response_code: int | None = None,
+                 next_attempt_at: datetime | None = None) -> None:  # fmt: skip
+    """Record an attempt and the request's new state (two statements built once: deliveries run by the hundred)."""
+    now = utcnow()
+    attempt = {"request_id": request.id, "number": request.attempts + 1, "at": now, "outcome": outcome,
+               "detail": detail, "response_code": response_code}  # fmt: skip
+    await execute_hot(session, _ATTEMPT, attempt)
+    await execute_hot(session, _FINISH, {
+        "request_id": request.id, "attempts": request.attempts + 1, "updated_at": now, "status": status,
+        "error": detail, "result": result if result is not None else request.result, "response_code": response_code,
+        "next_attempt_at": next_attempt_at or request.next_attempt_at})  # fmt: skip
 
 
 async def get(session: AsyncSession, request_id: int) -> OutboxRequest | None:
