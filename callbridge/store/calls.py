@@ -247,6 +247,22 @@ async def list_calls(
     return list(rows.all()), int(total or 0)
 
 
+async def not_called_back(session: AsyncSession, rows: list[CallRow]) -> set[int]:
+    """The missed incoming calls among `rows` whose number nobody called since, and whose later calls nobody
+    answered: the ones a manager still owes a call."""
+    missed = [r for r in rows if r.direction == "in" and r.ended_at and r.result != "answered" and r.phone]
+    if not missed:
+        return set()
+    query = (
+        select(CallRow.phone, func.max(CallRow.started_at))
+        .where(CallRow.phone.in_({r.phone for r in missed}),
+               or_(CallRow.direction == "out", CallRow.result == "answered"))
+        .group_by(CallRow.phone)
+    )  # fmt: skip
+    latest = dict((await session.execute(query)).all())
+    return {r.id for r in missed if latest.get(r.phone) is None or latest[r.phone] <= r.started_at}
+
+
 async def get_call(session: AsyncSession, call_id: int) -> CallRow | None:
     return await session.get(CallRow, call_id)
 

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Path, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from .. import flows, recordings
@@ -22,12 +22,13 @@ from ..store import analytics, crm, directory
 from ..store import calls as call_store
 from ..store import recordings as recording_store
 from ..store.tables import utcnow
-from . import auth
+from . import auth, export
 from .i18n import LANGUAGES, translate
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(FilePath(__file__).with_name("templates")))
 PAGE = 50
+EXPORT_ROWS = 100_000  # calls in one CSV export at most
 MAX_PAGE = 100_000  # 5 million calls back: further is a search, not paging
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
@@ -129,28 +130,70 @@ async def home(request: Request):
 
 @router.get("/calls")
 async def journal(request: Request):
+    """The journal, newest first; with `X-Journal-Rows` only its rows, which the page fetches as calls come in."""
     await auth.signed_in(request)
     services = services_of(request)
     q = request.query_params
-    day = _date(q.get("since")), _date(q.get("until"))
-    where = call_store.CallFilter(
+    page = min(parse_id(q.get("page")) or 0, MAX_PAGE)
+    async with services.db.read() as session:
+        rows, total = await call_store.list_calls(session, _journal_filter(services, q), limit=PAGE, offset=page * PAGE)
+        kept = await recording_store.of_calls(session, [r.id for r in rows])
+        people = {e.id: e for e in await directory.list_employees(session)}
+        names = await directory.client_names(session, {r.client_id for r in rows if r.client_id})
+        owed = await call_store.not_called_back(session, rows)
+    last = max(0, (total - 1) // PAGE)
+    pages = {"number": page + 1, "count": last + 1,
+             "first": _with(q, page=0) if page else None, "prev": _with(q, page=page - 1) if page else None,
+             "next": _with(q, page=page + 1) if page < last else None,
+             "last": _with(q, page=last) if page < last else None}  # fmt: skip
+    template = "_journal_rows.html" if request.headers.get("x-journal-rows") else "calls.html"
+    return render(request, template, rows=rows, total=total, people=people, names=names, q=q, pages=pages,
+                  owed=owed, live=page == 0, export=_with(q, page=0),
+                  kept={i for i, r in kept.items() if r.status == "kept"})  # fmt: skip
+
+
+@router.get("/calls.csv")
+async def journal_csv(request: Request):
+    """The filtered journal as CSV (up to EXPORT_ROWS calls), for a spreadsheet: times in the company's zone."""
+    await auth.signed_in(request)
+    services, lang = services_of(request), lang_of(request)
+    zone = ZoneInfo(services.settings.timezone)
+    where = _journal_filter(services, request.query_params)
+    words = [translate(k, lang) for k in ("when", "direction", "phone", "client", "employee", "result", "wait", "talk")]
+
+    async def lines():
+        async with services.db.read() as session:
+            people = {e.id: e.name for e in await directory.list_employees(session)}
+            yield "\ufeff" + export.csv_line(words + ["id"])  # the byte order mark: Excel then reads UTF-8
+            for offset in range(0, EXPORT_ROWS, 1000):
+                rows, _ = await call_store.list_calls(session, where, limit=1000, offset=offset)
+                names = await directory.client_names(session, {r.client_id for r in rows if r.client_id})
+                for r in rows:
+                    yield export.csv_line([
+                        r.started_at.astimezone(zone).strftime("%d.%m.%Y %H:%M") if r.started_at else "",
+                        translate(r.direction, lang), r.phone or "", names.get(r.client_id, ""),
+                        people.get(r.employee_id, ""), translate(r.result or r.state, lang),
+                        r.wait_seconds, r.talk_seconds, r.id])  # fmt: skip
+                if len(rows) < 1000:
+                    return
+
+    filename = f"calls-{datetime.now(zone).strftime('%Y-%m-%d')}.csv"
+    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
+                             headers={"content-disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+
+
+def _journal_filter(services: Services, q) -> call_store.CallFilter:
+    """The journal's filters from the query string; days are the company's (CALLBRIDGE_TIMEZONE), not UTC's."""
+    zone = ZoneInfo(services.settings.timezone)
+    since, until = _date(q.get("since")), _date(q.get("until"))
+    return call_store.CallFilter(
         phone=normalize(q["phone"], services.settings.default_region) if q.get("phone") else None,
         employee_id=parse_id(q.get("employee")),
         direction=q.get("direction") if q.get("direction") in ("in", "out") else None,
         result=q.get("result") or None,
-        since=datetime.combine(day[0], datetime.min.time(), UTC) if day[0] else None,
-        until=datetime.combine(day[1] + timedelta(days=1), datetime.min.time(), UTC) if day[1] else None,
+        since=datetime.combine(since, datetime.min.time(), zone) if since else None,
+        until=datetime.combine(until + timedelta(days=1), datetime.min.time(), zone) if until else None,
     )
-    page = min(parse_id(q.get("page")) or 0, MAX_PAGE)
-    async with services.db.read() as session:
-        rows, total = await call_store.list_calls(session, where, limit=PAGE, offset=page * PAGE)
-        kept = await recording_store.of_calls(session, [r.id for r in rows])
-        people = {e.id: e for e in await directory.list_employees(session)}
-        names = await directory.client_names(session, {r.client_id for r in rows if r.client_id})
-    pages = {"prev": _with(q, page=page - 1) if page else None,
-             "next": _with(q, page=page + 1) if (page + 1) * PAGE < total else None}  # fmt: skip
-    return render(request, "calls.html", rows=rows, total=total, people=people, names=names, q=q, pages=pages,
-                  kept={i for i, r in kept.items() if r.status == "kept"})  # fmt: skip
 
 
 @router.get("/calls/{call_id}")

@@ -11,6 +11,7 @@ import shutil
 import struct
 import time
 import wave
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -320,3 +321,45 @@ async def test_the_rules_are_set_in_words_with_employees_picked_by_name(browser,
     assert sorted(row.automation["listed_employee_ids"]) == sorted([people["Петров Андрей"], people["Семенов Михаил"]])
     roles = await admin.inner_text("select[name=role]")
     assert "администратор" in roles and "admin" not in roles
+
+
+async def test_a_journal_people_scan_all_day(browser, workspace, services):
+    post = workspace["post"]
+    async with services.db.transaction() as session:  # a name a spreadsheet would run as a formula
+        await directory.add_client(session, name='=HYPERLINK("http://evil.example","open")', phones=["+79105550001"])
+    page = await sign_in(browser, workspace["base"], "andy")
+    assert await page.inner_text("tr.empty") == "Ничего нет"
+
+    # a missed call appears at the top while the journal is open, marked as owed a call back
+    def minutes_ago(minutes: int) -> str:
+        return (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y%m%dT%H%M%SZ")
+
+    await post(cmd="history", type="in", status="Missed", phone="79105550001", user="andy", duration="0",
+               callid="j1", start=minutes_ago(10))  # fmt: skip
+    owed = await page.wait_for_selector("tr.call .badge.owed", timeout=5000)
+    assert await owed.inner_text() == "не перезвонили"
+    shown = await page.inner_text("tr.call time")
+    assert len(shown) == 16 and shown[2] == shown[5] == "." and shown[13] == ":"  # 01.12.2026 10:35
+    await post(cmd="history", type="out", status="Success", phone="79105550001", user="andy", duration="30",
+               callid="j2", start=minutes_ago(5))  # fmt: skip
+    await page.wait_for_selector("tr.call >> nth=1", timeout=5000)
+    await page.wait_for_selector(".badge.owed", state="detached", timeout=5000)  # called back
+
+    # paging both ways with the page count, the filters kept
+    for n in range(55):
+        await post(cmd="history", type="in", status="Success", phone=f"7910000{n:04d}", user="andy", duration="9",
+                   callid=f"p{n}")  # fmt: skip
+    await page.goto(f"{workspace['base']}/calls?direction=in")
+    assert "Страница 1 из 2" in await page.inner_text("p.pages")
+    await page.click("p.pages >> text=Вперёд →")
+    assert "direction=in" in page.url and "Страница 2 из 2" in await page.inner_text("p.pages")
+    assert await page.is_visible("p.pages >> text=« В начало")
+
+    # the filtered journal as CSV, for a spreadsheet
+    exported = await page.request.get(f"{workspace['base']}/calls.csv?direction=in&phone=79105550001")
+    text = (await exported.body()).decode("utf-8")
+    assert text.startswith("\ufeffКогда,Направление,Телефон,Клиент")
+    (row,) = text.splitlines()[1:]
+    assert ",Входящий,+79105550001,\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"open\"\")\",Петров Андрей," in row
+    await snap(page, "journal-pages")
+

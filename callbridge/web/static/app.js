@@ -36,12 +36,26 @@ function hideCard(callId) {
   cards.querySelectorAll(`[data-call="${callId}"]`).forEach((card) => card.remove());
 }
 
+// The journal's first page follows the calls as they come in: its rows, fetched again with the same filters.
+const journal = document.querySelector("table.journal[data-live] tbody");
+function refreshJournal() {
+  if (!journal || refreshJournal.timer) return;
+  refreshJournal.timer = setTimeout(async () => {
+    refreshJournal.timer = null;
+    const playing = [...journal.querySelectorAll("audio")].some((audio) => !audio.paused);
+    if (playing) return; // a recording someone listens to is not cut off; the next change refreshes
+    const response = await fetch(location.href, { headers: { "X-Journal-Rows": "1" } });
+    if (response.ok) journal.innerHTML = await response.text();
+  }, 300);
+}
+
 function listen() {
   const source = new EventSource("/live/stream");
   const callOf = (event) => JSON.parse(event.data).call_id;
   source.addEventListener("CardShown", (event) => showCard(callOf(event)));
   source.addEventListener("CardHidden", (event) => hideCard(callOf(event)));
   source.addEventListener("CallEnded", (event) => hideCard(callOf(event)));
+  for (const change of ["CallOpened", "CallAnswered", "CallEnded"]) source.addEventListener(change, refreshJournal);
   source.onerror = () => {
     source.close();
     setTimeout(listen, 2000);
