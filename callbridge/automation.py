@@ -9,6 +9,7 @@ They run inside the transaction that updates the call.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -35,6 +36,9 @@ class Rules(BaseModel):
         False,
         description="a 'missed call' task for the responsible manager (unknown number: the first listed "
         "employee); it closes itself when the client is reached",
+    )
+    missed_call_due_minutes: int = Field(
+        60, ge=1, le=7 * 24 * 60, description="a missed call's task is due this many minutes after the call ended"
     )
     missed_call_owner: Literal["responsible", "last_rung", "default"] = Field(
         "responsible",
@@ -181,8 +185,13 @@ async def _missed_call_task(
     )
     values = {"title": f"Пропущенный звонок: {display(call.phone) if call.phone else 'номер скрыт'}",
               "kind": MISSED_CALL, "employee_id": owner, "client_id": client_id, "call_id": call.id,
-              "phone": call.phone}  # fmt: skip
+              "phone": call.phone, "due_at": _due(rules, call)}  # fmt: skip
     await _put_task(session, key, values, reached, made)
+
+
+def _due(rules: Rules, call: CallView) -> datetime | None:
+    ended = call.ended_at or call.started_at
+    return ended + timedelta(minutes=rules.missed_call_due_minutes) if ended else None
 
 
 async def missed_call_owner(session: AsyncSession, rules: Rules, call: CallView, client_id: int | None) -> int | None:

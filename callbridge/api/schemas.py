@@ -203,6 +203,7 @@ class TaskOut(ORM):
     call_id: int | None
     phone: str | None
     created_at: datetime
+    due_at: datetime | None = Field(description="when it should be done (a missed call's task: when to call back by)")
     closed_at: datetime | None
 
 

@@ -115,6 +115,7 @@ class CallView:
     deal_id: int | None
     problem: str | None
     started_at: datetime | None
+    ended_at: datetime | None
     talk_seconds: int | None
     recording_url: str | None
     leg_employees: dict[str, int]  # employee ids by the PBX user keys of its legs
@@ -165,6 +166,7 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
         state=call.state.value,
         result=call.result.value if call.result else None,
         started_at=call.started_at,
+        ended_at=call.ended_at,
         talk_seconds=call.talk_seconds,
         recording_url=call.recording_url,
     )
@@ -175,7 +177,6 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
         owner=owner,
         owner_own=own_id(owner) if owner else None,
         answered_at=call.answered_at,
-        ended_at=call.ended_at,
         wait_seconds=call.wait_seconds,
         recording_expected=call.recording_expected,
         tags=list(call.tags),

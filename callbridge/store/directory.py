@@ -260,7 +260,9 @@ async def list_tasks(
     if employee_id is not None:
         query = query.where(Task.employee_id == employee_id)
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = await session.scalars(query.order_by(Task.id.desc()).limit(limit).offset(offset))
+    # open ones by when they are due (overdue first, undated last), done ones newest first
+    order = (Task.due_at.is_(None), Task.due_at, Task.id.desc()) if status == "open" else (Task.id.desc(),)
+    rows = await session.scalars(query.order_by(*order).limit(limit).offset(offset))
     return list(rows.all()), int(total or 0)
 
 

@@ -148,6 +148,7 @@ class Task(Base):
     phone: Mapped[str | None] = mapped_column(String(32), index=True)
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime | None]  # a missed call's task: the call's end plus the integration's time to call back
     closed_at: Mapped[datetime | None]
 
 

@@ -154,6 +154,12 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "nobody": ("—", "—"),
     "mine": ("Мои", "Mine"),
     "all": ("Все", "All"),
+    "filter_open": ("Открытые", "Open"),
+    "filter_done": ("Выполненные", "Done"),
+    "mark_done": ("Выполнить", "Mark done"),
+    "due": ("Срок", "Due"),
+    "overdue": ("просрочена", "overdue"),
+    "done_at": ("Выполнена", "Done"),
     "title": ("Задача", "Task"),
     "status": ("Статус", "Status"),
     "integrations": ("Интеграции", "Integrations"),
@@ -231,6 +237,11 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
     "rule_missed_call_tasks_hint": (
         'Задача «Пропущенный звонок» ответственному; закрывается сама, когда до клиента дозвонились.',
         "A 'missed call' task for the responsible manager; it closes itself once the client is reached.",
+    ),
+    "rule_missed_call_due_minutes": ("Перезвонить в течение, минут", "Call back within, minutes"),
+    "rule_missed_call_due_minutes_hint": (
+        "Срок задачи о пропущенном звонке: столько минут после звонка; позже она просрочена.",
+        "A missed call's task is due this many minutes after the call; after that it is overdue.",
     ),
     "rule_missed_call_owner": ('Кому задача о пропущенном', 'Who gets the missed-call task'),
     "rule_missed_call_owner_hint": (

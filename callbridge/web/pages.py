@@ -384,7 +384,8 @@ async def tasks_page(request: Request):
                                                  employee_id=user["id"] if mine else None, limit=200)  # fmt: skip
         people = {e.id: e for e in await directory.list_employees(session)}
         names = await directory.client_names(session, {t.client_id for t in rows if t.client_id})
-    return render(request, "tasks.html", tasks=rows, total=total, people=people, names=names, mine=mine, status=status)
+    return render(request, "tasks.html", tasks=rows, total=total, people=people, names=names, mine=mine, status=status,
+                  now=utcnow())  # fmt: skip
 
 
 @router.post("/tasks/{task_id}/done")

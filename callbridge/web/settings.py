@@ -102,7 +102,7 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
                 elif get_origin(field.annotation) is dict:
                     current[name] = json.loads(raw) if raw.strip() else {}
                 else:
-                    current[name] = raw.strip() or None
+                    current[name] = raw.strip() or field.default  # empty: the rule's default (None, mostly)
             await flows.set_rules(services, integration_id, Rules.model_validate(current))
         else:
             raise HTTPException(404, "no such action")
@@ -205,6 +205,8 @@ def _rule_kind(name: str, annotation) -> str:
         return "employees"
     if get_origin(annotation) is Literal:
         return "choice"
+    if annotation is int:
+        return "number"
     return "employee" if name.endswith(("employee_id", "owner_id", "manager_id")) else "text"
 
 

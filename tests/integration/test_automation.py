@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -258,6 +259,17 @@ async def test_a_task_closed_by_hand_stays_closed(world, services):
         task.status = "done"
     await world.post(ev("CANCELLED", "m1", "mike"))  # more news about the same call
     assert (await world.crm())["tasks"][0][1] == "done"
+
+
+async def test_a_missed_call_s_task_is_due_when_the_rules_say(world, services):
+    await world.fresh_pass(**rules_for(world), missed_call_due_minutes=15)
+    await world.post(history("d1", "Missed", "20261124T090000Z"))  # ended at 09:00:30 UTC (30 s of ringing)
+    async with services.db.read() as session:
+        (task,) = await session.scalars(select(Task))
+    assert task.due_at == datetime(2026, 11, 24, 9, 15, 30, tzinfo=UTC)
+    async with services.db.read() as session:
+        open_first, _ = await directory.list_tasks(session, status="open")
+    assert [t.id for t in open_first] == [task.id]
 
 
 async def test_turning_the_rules_off_keeps_what_they_made(world, services):

@@ -363,3 +363,27 @@ async def test_a_journal_people_scan_all_day(browser, workspace, services):
     assert ",Входящий,+79105550001,\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"open\"\")\",Петров Андрей," in row
     await snap(page, "journal-pages")
 
+
+
+async def test_tasks_say_when_they_are_due_and_which_are_overdue(browser, workspace, services):
+    from callbridge import flows
+    from callbridge.automation import Rules
+
+    async with services.db.read() as session:
+        (row,) = await integrations.list_integrations(session)
+    await flows.set_rules(services, row.id, Rules(missed_call_tasks=True, missed_call_due_minutes=30))
+    started = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y%m%dT%H%M%SZ")
+    await workspace["post"](cmd="history", type="in", status="Missed", phone=KNOWN, user="andy", duration="0",
+                            callid="t1", start=started)  # fmt: skip
+    page = await sign_in(browser, workspace["base"], "andy")
+    await page.goto(f"{workspace['base']}/tasks")
+    assert [await a.inner_text() for a in await page.query_selector_all("p.filters a")] == [
+        "Мои", "Все", "Открытые", "Выполненные"]  # fmt: skip
+    late = await page.wait_for_selector("table.tasks tr.overdue")
+    assert "Пропущенный звонок" in await late.inner_text() and "просрочена" in await late.inner_text()
+    await snap(page, "tasks")
+    await page.click("tr.overdue button:text('Выполнить')")
+    await page.wait_for_selector("tr.overdue", state="detached")
+    await page.click("text=Выполненные")
+    assert "Пропущенный звонок" in await page.inner_text("table.tasks")
+    assert not await page.query_selector("table.tasks button")  # a done task has no button to press again
