@@ -65,6 +65,8 @@ def test_integration_add_list_remove(db):
     assert len(view["token"]) >= 32
     listed = json.loads(cli(db, "integration", "list", "--json").stdout)
     assert [i["id"] for i in listed] == [view["id"]]
+    narrow = CliRunner(env={"COLUMNS": "40"}).invoke(app, ["integration", "list", "--database-url", db])
+    assert view["inbound_url"] in narrow.stdout  # whole, to paste into the PBX's cabinet
     stored = query(db, lambda s: integrations.get_integration(s, view["id"]))
     assert stored.settings == {"pbx_url": "https://acme.megapbx.ru/sys/crm_api.wcgp", "pbx_token": "secret"}
     assert cli(db, "integration", "remove", str(view["id"])).exit_code == 0
@@ -268,3 +270,17 @@ def test_integration_backfill(db):
     assert first.exit_code == 0 and "new 3, unchanged 0, refused 1" in first.stdout and "broken" in first.stderr
     assert "new 0, unchanged 3" in second.stdout
     assert pbx.received[0]["period"] == "yesterday"
+
+
+def test_help_lists_every_command_without_loading_the_server():
+    """`callbridge --help` answers at once: it imports none of the server's parts (seconds of imports)."""
+    script = ("import sys\nfrom callbridge.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in ('sqlalchemy', 'fastapi', 'httpx', 'callbridge.dialects') if m in sys.modules))")
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert shown.splitlines()[-1] == "[]"
+    from callbridge.cli import COMMANDS, LazyCommands
+
+    for name, (_, _, summary) in COMMANDS.items():
+        assert name in shown
+        command = LazyCommands().get_command(None, name)  # what `callbridge NAME --help` shows
+        assert command.name == name and (command.help or "").splitlines()[0] == summary, name

@@ -13,7 +13,7 @@ from ..services import Services
 from ..store import integrations
 from .common import AsJson, DatabaseUrl, console, fail, run
 
-apikey_app = typer.Typer(help="Keys for the JSON API (Authorization: Bearer KEY).")
+apikey_app = typer.Typer(add_completion=False, help="Keys for the JSON API (Authorization: Bearer KEY).")
 
 
 @apikey_app.command("create")

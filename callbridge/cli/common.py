@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
-from ..app import build_services
 from ..config import Settings
-from ..services import Services
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -29,6 +30,8 @@ def cli_settings(database_url: str | None) -> Settings:
 
 def run(database_url: str | None, work: Callable[[Services], Awaitable[T]]) -> T:
     """Run one piece of async work against a migrated database."""
+
+    from ..app import build_services  # the server's parts, imported by the commands that use them
 
     async def main() -> T:
         services = build_services(cli_settings(database_url))

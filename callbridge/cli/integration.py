@@ -20,7 +20,9 @@ from ..services import Services
 from ..store import integrations
 from .common import AsJson, DatabaseUrl, console, err, fail, run
 
-integration_app = typer.Typer(help="Connect PBXs: each integration has its own inbound URL and token.")
+integration_app = typer.Typer(
+    add_completion=False, help="Connect PBXs: each integration has its own inbound URL and token."
+)
 
 
 def integration_add(
@@ -220,10 +222,14 @@ def integration_list(as_json: AsJson = False, database_url: DatabaseUrl = None) 
     if as_json:
         print(json.dumps(views, ensure_ascii=False))
         return
-    table = Table("id", "kind", "name", "enabled", "inbound URL")
+    table = Table("id", "kind", "name", "enabled")
     for v in views:
-        table.add_row(str(v["id"]), v["kind"], v["name"], "yes" if v["enabled"] else "no", v["inbound_url"])
+        table.add_row(str(v["id"]), v["kind"], v["name"], "yes" if v["enabled"] else "no")
     console.print(table)
+    if views:  # whole, one per line, whatever the terminal's width: they are pasted into PBX cabinets
+        console.print("inbound URLs:")
+        for v in views:
+            console.print(f"  {v['id']}  {v['inbound_url']}", overflow="ignore", crop=False, highlight=False)
 
 
 @integration_app.command("remove")

@@ -10,7 +10,9 @@ from .. import lookup_source
 from ..api.schemas import LookupSourceOut, LookupSourceSet
 from .common import AsJson, DatabaseUrl, console, fail, run, web_url
 
-lookup_source_app = typer.Typer(help="Ask your CRM who is calling when callbridge does not know the number.")
+lookup_source_app = typer.Typer(
+    add_completion=False, help="Ask your CRM who is calling when callbridge does not know the number."
+)
 
 
 @lookup_source_app.command("set")

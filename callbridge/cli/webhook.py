@@ -15,7 +15,9 @@ from ..services import Services
 from ..store import webhooks as webhook_store
 from .common import AsJson, DatabaseUrl, console, err, fail, run, web_url
 
-webhook_app = typer.Typer(help="Signed webhooks: call, task and client events POSTed to your CRM.")
+webhook_app = typer.Typer(
+    add_completion=False, help="Signed webhooks: call, task and client events POSTed to your CRM."
+)
 
 
 @webhook_app.command("add")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import BaseModel, Field, HttpUrl, SecretStr
 
-from callbridge import cli as cli_module
+from callbridge.cli import integration as cli_module
 from callbridge.config import Settings, sqlite_url
 from callbridge.dialects import DIALECTS, hooks
 from callbridge.dialects.planfix import wire as planfix_wire
