@@ -51,6 +51,7 @@ class CallOut(ORM):
     problems: list[str] = Field(
         default_factory=list, description="what failed on this call: CRM rules, the recording, PBX requests"
     )
+    comment: str | None = Field(None, description="what the employee who talked wrote on the call card")
     tags: list[str]
     fields: dict[str, Any]
     legs: list[LegOut] = []

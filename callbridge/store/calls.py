@@ -264,6 +264,11 @@ async def not_called_back(session: AsyncSession, rows: list[CallRow]) -> set[int
     return {r.id for r in missed if latest.get(r.phone) is None or latest[r.phone] <= r.started_at}
 
 
+async def set_comment(session: AsyncSession, call_id: int, comment: str | None) -> bool:
+    result = await session.execute(update(CallRow).where(CallRow.id == call_id).values(comment=comment))
+    return result.rowcount > 0
+
+
 async def get_call(session: AsyncSession, call_id: int) -> CallRow | None:
     return await session.get(CallRow, call_id)
 

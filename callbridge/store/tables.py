@@ -182,6 +182,7 @@ class CallRow(Base):
     recording_url: Mapped[str | None] = mapped_column(Text)
     recording_expected: Mapped[bool] = mapped_column(default=False)
     problem: Mapped[str | None] = mapped_column(Text)  # why a CRM rule failed on this call, until it works
+    comment: Mapped[str | None] = mapped_column(Text)  # what the employee who talked wrote on the card
     sequence: Mapped[int] = mapped_column(default=0, server_default="0")  # grows with every change (webhooks)
     tags: Mapped[list[str]] = mapped_column(default=list)
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Path, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from .. import flows, recordings
@@ -29,6 +29,7 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(FilePath(__file__).with_name("templates")))
 PAGE = 50
 EXPORT_ROWS = 100_000  # calls in one CSV export at most
+MAX_COMMENT = 4000
 MAX_PAGE = 100_000  # 5 million calls back: further is a search, not paging
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
@@ -266,12 +267,17 @@ async def live_stream(request: Request):
 
 @router.get("/cards/{call_id}")
 async def card(call_id: IdPath, request: Request):
-    """The call card: who is calling, their manager, open deal, open tasks, last calls."""
-    await auth.signed_in(request)
+    """The call card: who is calling, their manager, open deal, open tasks, last calls. While the call rings it is
+    everyone's it was shown to; once answered, only the employee who talks keeps it (with a timer and a comment),
+    until a while after the end: anyone else gets 204, and their browser takes the card away."""
+    user = await auth.signed_in(request)
     async with services_of(request).db.read() as session:
         row = await call_store.get_call(session, call_id)
         if row is None:
             raise HTTPException(404, "no such call")
+        talking = row.answered_at is not None and row.employee_id == user["id"]
+        if row.answered_at is not None and not talking:
+            return Response(status_code=204)
         client = await directory.get_client(session, row.client_id) if row.client_id else None
         manager = (
             await directory.get_employee(session, client.responsible_id) if client and client.responsible_id else None
@@ -285,7 +291,21 @@ async def card(call_id: IdPath, request: Request):
         )
     open_deal = next((d for d in deals if d.status == "active"), None)
     return render(request, "card.html", row=row, client=client, manager=manager, deal=open_deal, tasks=tasks,
-                  last=[c for c in last if c.id != call_id][:5])  # fmt: skip
+                  last=[c for c in last if c.id != call_id][:5], talking=talking)  # fmt: skip
+
+
+@router.post("/calls/{call_id}/comment")
+async def comment(call_id: IdPath, request: Request):
+    """The comment the employee writes on the call (on the card while they talk, or after)."""
+    await auth.signed_in(request)
+    form = await checked_form(request)
+    text = form.get("comment", "").strip()[:MAX_COMMENT] or None
+    async with services_of(request).db.transaction() as session:
+        if not await call_store.set_comment(session, call_id, text):
+            raise HTTPException(404, "no such call")
+    if request.headers.get("x-requested-with") == "fetch":  # the card's script: it says "saved" itself
+        return JSONResponse({"comment": text})
+    return back(request, f"/calls/{call_id}")
 
 
 # ---- clients, deals, tasks ----------------------------------------------------------------------

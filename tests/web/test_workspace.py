@@ -7,6 +7,7 @@ import asyncio
 import io
 import math
 import os
+import re
 import shutil
 import struct
 import time
@@ -104,7 +105,7 @@ async def test_a_call_from_card_to_recording(browser, workspace):
 
     posted = time.perf_counter()
     for user in ("andy", "mike"):
-        await post(cmd="event", type="INCOMING", callid="w1", phone=KNOWN, user=user)
+        await post(cmd="event", type="INCOMING", callid="w1", phone=KNOWN, user=user, diversion="74951234567")
     card = await andy.wait_for_selector(".card", timeout=3000)
     print(f"call card on screen {1000 * (time.perf_counter() - posted):.0f} ms after the PBX request")
     text = await card.inner_text()
@@ -112,11 +113,25 @@ async def test_a_call_from_card_to_recording(browser, workspace):
     await mike.wait_for_selector(".card", timeout=3000)
     await snap(andy, "call-card")
 
-    await post(cmd="event", type="ACCEPTED", callid="w1", phone=KNOWN, user="mike")  # answered elsewhere
-    await andy.wait_for_selector(".card", state="detached", timeout=3000)
-    await mike.wait_for_selector(".card", state="detached", timeout=3000)
+    await post(cmd="event", type="ACCEPTED", callid="w1", phone=KNOWN, user="mike")  # mike answers
+    await andy.wait_for_selector(".card", state="detached", timeout=3000)  # gone for everyone else at once
+    talking = await mike.wait_for_selector(".card.talking", timeout=3000)  # the speaker keeps it
+    assert "Менеджер ЗАО Рога и копыта" in await talking.inner_text() and "Поставка копыт" in await talking.inner_text()
+    assert "Линия: +7 495 123-45-67" in await talking.inner_text()  # which of the company's numbers was called
+    for _ in range(40):  # the talk timer runs
+        if await mike.inner_text(".card time.timer") not in ("0:00", ""):
+            break
+        await asyncio.sleep(0.1)
+    assert re.fullmatch(r"0:0[1-9]", await mike.inner_text(".card time.timer"))
+    await mike.fill(".card textarea", "Просит счёт на 20 копыт")
+    await snap(mike, "call-card-talking")
 
     await post(cmd="event", type="COMPLETED", callid="w1", phone=KNOWN, user="mike")
+    ended = await mike.wait_for_selector(".card.ended", timeout=3000)  # over: a while left to finish the comment
+    assert "Звонок завершён" in await ended.inner_text()
+    assert await mike.input_value(".card textarea") == "Просит счёт на 20 копыт"  # what was typed survives
+    await mike.click(".card form.comment button")
+    assert "Сохранено" in await (await mike.wait_for_selector("#toast.show", timeout=3000)).inner_text()
     await post(cmd="history", type="in", status="Success", phone=KNOWN, user="mike", duration="60", callid="w1",
                link=f"{workspace['pbx_url']}/records/call.wav")  # fmt: skip
     for _ in range(50):
@@ -126,6 +141,9 @@ async def test_a_call_from_card_to_recording(browser, workspace):
         await asyncio.sleep(0.1)
     row = await andy.wait_for_selector("tr.call")
     assert "Отвечен" in await row.inner_text() and "Семенов Михаил" in await row.inner_text()
+    await andy.click("tr.call td a")
+    assert await andy.input_value("form.comment textarea") == "Просит счёт на 20 копыт"
+    await andy.goto(f"{base}/calls")
     duration = await andy.evaluate(
         "async () => { const a = document.querySelector('tr.call audio'); await a.play(); return a.duration; }"
     )

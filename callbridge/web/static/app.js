@@ -36,6 +36,49 @@ function hideCard(callId) {
   cards.querySelectorAll(`[data-call="${callId}"]`).forEach((card) => card.remove());
 }
 
+// After an answer or the end, a card on screen is asked for again: the employee who talks gets it back with a
+// timer and a comment (and, once the call is over, a while to finish the comment); anyone else gets 204.
+async function refreshCard(callId) {
+  const shown = cards.querySelector(`[data-call="${callId}"]`);
+  if (!shown) return;
+  const response = await fetch(`/cards/${callId}`);
+  if (response.status !== 200) return hideCard(callId);
+  const holder = document.createElement("div");
+  holder.innerHTML = await response.text();
+  const card = holder.firstElementChild;
+  const typed = shown.querySelector("textarea")?.value;
+  if (typed !== undefined && card.querySelector("textarea")) card.querySelector("textarea").value = typed;
+  shown.replaceWith(card);
+  if (card.classList.contains("ended")) setTimeout(() => leaveWhenIdle(card), ENDED_CARD_MS);
+}
+
+const ENDED_CARD_MS = 120000; // an ended call's card stays this long, and longer while its comment is being written
+function leaveWhenIdle(card) {
+  const textarea = card.querySelector("textarea");
+  if (textarea && (document.activeElement === textarea || textarea.value !== textarea.defaultValue)) {
+    return setTimeout(() => leaveWhenIdle(card), ENDED_CARD_MS);
+  }
+  card.remove();
+}
+
+setInterval(() => {
+  for (const timer of document.querySelectorAll("time.timer")) {
+    const seconds = Math.max(0, Math.floor((Date.now() - Date.parse(timer.dataset.since)) / 1000));
+    timer.textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+  }
+}, 1000);
+
+document.addEventListener("submit", async (event) => {
+  const form = event.target.closest("form.comment");
+  if (!form) return;
+  event.preventDefault();
+  const response = await fetch(form.action, { method: "POST", body: new FormData(form),
+                                              headers: { "X-Requested-With": "fetch" } });
+  const textarea = form.querySelector("textarea");
+  if (response.ok) textarea.defaultValue = textarea.value;
+  say(response.ok ? form.dataset.saved : form.dataset.failed, !response.ok);
+});
+
 // The journal's first page follows the calls as they come in: its rows, fetched again with the same filters.
 const journal = document.querySelector("table.journal[data-live] tbody");
 function refreshJournal() {
@@ -53,8 +96,13 @@ function listen() {
   const source = new EventSource("/live/stream");
   const callOf = (event) => JSON.parse(event.data).call_id;
   source.addEventListener("CardShown", (event) => showCard(callOf(event)));
-  source.addEventListener("CardHidden", (event) => hideCard(callOf(event)));
-  source.addEventListener("CallEnded", (event) => hideCard(callOf(event)));
+  source.addEventListener("CardHidden", (event) => {
+    const message = JSON.parse(event.data);
+    if (message.leg_state === "answered") refreshCard(message.call_id); // answered here: the card stays
+    else hideCard(message.call_id);
+  });
+  source.addEventListener("CallAnswered", (event) => refreshCard(callOf(event)));
+  source.addEventListener("CallEnded", (event) => refreshCard(callOf(event)));
   for (const change of ["CallOpened", "CallAnswered", "CallEnded"]) source.addEventListener(change, refreshJournal);
   source.onerror = () => {
     source.close();
