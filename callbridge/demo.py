@@ -1,10 +1,20 @@
-"""Demo data: a small sales team, clients with phones and managers, deals, a PBX and an API key."""
+"""Demo data: a small sales team, clients with phones and managers, deals, a PBX with the CRM rules on, an API
+key, and two weeks of calls (see demo_history)."""
 
 from __future__ import annotations
 
+import shutil
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from . import demo_history, flows
+from .automation import Rules
 from .domain.phones import normalize
 from .flows import inbound_url
 from .services import Services
+from .simulate import Person
 from .store import directory, integrations
 from .web.auth import hash_password
 
@@ -38,8 +48,8 @@ CLIENTS = [  # name, phones, responsible login, deals (title, status, amount)
 ]
 
 
-async def load(services: Services) -> str:
-    """Load the demo data once; a second call changes nothing."""
+async def load(services: Services, history_days: int = 14) -> str:
+    """Load the demo data once (with `history_days` of calls); a second call changes nothing."""
     async with services.db.transaction() as session:
         if await directory.list_employees(session):
             return "the database already has employees: demo data not loaded again"
@@ -66,10 +76,44 @@ async def load(services: Services) -> str:
             settings={"pbx_url": "http://127.0.0.1:9/sys/crm_api.wcgp", "pbx_token": "demo"},
         )
         key = await integrations.add_api_key(session, "demo")
+        clients, _ = await directory.list_clients(session, limit=100)
+        numbers = await directory.phones_of(session, [c.id for c in clients])
+    logins = {employee_id: login for login, employee_id in by_login.items()}
+    owners = {phone: _person(logins[c.responsible_id]) if c.responsible_id in logins else None
+              for c in clients for phone in numbers.get(c.id, [])}  # fmt: skip
+    # the rules a sales team would switch on, so the history shows what they make
+    await flows.set_rules(services, pbx.id, Rules(
+        missed_call_tasks=True, record_interactions=True, add_to_last_deal=True, leads_for_missed_unknown=True,
+        senior_manager_id=by_login["daria"]))  # fmt: skip
+    team = [_person(login) for _, login, _, role in EMPLOYEES if role != "admin"]
+    zone = ZoneInfo(services.settings.timezone)
+    calls = demo_history.plan(team, owners, days=history_days, now=datetime.now(UTC), zone=zone) if history_days else []
+    played = await demo_history.play(services, pbx, calls)
+    base = services.settings.public_url.rstrip("/")
     return (
-        f"demo loaded: {len(EMPLOYEES)} employees, {len(CLIENTS)} clients\n"
+        f"demo loaded: {len(EMPLOYEES)} employees, {len(CLIENTS)} clients, {played.calls} calls of the last "
+        f"{history_days} days ({played.recordings} recordings)\n"
+        f"workspace: {base} - sign in as admin (or daria, andy, mike, serg) with password demo\n"
+        f"watch a call come in: in another terminal, in this folder, run\n"
+        f"  {_command()} simulate group      (or hunting, missed, outgoing)\n"
         f"cloudpbx inbound URL: {inbound_url(services, pbx)}\n"
         f"crm_token: {pbx.token}\n"
-        f"API key: {key}\n"
-        f"workspace: sign in as admin (or daria, andy, mike, serg) with password demo"
+        f"API key: {key}"
     )
+
+
+def _person(login: str) -> Person:
+    extension = next(ext for _, lg, ext, _ in EMPLOYEES if lg == login)
+    return Person(login, extension)
+
+
+def _command() -> str:
+    """`callbridge` as this shell can run it: by name if it is on PATH, else by its path (a venv not activated)."""
+    here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0].endswith("callbridge") else None
+    on_path = shutil.which("callbridge")
+    if here is None or (on_path and Path(on_path).resolve() == here):
+        return "callbridge"
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)

@@ -187,7 +187,7 @@ def test_integration_rules_are_set_and_shown(db):
     assert changed.exit_code == 0, changed.output
     shown = json.loads(cli(db, "integration", "show", "1", "--json").stdout)
     assert shown["missed_call_tasks"] is True and shown["listed_employee_ids"] == [2, 3]
-    assert shown["senior_manager_id"] == 1 and shown["record_interactions"] is False
+    assert shown["senior_manager_id"] == 1 and shown["record_interactions"] is True  # the demo's, untouched
     cleared = cli(db, "integration", "set", "1", "senior_manager_id=none")
     assert cleared.exit_code == 0 and json.loads(cli(db, "integration", "show", "1", "--json").stdout)[
         "senior_manager_id"] is None  # fmt: skip
@@ -235,6 +235,8 @@ def test_simulate_plays_every_scenario_against_a_running_server(tmp_path, kind, 
         for scenario in ("group", "hunting", "missed", "outgoing"):
             played = cli(db, "simulate", scenario, "--integration", integration, "--pause", "0")
             assert played.exit_code == 0, played.output
+            assert f"{base}/calls/" in played.stdout  # where to see it
+            assert ("nobody answered" if scenario == "missed" else "answered by ") in played.stdout
     rows = query(db, lambda s: _calls(s, CallRow))
     assert sorted(rows) == [("in", "answered"), ("in", "answered"), ("in", "missed"), ("out", "answered")]
 
@@ -250,7 +252,8 @@ async def _enable_all(db: str) -> None:
 async def _calls(session, table):
     from sqlalchemy import select
 
-    return [(c.direction, c.result) for c in await session.scalars(select(table))]
+    return [(c.direction, c.result) for c in await session.scalars(select(table))
+            if not c.pbx_call_id.startswith("demo-")]  # the demo's own two weeks  # fmt: skip
 
 
 def test_integration_backfill(db):
@@ -284,3 +287,26 @@ def test_help_lists_every_command_without_loading_the_server():
         assert name in shown
         command = LazyCommands().get_command(None, name)  # what `callbridge NAME --help` shows
         assert command.name == name and (command.help or "").splitlines()[0] == summary, name
+
+
+def test_the_demo_shows_two_weeks_of_what_callbridge_does(db, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the recordings folder is ./recordings
+    shown = cli(db, "demo")
+    assert shown.exit_code == 0 and "simulate group" in shown.stdout and "password demo" in shown.stdout
+
+    async def what_happened(session):
+        from sqlalchemy import func, select
+
+        from callbridge.store.tables import CallRow, Client, Recording, Task
+
+        calls = list(await session.scalars(select(CallRow)))
+        tasks = {(t.status, t.due_at is not None) for t in await session.scalars(select(Task))}
+        leads = await session.scalar(select(func.count()).select_from(Client).where(Client.kind == "lead"))
+        kept = list(await session.scalars(select(Recording).where(Recording.status == "kept")))
+        return calls, tasks, leads, kept
+
+    calls, tasks, leads, kept = query(db, what_happened)
+    assert len({c.started_at.date() for c in calls}) >= 10  # spread over two weeks
+    assert {(c.direction, c.result) for c in calls} >= {("in", "answered"), ("in", "missed"), ("out", "answered")}
+    assert any(c.deal_id for c in calls) and leads > 0 and ("open", True) in tasks and ("done", True) in tasks
+    assert kept and all((tmp_path / "recordings" / r.file).read_bytes()[:4] == b"RIFF" for r in kept)

@@ -18,6 +18,7 @@ from .. import simulate as simulation
 from ..dialects.base import utc
 from ..importer import import_csv
 from ..services import Services
+from ..store import calls as call_store
 from ..store import directory, integrations
 from ..web.auth import hash_password
 from .common import DatabaseUrl, cli_settings, console, err, fail, run
@@ -151,13 +152,20 @@ def simulate(
         if fake is None:
             raise LookupError(f"{chosen.kind} PBXs cannot be simulated")
         call = await simulation.play(base, path, fake, chosen.token, scenario, persons, number, pause)
-        return chosen, number, call
+        async with services.db.read() as session:
+            try:
+                row = await call_store.get_call(session, await call_store.find_call(session, chosen.id, call))
+            except LookupError:
+                return chosen, number, None, "(not in this database: is the server on another one?)"
+            answered = await directory.get_employee(session, row.employee_id) if row.answered_at else None
+        return chosen, number, answered, f"{base}/calls/{row.id}"
 
     try:
-        chosen, number, call = run(database_url, work)
+        chosen, number, answered, link = run(database_url, work)
     except (LookupError, RuntimeError, httpx.HTTPError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"{scenario} call {call} from {number} played as {chosen.kind} ({chosen.name})")
+    outcome = f"answered by {answered.name}" if answered else "nobody answered"
+    console.print(f"{scenario} call from {number} played as {chosen.kind} ({chosen.name}): {outcome}\n{link}")
 
 
 @app.command()

@@ -94,7 +94,7 @@ def test_the_cli_the_settings_page_and_simulate_know_a_dialect_registered_from_o
     assert sorted(i.name for i in kinds) == ["Tiny", "Tiny 2"]
     assert kinds[1].settings["switchboard_key"] == "k2"
     calls = query(db, lambda s: _results(s))
-    assert calls == [("tinypbx", "missed")]
+    assert [c for c in calls if c[0] == "tinypbx"] == [("tinypbx", "missed")]  # beside the demo's own calls
 
 
 async def _results(session):

@@ -61,7 +61,7 @@ async def browser():
 @pytest.fixture
 async def workspace(services, database_url, tmp_path):
     """A server with the demo data, recordings kept, and a fake PBX for recordings and click-to-call."""
-    await demo.load(services)
+    await demo.load(services, history_days=0)
     pbx = FakePbx(token="demo", replies={"accounts": JSONResponse([{"name": "andy", "realName": "Петров Андрей"}])})
     with (
         serve_app(pbx.app()) as pbx_url,
