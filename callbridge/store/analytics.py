@@ -1,59 +1,83 @@
-"""Figures for the analytics page."""
+"""Figures for the analytics page: a period's calls by day and by hour (the company's days and hours), per
+employee, the calls still owed a call back, and the PBX's own analytics fields (Planfix `data_*`) as a breakdown."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .calls import OWED
 from .tables import CallRow
 
 
 @dataclass
-class Figures:
-    per_day: dict[date, tuple[int, int]] = field(default_factory=dict)  # day -> (calls, missed)
-    per_employee: dict[int | None, dict[str, float]] = field(default_factory=dict)
+class Person:
     calls: int = 0
     missed: int = 0
-    avg_wait: float = 0.0
-    avg_talk: float = 0.0
+    waited: int = 0
+    talked: int = 0
+    answered: int = 0
+
+    @property
+    def missed_rate(self) -> float:
+        return self.missed / self.calls if self.calls else 0.0
+
+    @property
+    def avg_wait(self) -> float:
+        return self.waited / self.calls if self.calls else 0.0
+
+    @property
+    def avg_talk(self) -> float:
+        return self.talked / self.answered if self.answered else 0.0
 
 
-async def figures(session: AsyncSession, since: datetime) -> Figures:
-    """Calls per day, missed-call rate, average wait and talk, overall and per employee, since then."""
+@dataclass
+class Figures:
+    per_day: dict[date, list[int]] = field(default_factory=dict)  # every day of the period -> [answered, missed]
+    per_hour: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in range(24)])
+    per_employee: dict[int | None, Person] = field(default_factory=dict)
+    total: Person = field(default_factory=Person)
+    owed: int = 0  # missed calls nobody called back
+    breakdown: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # field -> value -> [calls, answered]
+
+
+async def figures(session: AsyncSession, since: datetime, until: datetime, zone: ZoneInfo) -> Figures:
+    """The figures of the calls that started in [since, until) and are over."""
     rows = await session.execute(
-        select(CallRow.started_at, CallRow.result, CallRow.wait_seconds, CallRow.talk_seconds, CallRow.employee_id)
-        .where(CallRow.started_at >= since, CallRow.state == "ended")
-        .order_by(CallRow.started_at)
-    )
+        select(CallRow.started_at, CallRow.result, CallRow.wait_seconds, CallRow.talk_seconds, CallRow.employee_id,
+               CallRow.fields)
+        .where(CallRow.started_at >= since, CallRow.started_at < until, CallRow.state == "ended")
+    )  # fmt: skip
     out = Figures()
-    days: dict[date, list[int]] = defaultdict(lambda: [0, 0])
-    people: dict[int | None, list[float]] = defaultdict(
-        lambda: [0, 0, 0.0, 0.0, 0]
-    )  # calls, missed, wait, talk, answered
-    waits, talks = [], []
-    for started, result, wait, talk, employee in rows:
-        missed = result != "answered"
-        days[started.date()][0] += 1
-        days[started.date()][1] += missed
-        person = people[employee]
-        person[0] += 1
-        person[1] += missed
-        person[2] += wait or 0
-        if not missed:
-            person[3] += talk or 0
-            person[4] += 1
-            talks.append(talk or 0)
-        waits.append(wait or 0)
-    out.per_day = {d: (v[0], v[1]) for d, v in sorted(days.items())}
-    out.calls, out.missed = len(waits), sum(v[1] for v in days.values())
-    out.avg_wait = sum(waits) / len(waits) if waits else 0.0
-    out.avg_talk = sum(talks) / len(talks) if talks else 0.0
-    out.per_employee = {
-        e: {"calls": p[0], "missed": p[1], "avg_wait": p[2] / p[0], "avg_talk": p[3] / p[4] if p[4] else 0.0}
-        for e, p in people.items()
-    }
+    first, last = since.astimezone(zone).date(), (until - timedelta(microseconds=1)).astimezone(zone).date()
+    out.per_day = {first + timedelta(days=n): [0, 0] for n in range((last - first).days + 1)}
+    people: dict[int | None, Person] = defaultdict(Person)
+    values: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    for started, result, wait, talk, employee, fields in rows:
+        missed = int(result != "answered")
+        local = started.astimezone(zone)
+        out.per_day.setdefault(local.date(), [0, 0])[missed] += 1
+        out.per_hour[local.hour][missed] += 1
+        for person in (people[employee], out.total):
+            person.calls += 1
+            person.missed += missed
+            person.waited += wait or 0
+            if not missed:
+                person.answered += 1
+                person.talked += talk or 0
+        for name, value in (fields or {}).items():
+            if isinstance(value, str | int | float) and not name.startswith("pbx_"):
+                values[name][str(value)]["calls"] += 1
+                values[name][str(value)]["answered"] += 1 - missed
+    out.per_employee = dict(people)
+    out.breakdown = {name: {v: [c["calls"], c["answered"]] for v, c in sorted(by.items(), key=lambda i: -i[1]["calls"])}
+                     for name, by in sorted(values.items()) if len(by) <= 50}  # fmt: skip
+    in_period = (CallRow.started_at >= since, CallRow.started_at < until)
+    owed = select(func.count()).select_from(CallRow).where(*in_period, OWED)
+    out.owed = int(await session.scalar(owed) or 0)
     return out

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, cast, func, literal_column, or_, select, update
+from sqlalchemy import Select, and_, bindparam, cast, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from ..domain.calls import Call, CallState, LegState
 from ..domain.ids import own_id
@@ -218,6 +219,7 @@ class CallFilter:
     state: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    owed: bool = False  # only missed calls nobody called back
 
     def apply(self, query: Select) -> Select:
         equal = {
@@ -233,7 +235,22 @@ class CallFilter:
             query = query.where(CallRow.started_at >= self.since)
         if self.until is not None:
             query = query.where(CallRow.started_at < self.until)
+        if self.owed:
+            query = query.where(OWED)
         return query
+
+
+def _owed():
+    """A missed incoming call whose number nobody called since, and whose later calls nobody answered: one a
+    manager still owes a call."""
+    later = aliased(CallRow)
+    since = select(later.id).where(later.phone == CallRow.phone, later.started_at > CallRow.started_at,
+                                   or_(later.direction == "out", later.result == "answered"))  # fmt: skip
+    return and_(CallRow.direction == "in", CallRow.ended_at.is_not(None), CallRow.result != "answered",
+                CallRow.phone.is_not(None), ~since.exists())  # fmt: skip
+
+
+OWED = _owed()
 
 
 async def list_calls(
@@ -249,19 +266,9 @@ async def list_calls(
 
 
 async def not_called_back(session: AsyncSession, rows: list[CallRow]) -> set[int]:
-    """The missed incoming calls among `rows` whose number nobody called since, and whose later calls nobody
-    answered: the ones a manager still owes a call."""
-    missed = [r for r in rows if r.direction == "in" and r.ended_at and r.result != "answered" and r.phone]
-    if not missed:
-        return set()
-    query = (
-        select(CallRow.phone, func.max(CallRow.started_at))
-        .where(CallRow.phone.in_({r.phone for r in missed}),
-               or_(CallRow.direction == "out", CallRow.result == "answered"))
-        .group_by(CallRow.phone)
-    )  # fmt: skip
-    latest = dict((await session.execute(query)).all())
-    return {r.id for r in missed if latest.get(r.phone) is None or latest[r.phone] <= r.started_at}
+    """The calls among `rows` a manager still owes a call (OWED)."""
+    missed = [r.id for r in rows if r.direction == "in" and r.result != "answered"]
+    return set(await session.scalars(select(CallRow.id).where(CallRow.id.in_(missed), OWED))) if missed else set()
 
 
 async def set_comment(session: AsyncSession, call_id: int, comment: str | None) -> bool:

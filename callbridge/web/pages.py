@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path as FilePath
 from typing import Annotated
 from urllib.parse import urlencode
@@ -192,6 +192,7 @@ def _journal_filter(services: Services, q) -> call_store.CallFilter:
         employee_id=parse_id(q.get("employee")),
         direction=q.get("direction") if q.get("direction") in ("in", "out") else None,
         result=q.get("result") or None,
+        owed=q.get("owed") == "1",
         since=datetime.combine(since, datetime.min.time(), zone) if since else None,
         until=datetime.combine(until + timedelta(days=1), datetime.min.time(), zone) if until else None,
     )
@@ -420,15 +421,40 @@ async def task_done(task_id: IdPath, request: Request):
 # ---- analytics ----------------------------------------------------------------------------------
 
 
+SORTS = ("name", "calls", "missed_rate", "avg_wait", "avg_talk")
+
+
 @router.get("/analytics")
 async def analytics_page(request: Request):
+    """A period's figures: today, 7 or 30 days (the default), or from one date to another."""
     await auth.signed_in(request)
-    since = datetime.now(UTC) - timedelta(days=30)
-    async with services_of(request).db.read() as session:
-        figures = await analytics.figures(session, since)
+    services, q = services_of(request), request.query_params
+    zone = ZoneInfo(services.settings.timezone)
+    period, today = q.get("period", "30"), datetime.now(zone).date()
+    since, until = _date(q.get("since")), _date(q.get("until"))
+    if period != "custom" or not since:
+        days = {"today": 1, "7": 7}.get(period, 30)
+        period, since, until = (period if period in ("today", "7") else "30"), today - timedelta(days=days - 1), today
+    until = max(until or today, since)
+    start, end = (datetime.combine(d, datetime.min.time(), zone) for d in (since, until + timedelta(days=1)))
+    async with services.db.read() as session:
+        figures = await analytics.figures(session, start, end, zone)
         people = {e.id: e for e in await directory.list_employees(session)}
-    peak = max((calls for calls, _ in figures.per_day.values()), default=1) or 1
-    return render(request, "analytics.html", f=figures, people=people, peak=peak)
+    sort = q.get("sort") if q.get("sort") in SORTS else "calls"
+    def order(item):
+        employee_id, person = item
+        return (people[employee_id].name if employee_id in people else "") if sort == "name" else getattr(person, sort)
+
+    rows = sorted(figures.per_employee.items(), key=order, reverse=sort != "name")
+    peak = max([sum(v) for v in figures.per_day.values()] + [1])
+    hour_peak = max([sum(v) for v in figures.per_hour] + [1])
+    field = q.get("field") if q.get("field") in figures.breakdown else next(
+        (n for n in figures.breakdown if n.startswith("utm_")), next(iter(figures.breakdown), None))
+    day_series = [(day.strftime("%d.%m"), counts) for day, counts in figures.per_day.items()]
+    hour_series = [(str(hour), counts) for hour, counts in enumerate(figures.per_hour)]
+    return render(request, "analytics.html", f=figures, people=people, rows=rows, peak=peak, hour_peak=hour_peak,
+                  day_series=day_series, hour_series=hour_series, period=period, since=since, until=until, sort=sort, field=field, q=q,
+                  owed_link="/calls?" + urlencode({"owed": "1", "since": since, "until": until}))  # fmt: skip
 
 
 # ---- helpers ------------------------------------------------------------------------------------

@@ -405,3 +405,36 @@ async def test_tasks_say_when_they_are_due_and_which_are_overdue(browser, worksp
     await page.click("text=Выполненные")
     assert "Пропущенный звонок" in await page.inner_text("table.tasks")
     assert not await page.query_selector("table.tasks button")  # a done task has no button to press again
+
+
+async def test_analytics_worth_opening(browser, workspace, services):
+    from callbridge import flows
+
+    async with services.db.read() as session:
+        (row,) = await integrations.list_integrations(session)
+
+    def ago(days: int, hour: int) -> datetime:
+        return (datetime.now(UTC) - timedelta(days=days)).replace(hour=hour, minute=5, second=0, microsecond=0)
+
+    # three calls on two days, one missed and never called back; the PBX's own analytics fields on each
+    dialect = services.dialects["cloudpbx"]
+    for key, status, day, source in (("a1", "Success", 3, "yandex"), ("a2", "Missed", 3, "google"),
+                                     ("a3", "Success", 1, "yandex")):  # fmt: skip
+        params = {"cmd": "history", "type": "in", "status": status, "phone": f"7910555000{key[-1]}", "user": "andy",
+                  "duration": "75" if status == "Success" else "0", "callid": key,
+                  "start": ago(day, 7).strftime("%Y%m%dT%H%M%SZ")}  # fmt: skip
+        command = await dialect.replay(services, row, params, key, ago(day, 7))
+        command.events[0].fields["utm_source"] = source  # as Planfix's data_utm_source arrives
+        await flows.ingest(services, row.id, params, command)
+    page = await sign_in(browser, workspace["base"], "admin")
+    await page.goto(f"{workspace['base']}/analytics?period=7")
+    figures = await page.inner_text(".figures")
+    assert "3\nВсего" in figures and "33%\nДоля пропущенных" in figures and "1:15\nСредний разговор" in figures
+    assert len(await page.query_selector_all("svg.chart >> nth=0 >> g")) == 7  # every day of the period, zeros too
+    assert "Отвечены" in await page.inner_text(".legend") and "Пропущены" in await page.inner_text(".legend")
+    assert await page.inner_text("table.breakdown") == "Значение\tЗвонки\tОтвечено\nyandex\t2\t100%\ngoogle\t1\t0%"
+    await snap(page, "analytics")
+    await page.click(".figures a")  # the missed call nobody called back, in the journal
+    assert "owed=1" in page.url and len(await page.query_selector_all("tr.call")) == 1
+    await page.goto(f"{workspace['base']}/analytics?period=7&sort=name")
+    assert "▲" in await page.inner_text("table.sortable thead")
