@@ -448,12 +448,13 @@ async def analytics_page(request: Request):
     rows = sorted(figures.per_employee.items(), key=order, reverse=sort != "name")
     peak = max([sum(v) for v in figures.per_day.values()] + [1])
     hour_peak = max([sum(v) for v in figures.per_hour] + [1])
-    field = q.get("field") if q.get("field") in figures.breakdown else next(
-        (n for n in figures.breakdown if n.startswith("utm_")), next(iter(figures.breakdown), None))
-    day_series = [(day.strftime("%d.%m"), counts) for day, counts in figures.per_day.items()]
-    hour_series = [(str(hour), counts) for hour, counts in enumerate(figures.per_hour)]
+    fields = list(figures.breakdown)  # the field shown: the one asked for, else a utm_ one, else the first
+    field = q.get("field") if q.get("field") in fields else next((n for n in fields if n.startswith("utm_")),
+                                                                 fields[0] if fields else None)  # fmt: skip
     return render(request, "analytics.html", f=figures, people=people, rows=rows, peak=peak, hour_peak=hour_peak,
-                  day_series=day_series, hour_series=hour_series, period=period, since=since, until=until, sort=sort, field=field, q=q,
+                  day_series=[(day.strftime("%d.%m"), counts) for day, counts in figures.per_day.items()],
+                  hour_series=[(str(hour), counts) for hour, counts in enumerate(figures.per_hour)],
+                  period=period, since=since, until=until, sort=sort, field=field,
                   owed_link="/calls?" + urlencode({"owed": "1", "since": since, "until": until}))  # fmt: skip
 
 
