@@ -1,340 +1,66 @@
-"""Workspace texts: Russian by default, English on request."""
+"""Workspace texts from message catalogs: locale/<lang>/LC_MESSAGES/messages.po, read with Babel. Russian by
+default, English on request; a third language is a third catalog. The messages are named by key (`calls`,
+`rule_missed_call_tasks_hint`), plurals follow each language's rules, dates and amounts its conventions."""
 
 from __future__ import annotations
 
-LANGUAGES = ("ru", "en")
+import functools
+import io
+from datetime import datetime
+from pathlib import Path
 
-TEXTS: dict[str, tuple[str, str]] = {  # key: (ru, en)
-    "app": ("callbridge", "callbridge"),
-    "calls": ("Звонки", "Calls"),
-    "clients": ("Клиенты", "Clients"),
-    "tasks": ("Задачи", "Tasks"),
-    "analytics": ("Аналитика", "Analytics"),
-    "settings": ("Настройки", "Settings"),
-    "sign_in": ("Войти", "Sign in"),
-    "sign_out": ("Выйти", "Sign out"),
-    "login": ("Логин или e-mail", "Login or e-mail"),
-    "password": ("Пароль", "Password"),
-    "bad_login": ("Неверный логин или пароль", "Wrong login or password"),
-    "too_many_logins": ("Слишком много неудачных попыток входа: подождите 15 минут или попросите администратора",
-                        "Too many failed sign-ins: wait 15 minutes or ask an administrator"),
-    "when": ("Когда", "When"),
-    "direction": ("Направление", "Direction"),
-    "in": ("Входящий", "Incoming"),
-    "out": ("Исходящий", "Outgoing"),
-    "phone": ("Телефон", "Phone"),
-    "client": ("Клиент", "Client"),
-    "employee": ("Сотрудник", "Employee"),
-    "result": ("Результат", "Result"),
-    "wait": ("Ожидание", "Wait"),
-    "talk": ("Разговор", "Talk"),
-    "recording": ("Запись", "Recording"),
-    "recording_pending": ("АТС записала разговор, ссылки ещё нет", "recorded by the PBX, no link yet"),
-    "recording_missing": ("АТС сообщила о записи, но ссылку так и не прислала", "the PBX said it recorded the call "
-                          "but never sent the link"),  # fmt: skip
-    "recording_queued": ("скачивается", "downloading"),
-    "recording_kept": ("сохранена", "kept"),
-    "recording_failed": ("не удалось сохранить:", "could not be kept:"),
-    "state": ("Состояние", "State"),
-    "ringing": ("Звонит", "Ringing"),
-    "talking": ("Разговор", "Talking"),
-    "ended": ("Завершён", "Ended"),
-    "answered": ("Отвечен", "Answered"),
-    "missed": ("Пропущен", "Missed"),
-    "busy": ("Занято", "Busy"),
-    "no_answer": ("Нет ответа", "No answer"),
-    "unavailable": ("Недоступен", "Unavailable"),
-    "not_allowed": ("Запрещён", "Not allowed"),
-    "failed": ("Ошибка", "Failed"),
-    "cancelled": ("Отменён", "Cancelled"),
-    "any": ("Все", "Any"),
-    "from": ("С", "From"),
-    "to": ("По", "To"),
-    "filter": ("Показать", "Filter"),
-    "previous": ("← Назад", "← Previous"),
-    "next": ("Вперёд →", "Next →"),
-    "nothing": ("Ничего нет", "Nothing here"),
-    "first": ("« В начало", "« First"),
-    "last": ("В конец »", "Last »"),
-    "page_of": ("Страница {number} из {count}", "Page {number} of {count}"),
-    "export_csv": ("Выгрузить в CSV", "Export to CSV"),
-    "not_called_back": ("не перезвонили", "not called back"),
-    "not_called_back_hint": ("С тех пор этому номеру никто не звонил и не ответил",
-                             "Nobody has called this number or answered it since"),
-    "incoming_call": ("Входящий звонок", "Incoming call"),
-    "talking_now": ("Разговор", "Talking"),
-    "call_ended": ("Звонок завершён", "Call ended"),
-    "line": ("Линия", "Line"),
-    "comment": ("Комментарий к звонку", "Comment on the call"),
-    "save_comment": ("Сохранить комментарий", "Save the comment"),
-    "comment_not_saved": ("Комментарий не сохранён: попробуйте ещё раз", "The comment was not saved: try again"),
-    "unknown_number": ("Неизвестный номер", "Unknown number"),
-    "responsible": ("Ответственный", "Responsible"),
-    "open_deal": ("Открытая сделка", "Open deal"),
-    "open_tasks": ("Открытые задачи", "Open tasks"),
-    "last_calls": ("Последние звонки", "Last calls"),
-    "create_client": ("Создать клиента", "Create client"),
-    "call": ("Позвонить", "Call"),
-    "bad_request": ("Запрос не понят: обновите страницу", "The request was not understood: reload the page"),
-    "calling": ("Сначала зазвонит ваш телефон…", "Your phone will ring first…"),
-    "calling_retry": ("АТС пока не приняла звонок; пробуем ещё раз…", "The PBX has not taken the call yet; trying "
-                      "again…"),  # fmt: skip
-    "dial_not_a_number": ("Это не номер телефона", "That is not a phone number"),
-    "dial_no_employee": ("Вашей учётной записи больше нет: войдите снова", "Your account is gone: sign in again"),
-    "dial_no_pbx_user": ("У вас не указан логин или внутренний номер в АТС: попросите администратора",
-                         "You have no PBX login or extension: ask an administrator"),  # fmt: skip
-    "dial_no_integration": ("Нет включённой АТС, которая умеет звонить", "No PBX that can place calls is on"),
-    "dial_pbx_down": ("АТС не отвечает, звонок не начат. Попробуйте через минуту",
-                      "The PBX does not answer; no call was started. Try again in a minute"),  # fmt: skip
-    "dial_pbx_refused": ("АТС отказала в звонке", "The PBX refused the call"),
-    "details": ("Подробнее", "Details"),
-    "admins_only": ("Эта страница только для администраторов", "This page is for administrators only"),
-    "http_404": ("Такой страницы нет: возможно, запись удалили", "There is no such page: it may have been removed"),
-    "http_403": ("Форма устарела: обновите страницу", "The form is stale: reload the page"),
-    "http_400": ("Запрос не понят", "The request was not understood"),
-    "http_error": ("Что-то пошло не так", "Something went wrong"),
-    "to_journal": ("К журналу звонков", "To the call journal"),
-    "outbox": ("Запросы к АТС", "Requests to the PBX"),
-    "outbox_hint": (
-        "Звонки из CRM, подключение и синхронизация сотрудников. Неудачные можно повторить.",
-        "Click-to-call, setup and employee sync. Failed ones can be retried.",
-    ),
-    "outbox_empty": ("Запросов ещё не было", "No requests yet"),
-    "outbox_pending": ("в очереди", "queued"),
-    "outbox_done": ("выполнен", "done"),
-    "outbox_failed": ("не выполнен", "failed"),
-    "next_attempt": ("следующая попытка", "next attempt"),
-    "action_make_call": ("Звонок", "Call"),
-    "action_setup": ("Подключение", "Setup"),
-    "action_accounts": ("Сотрудники АТС", "PBX employees"),
-    "action_webhook": ("Вебхук", "Webhook"),
-    "webhooks": ("Вебхуки", "Webhooks"),
-    "webhooks_hint": (
-        "События звонков, задач и клиентов уходят POST-запросом в вашу CRM, подписанные по стандарту Standard "
-        "Webhooks. Недоставленные повторяются (5 с, 5 мин, 30 мин, 2 ч, 5 ч, 10 ч, 10 ч); получатель, который не "
-        "отвечает 5 дней подряд, выключается.",
-        "Call, task and client events are POSTed to your CRM, signed by the Standard Webhooks spec. Failed "
-        "deliveries are retried (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); a receiver failing for 5 days in a "
-        "row is switched off.",
-    ),
-    "webhook_secret_once": ("Секрет для проверки подписи: скопируйте его сейчас, больше он показан не будет.",
-                            "The secret to verify signatures with: copy it now, it is not shown again."),  # fmt: skip
-    "events": ("События", "Events"),
-    "webhook_on": ("Включён", "On"),
-    "webhook_off": ("Выключен", "Off"),
-    "failing_since": ("не доставляется с", "failing since"),
-    "add_webhook": ("Добавить вебхук", "Add a webhook"),
-    "send_test": ("Отправить тестовое", "Send a test"),
-    "rotate_secret": ("Новый секрет", "New secret"),
-    "switch_on": ("Включить", "Switch on"),
-    "remove": ("Удалить", "Remove"),
-    "test_delivered": ("Тестовое событие доставлено", "The test event was delivered"),
-    "webhook_url_invalid": ("Адрес вебхука должен начинаться с https:// или http://",
-                            "A webhook's URL must start with https:// or http://"),  # fmt: skip
-    "request": ("Запрос", "Request"),
-    "attempts": ("Попыток", "Attempts"),
-    "retry": ("Повторить", "Retry"),
-    "legs": ("Кому звонило", "Who it rang"),
-    "requests": ("Запросы АТС", "PBX requests"),
-    "problems": ("Проблемы", "Problems"),
-    "replay": ("Повторить запросы", "Replay requests"),
-    "replayed": (
-        "Повторено: применено {applied}, без изменений {unchanged}, ошибок {failing}",
-        "Replayed: applied {applied}, unchanged {unchanged}, failing {failing}",
-    ),  # fmt: skip
-    "name": ("Название", "Name"),
-    "phones": ("Телефоны", "Phones"),
-    "deals": ("Сделки", "Deals"),
-    "deal": ("Сделка", "Deal"),
-    "add_deal": ("Добавить сделку", "Add deal"),
-    "close": ("Закрыть", "Close"),
-    "done": ("Выполнено", "Done"),
-    "open": ("Открыта", "Open"),
-    "active": ("Активна", "Active"),
-    "closed": ("Закрыта", "Closed"),
-    "save": ("Сохранить", "Save"),
-    "search": ("Поиск по имени или номеру", "Search by name or number"),
-    "add_phone": ("Добавить номер", "Add a number"),
-    "contact_records": ("Контакты по звонкам", "Contact records"),
-    "lead": ("Лид", "Lead"),
-    "nobody": ("—", "—"),
-    "mine": ("Мои", "Mine"),
-    "all": ("Все", "All"),
-    "filter_open": ("Открытые", "Open"),
-    "filter_done": ("Выполненные", "Done"),
-    "mark_done": ("Выполнить", "Mark done"),
-    "due": ("Срок", "Due"),
-    "overdue": ("просрочена", "overdue"),
-    "done_at": ("Выполнена", "Done"),
-    "title": ("Задача", "Task"),
-    "status": ("Статус", "Status"),
-    "integrations": ("Интеграции", "Integrations"),
-    "employees": ("Сотрудники", "Employees"),
-    "inbound_url": ("Адрес для АТС", "URL for the PBX"),
-    "token": ("Ключ", "Token"),
-    "copy": ("Копировать", "Copy"),
-    "copied": ("Скопировано", "Copied"),
-    "enabled": ("Включена", "On"),
-    "disabled": ("Выключена", "Off"),
-    "enable": ("Включить", "Turn on"),
-    "disable": ("Выключить", "Turn off"),
-    "check": ("Проверить связь с АТС", "Check the PBX connection"),
-    "check_ok": ("Связь с АТС есть", "The PBX answers"),
-    "sync": ("Загрузить сотрудников из АТС", "Load employees from the PBX"),
-    "add_integration": ("Подключить АТС", "Connect a PBX"),
-    "enable_without_setup": ("Включить без setup", "Switch on without setup"),
-    "without_setup_hint": (
-        "АТС отказала в setup или не умеет его? Включите интеграцию без setup и введите адрес и ключ выше "
-        "в настройках АТС вручную.",
-        "The PBX refused setup or does not have it? Switch the integration on without setup and enter the URL "
-        "and token above in the PBX's settings by hand.",
-    ),
-    "kind": ("Тип", "Kind"),
-    "rules": ("Автоматизация", "Automations"),
-    "notifications": ("Уведомления для кабинета UIS", "Notifications for the UIS cabinet"),
-    "extension": ("Внутренний", "Extension"),
-    "pbx_login": ("Логин в АТС", "PBX login"),
-    "clid": ("Номер для исходящих", "Caller ID"),
-    "away": ("Отсутствует", "Away"),
-    "role": ("Роль", "Role"),
-    "calls_per_day": ("Звонков в день", "Calls per day"),
-    "missed_rate": ("Доля пропущенных", "Missed-call rate"),
-    "avg_wait": ("Среднее ожидание", "Average wait"),
-    "avg_talk": ("Средний разговор", "Average talk"),
-    "period_today": ("Сегодня", "Today"),
-    "period_7": ("7 дней", "7 days"),
-    "period_30": ("30 дней", "30 days"),
-    "show": ("Показать", "Show"),
-    "answered_plural": ("Отвечены", "Answered"),
-    "missed_plural": ("Пропущены", "Missed"),
-    "calls_per_hour": ("Звонки по часам", "Calls by hour of day"),
-    "owed_calls": ("Не перезвонили", "Not called back"),
-    "breakdown": ("Звонки по полям АТС", "Calls by the PBX's fields"),
-    "value": ("Значение", "Value"),
-    "answered_share": ("Отвечено", "Answered"),
-    "per_employee": ("По сотрудникам", "Per employee"),
-    "total": ("Всего", "Total"),
-    "last_30_days": ("за 30 дней", "last 30 days"),
-    "saved": ("Сохранено", "Saved"),
-    "api_keys": ("Ключи API", "API keys"),
-    "api_key_once": ("Новый ключ: скопируйте его сейчас, больше он показан не будет.",
-                     "The new key: copy it now, it is not shown again."),
-    "access": ("Доступ", "Access"),
-    "created": ("Создан", "Created"),
-    "last_used": ("Последнее использование", "Last used"),
-    "never": ("никогда", "never"),
-    "read_only": ("только чтение", "read only"),
-    "read_write": ("чтение и запись", "read and write"),
-    "revoked": ("отозван", "revoked"),
-    "revoke": ("Отозвать", "Revoke"),
-    "create_key": ("Создать ключ", "Create a key"),
-    "error": ("Ошибка", "Error"),
-    "forbidden": ("Нужны права администратора", "Administrators only"),
-    "rule_notify_responsible_only": (
-        'Карточку звонка видит только ответственный менеджер',
-        'Only the responsible manager sees the call card',
-    ),
-    "rule_notify_responsible_only_hint": (
-        'Клиент известен — карточка у его менеджера; номер неизвестен — у того, кому звонит телефон; иначе — '
-        'у сотрудников интеграции.',
-        "A known client's card goes to their manager; an unknown number's to whoever's phone rings; otherwise"
-        " to the integration's employees.",
-    ),
-    "rule_record_interactions": ('Запись о контакте в карточке клиента', 'A contact record on the client'),
-    "rule_record_interactions_hint": (
-        'После каждого звонка: дата, направление, сотрудник, длительность, результат и запись разговора.',
-        'After every call: date, direction, employee, talk time, result and the recording.',
-    ),
-    "rule_add_to_last_deal": ('Звонок в последнюю активную сделку', 'The call goes into the last active deal'),
-    "rule_add_to_last_deal_hint": (
-        'Звонок попадает в историю последней открытой сделки клиента.',
-        "The call joins the history of the client's last open deal.",
-    ),
-    "rule_missed_call_tasks": ('Задача на пропущенный звонок', 'A task for a missed call'),
-    "rule_missed_call_tasks_hint": (
-        'Задача «Пропущенный звонок» ответственному; закрывается сама, когда до клиента дозвонились.',
-        "A 'missed call' task for the responsible manager; it closes itself once the client is reached.",
-    ),
-    "rule_missed_call_due_minutes": ("Перезвонить в течение, минут", "Call back within, minutes"),
-    "rule_missed_call_due_minutes_hint": (
-        "Срок задачи о пропущенном звонке: столько минут после звонка; позже она просрочена.",
-        "A missed call's task is due this many minutes after the call; after that it is overdue.",
-    ),
-    "rule_missed_call_owner": ('Кому задача о пропущенном', 'Who gets the missed-call task'),
-    "rule_missed_call_owner_hint": (
-        'Ответственному за клиента, тому, кому звонило последним, или сотруднику по умолчанию.',
-        "The client's manager, the employee whose phone rang last, or the default owner.",
-    ),
-    "rule_default_owner_id": ('Сотрудник по умолчанию для пропущенных', 'Default owner of missed calls'),
-    "rule_default_owner_id_hint": ('Кому задача, если иначе некому.', 'Who gets the task when nobody else does.'),
-    "rule_owners_by_virtual_number": ('Владельцы пропущенных по номерам', 'Missed-call owners per number'),
-    "rule_owners_by_virtual_number_hint": (
-        'Для каждого виртуального номера — свой сотрудник: JSON вида {"+74950000000": 3}.',
-        'An employee per virtual number: JSON like {"+74950000000": 3}.',
-    ),
-    "rule_unknown_numbers_client_id": ('Клиент для неизвестных номеров', 'Client for unknown numbers'),
-    "rule_unknown_numbers_client_id_hint": (
-        'Записи о звонках с неизвестных номеров — на этого клиента (номер клиента), а не на нового.',
-        'Records of unknown numbers go to this client (its number) instead of a new one.',
-    ),
-    "rule_leads_for_missed_unknown": (
-        'Лид на пропущенный с неизвестного номера',
-        'A lead for a missed call from an unknown number',
-    ),
-    "rule_leads_for_missed_unknown_hint": (
-        'Создаётся лид на старшего менеджера.',
-        'A lead is made for the senior manager.',
-    ),
-    "rule_senior_manager_id": ('Старший менеджер', 'Senior manager'),
-    "rule_senior_manager_id_hint": ('Кому достаются такие лиды.', 'Who gets those leads.'),
-    "rule_clients_for_outgoing_unknown": (
-        'Клиент на исходящий на неизвестный номер',
-        'A client for an outgoing call to an unknown number',
-    ),
-    "rule_clients_for_outgoing_unknown_hint": (
-        'Клиент создаётся на звонившего сотрудника.',
-        'The client is made for the employee who called.',
-    ),
-    "rule_default_employee_id": ('Сотрудник для неизвестных логинов АТС', 'Employee for unknown PBX logins'),
-    "rule_default_employee_id_hint": (
-        'Звонки сотрудников АТС, которых нет в callbridge, записываются на него.',
-        'Calls of PBX users callbridge does not know are kept under this employee.',
-    ),
-    "rule_listed_employee_ids": ('Сотрудники интеграции', "The integration's employees"),
-    "rule_listed_employee_ids_hint": (
-        'Видят карточки звонков, когда никто другой не назван.',
-        'They see the cards when nobody else is named.',
-    ),
-    "rule_routing_fallback_employee_id": ('Замена отсутствующего менеджера', 'Stand-in for an absent manager'),
-    "rule_routing_fallback_employee_id_hint": (
-        'Если ответственный отсутствует, АТС направит звонок этому сотруднику.',
-        'When the responsible manager is away, the PBX routes the call to this employee.',
-    ),
-    "rule_deadline_route": ('Маршрут, если база не ответила вовремя', 'Route when the store is late'),
-    "rule_deadline_route_hint": (
-        'Логин или внутренний номер, который АТС получит, если поиск клиента не успел.',
-        'The PBX login or extension the PBX is given when the lookup runs out of time.',
-    ),
-    "rule_ticket_per_call": ('Заявка на каждый звонок', 'A ticket for every call'),
-    "rule_ticket_per_call_hint": (
-        'Заявка на сотрудника, который принял звонок.',
-        'A ticket for the employee who took the call.',
-    ),
-    "rule_ticket_department": ('Отдел для заявок', 'Department for tickets'),
-    "rule_ticket_department_hint": ('', ''),
-    "owner_responsible": ("ответственному за клиента", "the client's manager"),
-    "owner_last_rung": ("тому, кому звонило последним", "whoever's phone rang last"),
-    "owner_default": ("сотруднику по умолчанию", "the default owner"),
-    "role_employee": ("сотрудник", "employee"),
-    "role_manager": ("руководитель", "manager"),
-    "role_admin": ("администратор", "administrator"),
-    "nobody_chosen": ("— никто —", "— nobody —"),
-    "language": ("English", "Русский"),
-}
+from babel.dates import format_datetime
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import Translations
+
+LOCALE_DIR = Path(__file__).with_name("locale")
+DEFAULT = "ru"
+
+
+@functools.cache
+def _catalogs() -> dict[str, tuple[Catalog, Translations]]:
+    """Every catalog in LOCALE_DIR, read once, with its gettext translations (compiled here: no build step)."""
+    found = {}
+    for po in sorted(LOCALE_DIR.glob("*/LC_MESSAGES/messages.po")):
+        lang = po.parts[-3]
+        with po.open("rb") as source:
+            catalog = read_po(source, locale=lang)
+        compiled = io.BytesIO()
+        write_mo(compiled, catalog)
+        compiled.seek(0)
+        found[lang] = (catalog, Translations(compiled))
+    return found
+
+
+LANGUAGES = tuple(sorted(_catalogs(), key=lambda lang: (lang != DEFAULT, lang)))
+
+
+def translations(lang: str) -> Translations:
+    """The language's gettext translations, for Jinja's i18n extension (`ngettext` in templates)."""
+    return _catalogs().get(lang, _catalogs()[DEFAULT])[1]
 
 
 def translate(key: str, lang: str, **values) -> str:
     """The text for `key` in `lang`; the key itself when there is none (so a gap shows, not breaks)."""
-    pair = TEXTS.get(key)
-    text = key if pair is None else pair[LANGUAGES.index(lang) if lang in LANGUAGES else 0]
+    catalog = _catalogs().get(lang, _catalogs()[DEFAULT])[0]
+    message = catalog.get(key)
+    text = message.string if message is not None and isinstance(message.string, str) else key
     return text.format(**values) if values else text
+
+
+def plural(key: str, count: int, lang: str) -> str:
+    """`count` with the noun in the language's form for it: "1 звонок", "2 звонка", "5 звонков"."""
+    return translations(lang).ngettext(key, f"{key}_plural", count) % {"num": count}
+
+
+def moment(value: datetime, lang: str) -> str:
+    """A date and time (already in the company's zone) as the language writes it: 01.12.2026 10:35, Dec 1, 2026."""
+    return format_datetime(value, translate("datetime_format", lang), tzinfo=value.tzinfo, locale=lang)
+
+
+def amount(value: float, lang: str) -> str:
+    """A deal's amount in roubles, its digits grouped as the language groups them: 420 000 ₽, 420,000 ₽."""
+    return format_decimal(value, "#,##0", locale=lang) + "\u00a0₽"

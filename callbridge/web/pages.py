@@ -23,10 +23,11 @@ from ..store import calls as call_store
 from ..store import recordings as recording_store
 from ..store.tables import utcnow
 from . import auth, export
-from .i18n import LANGUAGES, translate
+from .i18n import LANGUAGES, amount, moment, translate, translations
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(FilePath(__file__).with_name("templates")))
+templates.env.add_extension("jinja2.ext.i18n")
 PAGE = 50
 EXPORT_ROWS = 100_000  # calls in one CSV export at most
 MAX_COMMENT = 4000
@@ -43,7 +44,11 @@ def lang_of(request: Request) -> str:
 
 
 def render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
+    """A page in the user's language: `t(key)`, `ngettext` for counts, dates and amounts as the language writes
+    them, times in the company's zone. (Rendering is synchronous: the catalog installed here is the one it uses.)"""
     lang = lang_of(request)
+    zone = ZoneInfo(services_of(request).settings.timezone)
+    templates.env.install_gettext_translations(translations(lang), newstyle=True)
     context |= {
         "request": request,
         "lang": lang,
@@ -51,7 +56,9 @@ def render(request: Request, name: str, status_code: int = 200, **context) -> HT
         "user": getattr(request.state, "user", None),
         "csrf": auth.csrf_token(request),
         "display": lambda phone: display(phone) if phone else "",
-        "local": lambda moment: moment.astimezone(ZoneInfo(services_of(request).settings.timezone)),
+        "local": lambda value: value.astimezone(zone),
+        "moment": lambda value: moment(value.astimezone(zone), lang),
+        "amount": lambda value: amount(value, lang),
     }
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
