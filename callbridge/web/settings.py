@@ -5,7 +5,6 @@ Forms are generated from each dialect's settings model and the rules model, so n
 
 from __future__ import annotations
 
-import json
 from typing import Literal, get_args, get_origin
 from urllib.parse import urlencode
 
@@ -18,6 +17,7 @@ from ..automation import Rules
 from ..dialects.base import stored_settings
 from ..domain.ids import parse_id
 from ..domain.pbx import PbxError
+from ..domain.phones import normalize
 from ..store import directory, integrations
 from ..store import outbox as outbox_store
 from ..store import webhooks as webhook_store
@@ -51,7 +51,8 @@ async def _settings_view(request: Request, new_key: str | None = None, new_secre
                   setting_fields=lambda dialect: setting_fields(dialect, lang_of(request)), rule_kinds=RULE_KINDS,
                   rule_choices=RULE_CHOICES,
                   outbox=requests, api_keys=api_keys,
-                  message=request.query_params.get("message"), new_key=new_key, webhooks=hooks,
+                  message=request.query_params.get("message"), field=request.query_params.get("field"),
+                  problem=request.query_params.get("value", ""), new_key=new_key, webhooks=hooks,
                   event_types=webhooks.EVENT_TYPES, new_secret=new_secret)  # fmt: skip
 
 
@@ -91,19 +92,10 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
         elif action == "check":
             return _settings_message(await flows.check_integration(services, integration_id))
         elif action == "rules":
-            current = (await services.rules(integration_id)).model_dump()
-            chosen = await request.form()  # checked above; a multiple select sends a list
-            for name, field in Rules.model_fields.items():
-                raw = form.get(name, "")
-                if field.annotation is bool:
-                    current[name] = name in form
-                elif get_origin(field.annotation) is list:
-                    current[name] = [i for v in chosen.getlist(name) for p in str(v).split(",") if (i := parse_id(p))]
-                elif get_origin(field.annotation) is dict:
-                    current[name] = json.loads(raw) if raw.strip() else {}
-                else:
-                    current[name] = raw.strip() or field.default  # empty: the rule's default (None, mostly)
-            await flows.set_rules(services, integration_id, Rules.model_validate(current))
+            rules = await _rules_from(request, form, await services.rules(integration_id), services)
+            if isinstance(rules, RedirectResponse):
+                return rules
+            await flows.set_rules(services, integration_id, rules)
         else:
             raise HTTPException(404, "no such action")
     except (PbxError, ValidationError, ValueError, LookupError) as exc:
@@ -193,8 +185,39 @@ async def webhook_action(webhook_id: IdPath, action: str, request: Request):
     return _settings_message("saved")
 
 
-def _settings_message(message: str) -> RedirectResponse:
-    return RedirectResponse("/settings?" + urlencode({"message": message}), status_code=303)
+def _settings_message(message: str, **where: str) -> RedirectResponse:
+    """Back to the settings page with a message: at the top, or beside the field `where` names."""
+    return RedirectResponse("/settings?" + urlencode({"message": message} | where), status_code=303)
+
+
+async def _rules_from(request: Request, form: dict[str, str], rules: Rules, services) -> Rules | RedirectResponse:
+    """The rules the form asks for, or the page again with what is wrong beside the field it is wrong in."""
+    current = rules.model_dump()
+    chosen = await request.form()  # checked above; a multiple select and the owners' rows send lists
+    integration = request.path_params["integration_id"]
+    for name, field in Rules.model_fields.items():
+        raw = form.get(name, "")
+        if field.annotation is bool:
+            current[name] = name in form
+        elif get_origin(field.annotation) is list:
+            current[name] = [i for v in chosen.getlist(name) for p in str(v).split(",") if (i := parse_id(p))]
+        elif get_origin(field.annotation) is dict:  # rows of a number and its owner; an emptied number drops its row
+            owners = {}
+            for number, owner in zip(chosen.getlist(f"{name}.number"), chosen.getlist(f"{name}.employee"), strict=False):
+                if not str(number).strip():
+                    continue
+                e164 = normalize(str(number), services.settings.default_region)
+                if e164 is None or parse_id(str(owner)) is None:
+                    return _settings_message("owner_row_invalid", field=f"{integration}:{name}", value=str(number))
+                owners[e164] = parse_id(str(owner))
+            current[name] = owners
+        else:
+            current[name] = raw.strip() or field.default  # empty: the rule's default (None, mostly)
+    try:
+        return Rules.model_validate(current)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        return _settings_message("rule_invalid", field=f"{integration}:{error['loc'][0]}", value=error["msg"])
 
 
 def _rule_kind(name: str, annotation) -> str:
@@ -205,6 +228,8 @@ def _rule_kind(name: str, annotation) -> str:
         return "employees"
     if get_origin(annotation) is Literal:
         return "choice"
+    if get_origin(annotation) is dict:
+        return "owners"
     if annotation is int:
         return "number"
     return "employee" if name.endswith(("employee_id", "owner_id", "manager_id")) else "text"

@@ -340,6 +340,36 @@ async def test_the_rules_are_set_in_words_with_employees_picked_by_name(browser,
     roles = await admin.inner_text("select[name=role]")
     assert "администратор" in roles and "admin" not in roles
 
+    # owners per virtual number are rows: one added, then a second, then the first removed
+    rows = "section.integration form[action$='/rules']"
+    await admin.click("text=Автоматизация")
+    await admin.fill(f"{rows} .owner-row >> nth=0 >> input", "8 (495) 120-00-00")
+    await admin.select_option(f"{rows} .owner-row >> nth=0 >> select", label="Семенов Михаил")
+    await admin.click(f"{rows} button:text('Сохранить')")
+    await admin.click("text=Автоматизация")
+    await admin.fill(f"{rows} .owner-row >> nth=1 >> input", "+7 812 300-00-00")
+    await admin.select_option(f"{rows} .owner-row >> nth=1 >> select", label="Иванова Дария")
+    await admin.fill(f"{rows} .owner-row >> nth=0 >> input", "")
+    await admin.click(f"{rows} button:text('Сохранить')")
+    async with services.db.read() as session:
+        (row,) = await integrations.list_integrations(session)
+    assert row.automation["owners_by_virtual_number"] == {"+78123000000": people["Иванова Дария"]}
+
+    # a wrong value is said beside its field, in words, and nothing is saved
+    await admin.click("text=Автоматизация")
+    await admin.fill(f"{rows} .owner-row >> nth=1 >> input", "не номер")
+    await admin.select_option(f"{rows} .owner-row >> nth=1 >> select", label="Петров Андрей")
+    await admin.click(f"{rows} button:text('Сохранить')")
+    said = await admin.inner_text(f"{rows} small.error")
+    assert said == "Номер «не номер» не похож на телефон, или к нему не выбран сотрудник"
+    await admin.fill(f"{rows} input[name=missed_call_due_minutes]", "20000")  # over a week: past what it takes
+    await admin.click(f"{rows} button:text('Сохранить')")
+    assert (await admin.inner_text(f"{rows} small.error")).startswith("Неверное значение:")
+    await snap(admin, "settings-rules")
+    async with services.db.read() as session:
+        (row,) = await integrations.list_integrations(session)
+    assert row.automation["owners_by_virtual_number"] == {"+78123000000": people["Иванова Дария"]}
+
 
 async def test_a_journal_people_scan_all_day(browser, workspace, services):
     post = workspace["post"]

@@ -117,7 +117,7 @@ document.addEventListener("click", async (event) => {
   const copy = event.target.closest("button.copy");
   if (copy) {
     await navigator.clipboard?.writeText(copy.dataset.copy).catch(() => {});
-    return say(copy.textContent === "Copy" ? "Copied" : "Скопировано");
+    return say(document.body.dataset.copied);
   }
   const dial = event.target.closest("a.dial");
   if (!dial) return;
