@@ -203,7 +203,8 @@ async def _rules_from(request: Request, form: dict[str, str], rules: Rules, serv
             current[name] = [i for v in chosen.getlist(name) for p in str(v).split(",") if (i := parse_id(p))]
         elif get_origin(field.annotation) is dict:  # rows of a number and its owner; an emptied number drops its row
             owners = {}
-            for number, owner in zip(chosen.getlist(f"{name}.number"), chosen.getlist(f"{name}.employee"), strict=False):
+            rows = zip(chosen.getlist(f"{name}.number"), chosen.getlist(f"{name}.employee"), strict=False)
+            for number, owner in rows:
                 if not str(number).strip():
                     continue
                 e164 = normalize(str(number), services.settings.default_region)
