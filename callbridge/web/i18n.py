@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -64,3 +65,31 @@ def moment(value: datetime, lang: str) -> str:
 def amount(value: float, lang: str) -> str:
     """A deal's amount in roubles, its digits grouped as the language groups them: 420 000 ₽, 420,000 ₽."""
     return format_decimal(value, "#,##0", locale=lang) + "\u00a0₽"
+
+
+# What the server says in English (in the API, the log and the outbox) and the catalog key that says it to a person;
+# the English stays one click away. The first pattern that matches wins.
+EXPLAINED = [
+    (re.compile(r"(?:the )?PBX answered (?P<code>\d{3})"), "error_pbx_answered"),
+    (re.compile(r"(?:PBX|UIS) did not answer"), "error_pbx_silent"),
+    (re.compile(r"the receiver answered (?P<code>\d{3})"), "error_receiver_answered"),
+    (re.compile(r"the receiver did not answer"), "error_receiver_silent"),
+    (re.compile(r"larger than (?P<limit>\d+) bytes"), "error_too_large"),
+    (re.compile(r"did not give an audio file"), "error_not_audio"),
+    (re.compile(r"not an http\(s\) address"), "error_not_http"),
+    (re.compile(r"download failed"), "error_download_failed"),
+    (re.compile(r"could not store the recording"), "error_not_stored"),
+    (re.compile(r"too late: nobody waits"), "error_too_late"),
+    (re.compile(r"has no (?:PBX login|extension|UIS employee id)"), "error_no_pbx_login"),
+    (re.compile(r"callbridge does not fetch from (?P<host>\S+): it is a"), "error_refused_address"),
+]
+
+
+def explain(text: str | None, lang: str) -> str:
+    """A server message in the person's words, or the message itself when it is not one we know."""
+    if not text:
+        return ""
+    for pattern, key in EXPLAINED:
+        if found := pattern.search(text):
+            return translate(key, lang, **found.groupdict())
+    return text

@@ -23,7 +23,7 @@ from ..store import calls as call_store
 from ..store import recordings as recording_store
 from ..store.tables import utcnow
 from . import auth, export
-from .i18n import LANGUAGES, amount, moment, translate, translations
+from .i18n import LANGUAGES, amount, explain, moment, translate, translations
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(FilePath(__file__).with_name("templates")))
@@ -59,6 +59,7 @@ def render(request: Request, name: str, status_code: int = 200, **context) -> HT
         "local": lambda value: value.astimezone(zone),
         "moment": lambda value: moment(value.astimezone(zone), lang),
         "amount": lambda value: amount(value, lang),
+        "explain": lambda text: explain(text, lang),
     }
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 

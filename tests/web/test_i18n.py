@@ -55,3 +55,17 @@ def test_a_third_language_is_a_catalog(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         i18n._catalogs.cache_clear()
+
+
+@pytest.mark.parametrize("said, ru", [
+    ("the PBX answered 404", "АТС ответила ошибкой 404"),
+    ("PBX did not answer: ConnectError", "АТС не ответила: нет связи или она не успела"),
+    ("the receiver answered 503: busy", "Получатель ответил ошибкой 503"),
+    ("larger than 1000 bytes", "Файл больше разрешённых 1000 байт"),
+    ("callbridge does not fetch from 10.0.0.5: it is a private address; an admin can allow it with X=10.0.0.5",
+     "callbridge не обращается к 10.0.0.5: это внутренний адрес; администратор может разрешить его в "
+     "CALLBRIDGE_OUTBOUND_ALLOW"),
+    ("something nobody foresaw", "something nobody foresaw"),  # as it is, rather than wrong words
+])  # fmt: skip
+def test_server_messages_are_said_in_words(said, ru):
+    assert i18n.explain(said, "ru") == ru

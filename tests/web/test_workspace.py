@@ -468,3 +468,22 @@ async def test_analytics_worth_opening(browser, workspace, services):
     assert "owed=1" in page.url and len(await page.query_selector_all("tr.call")) == 1
     await page.goto(f"{workspace['base']}/analytics?period=7&sort=name")
     assert "▲" in await page.inner_text("table.sortable thead")
+
+
+async def test_what_went_wrong_is_said_in_the_user_s_words(browser, workspace, services):
+    await workspace["post"](cmd="history", type="in", status="Success", phone=KNOWN, user="andy", duration="30",
+                            callid="e1", link=f"{workspace['pbx_url']}/records/gone.wav")  # fmt: skip
+    page = await sign_in(browser, workspace["base"], "andy")
+    for _ in range(100):
+        await page.goto(f"{workspace['base']}/calls")
+        await page.click("tr.call td a")
+        if "ошибкой 404" in await page.inner_text("dl.facts"):
+            break
+        await asyncio.sleep(0.1)
+    said = await page.query_selector("dl.facts .said")
+    assert "АТС ответила ошибкой 404" in await said.inner_text()
+    assert await said.get_attribute("title") == "the PBX answered 404"  # the technical detail, one hover away
+    call = page.url
+    await page.goto(f"{workspace['base']}/lang/en")
+    await page.goto(call)
+    assert "The PBX answered with error 404" in await page.inner_text("dl.facts")
