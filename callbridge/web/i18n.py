@@ -70,6 +70,8 @@ def amount(value: float, lang: str) -> str:
 # What the server says in English (in the API, the log and the outbox) and the catalog key that says it to a person;
 # the English stays one click away. The first pattern that matches wins.
 EXPLAINED = [
+    (re.compile(r"^(?:PBX|UIS) answered 40[13]:"), "error_pbx_token"),  # the API refused: its token
+    (re.compile(r"^(?:PBX|UIS) answered 404:"), "error_pbx_address"),  # the API is not there
     (re.compile(r"(?:the )?PBX answered (?P<code>\d{3})"), "error_pbx_answered"),
     (re.compile(r"(?:PBX|UIS) did not answer"), "error_pbx_silent"),
     (re.compile(r"the receiver answered (?P<code>\d{3})"), "error_receiver_answered"),

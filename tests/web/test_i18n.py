@@ -59,6 +59,8 @@ def test_a_third_language_is_a_catalog(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("said, ru", [
     ("the PBX answered 404", "АТС ответила ошибкой 404"),
+    ("PBX answered 401: Invalid token", "АТС не приняла ключ: проверьте токен в кабинете АТС и в настройках"),
+    ("PBX answered 404: Not Found", "По адресу АТС ничего нет: проверьте адрес API в настройках"),
     ("PBX did not answer: ConnectError", "АТС не ответила: нет связи или она не успела"),
     ("the receiver answered 503: busy", "Получатель ответил ошибкой 503"),
     ("larger than 1000 bytes", "Файл больше разрешённых 1000 байт"),
