@@ -108,14 +108,15 @@ async def play(services: Services, integration: Integration, calls: list[DemoCal
                     call_ids.update((await flows.ingest(services, integration.id, params, command)).call_ids)
             played.calls += 1
             if call.answered_by is not None and call_ids:
-                await _keep_recording(services, min(call_ids), tone(seconds=2 + n % 3, seed=n % 6))
+                await keep_recording(services, min(call_ids), tone(seconds=2 + n % 3, seed=n % 6))
                 played.recordings += 1
 
     await asyncio.gather(*(one(n, call) for n, call in enumerate(calls)))
     return played
 
 
-async def _keep_recording(services: Services, call_id: int, audio: bytes) -> None:
+async def keep_recording(services: Services, call_id: int, audio: bytes) -> None:
+    """Keep `audio` as the call's recording, as an uploaded one is kept."""
     files = services.recording_files
     spooled = files.spool(str(call_id))
     spooled.write_bytes(audio)

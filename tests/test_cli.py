@@ -233,12 +233,14 @@ def test_simulate_plays_every_scenario_against_a_running_server(tmp_path, kind, 
         asyncio.run(_enable_all(db))
         integration = "1" if kind == "cloudpbx" else "2"
         for scenario in ("group", "hunting", "missed", "outgoing"):
-            played = cli(db, "simulate", scenario, "--integration", integration, "--pause", "0")
+            played = cli(db, "simulate", scenario, "--integration", integration, "--pause", "0", "--recording")
             assert played.exit_code == 0, played.output
             assert f"{base}/calls/" in played.stdout  # where to see it
             assert ("nobody answered" if scenario == "missed" else "answered by ") in played.stdout
     rows = query(db, lambda s: _calls(s, CallRow))
     assert sorted(rows) == [("in", "answered"), ("in", "answered"), ("in", "missed"), ("out", "answered")]
+    kept = query(db, lambda s: _recordings(s))
+    assert len(kept) == 3  # one for each answered call, none for the missed one
 
 
 async def _enable_all(db: str) -> None:
@@ -247,6 +249,16 @@ async def _enable_all(db: str) -> None:
         for integration in await integrations.list_integrations(session):
             integration.enabled = True  # the planfix PBX of this test is not there to answer `setup`
     await services.close()
+
+
+async def _recordings(session):
+    from sqlalchemy import select
+
+    from callbridge.store.tables import CallRow, Recording
+
+    query = select(Recording).join(CallRow, CallRow.id == Recording.call_id).where(
+        Recording.status == "kept", ~CallRow.pbx_call_id.startswith("demo-"))  # fmt: skip
+    return list(await session.scalars(query))
 
 
 async def _calls(session, table):

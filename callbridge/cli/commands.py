@@ -127,6 +127,7 @@ def simulate(
     url: Annotated[str | None, typer.Option(help="the running server (default: CALLBRIDGE_PUBLIC_URL)")] = None,
     phone: Annotated[str | None, typer.Option(help="the client's number (default: a random client's)")] = None,
     pause: Annotated[float, typer.Option(help="seconds between the steps a person would see")] = 1.5,
+    recording: Annotated[bool, typer.Option(help="attach a short recording (made here) to an answered call")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Play a realistic call against a running server, as the integration's PBX would send it."""
@@ -158,6 +159,10 @@ def simulate(
             except LookupError:
                 return chosen, number, None, "(not in this database: is the server on another one?)"
             answered = await directory.get_employee(session, row.employee_id) if row.answered_at else None
+        if recording and answered:
+            from ..demo_history import keep_recording, tone
+
+            await keep_recording(services, row.id, tone(seconds=3, seed=row.id % 6))
         return chosen, number, answered, f"{base}/calls/{row.id}"
 
     try:
