@@ -1,27 +1,19 @@
-"""The commands of their own: serve, migrate, demo data, replay, simulate, passwords, imports."""
+"""The commands of their own: serve, migrate, demo data, replay, simulate, passwords, imports. Each imports the
+server's parts it uses when it runs, so that its `--help` answers at once."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
-from rich.progress import track
 
-from .. import demo as demo_data
-from .. import flows
-from .. import simulate as simulation
-from ..dialects.base import utc
-from ..importer import import_csv
-from ..services import Services
-from ..store import calls as call_store
-from ..store import directory, integrations
-from ..web.auth import hash_password
 from .common import DatabaseUrl, cli_settings, console, err, fail, run
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 app = typer.Typer(add_completion=False)  # `callbridge` (cli/__init__.py) is the command; these are its parts
 
@@ -42,6 +34,7 @@ def serve(
 
     import uvicorn
 
+    from .. import demo as demo_data
     from ..app import create_app
     from ..config import key_file
     from ..recording_files import recording_files
@@ -86,6 +79,8 @@ def migrate(database_url: DatabaseUrl = None) -> None:
 @app.command()
 def demo(database_url: DatabaseUrl = None) -> None:
     """Load demo employees, clients with phones and managers, deals, a demo integration and an API key."""
+    from .. import demo as demo_data
+
     console.print(run(database_url, demo_data.load))
 
 
@@ -98,6 +93,10 @@ def replay(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run journaled PBX requests through again: the ones that failed are applied, the rest change nothing."""
+    from rich.progress import track
+
+    from .. import flows
+    from ..dialects.base import utc
 
     def progress(entries):
         return track(entries, description="replaying", console=console, transient=True)
@@ -131,6 +130,15 @@ def simulate(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Play a realistic call against a running server, as the integration's PBX would send it."""
+    import random
+
+    import httpx
+
+    from .. import flows
+    from .. import simulate as simulation
+    from ..store import calls as call_store
+    from ..store import directory, integrations
+
     if scenario not in simulation.SCENARIOS:
         raise fail(f"scenario must be one of {', '.join(simulation.SCENARIOS)}")
 
@@ -180,6 +188,8 @@ def password(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Set an employee's workspace password (their open sessions end)."""
+    from ..store import directory
+    from ..web.auth import hash_password
 
     async def work(services: Services) -> bool:
         async with services.db.transaction() as session:
@@ -201,6 +211,8 @@ def import_command(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Import employees or clients from CSV; bad rows are reported by line and skipped."""
+    from ..importer import import_csv
+
     if what not in ("employees", "clients"):
         raise fail("import what? employees or clients")
     report = run(database_url, lambda s: import_csv(s, what, file, console))

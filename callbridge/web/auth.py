@@ -7,6 +7,7 @@ every request, so a logout, a new password, a new role or a deactivation takes e
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import os
 import secrets
@@ -32,14 +33,18 @@ def hash_password(password: str) -> str:
 
 
 def _matches(employee: Employee | None, password: str) -> bool:
-    stored = employee.password_hash if employee and employee.password_hash else _DUMMY
+    stored = employee.password_hash if employee and employee.password_hash else _dummy()
     try:
         return _hasher.verify(stored, password) and employee is not None and employee.password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
 
-_DUMMY = _hasher.hash("no one has this password")
+@functools.cache
+def _dummy() -> str:
+    """A hash to check an unknown login against, so it takes as long as a known one (made once, when first needed:
+    every CLI command imports this module)."""
+    return _hasher.hash("no one has this password")
 
 
 class SignInGuard:
