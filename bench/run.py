@@ -275,6 +275,18 @@ async def webhook_rate(base: str, url: str, receiver: str, target: dict, clients
             began = time.perf_counter()
             events, failed = await asyncio.to_thread(wrk, base, ingest, args.seconds, folder)
             figures |= {f"ingest events/s, receiver {phase}": events, f"non-2xx, receiver {phase}": failed}
+            if phase == "dead":  # what the PBX and the browsers see while every delivery fails
+                lookups = LOOKUP_LUA.format(clients=clients, **target)
+                figures["lookup req/s, receiver dead"] = (await asyncio.to_thread(wrk, base, lookups, args.seconds,
+                                                                                  folder))[0]  # fmt: skip
+                run = uuid.uuid4().hex[:6]
+
+                def incoming(n: int, run=run) -> dict[str, str]:
+                    return {"cmd": "event", "type": "INCOMING", "callid": f"dead-{run}-{n}", "phone": phone_of(n),
+                            "user": "card", "crm_token": target["token"]}  # fmt: skip
+
+                card = await card_latency(base, "/api/live", target["key"], target["path"], incoming, args.streams)
+                figures["card p99 ms, receiver dead"] = card[1]
             if phase == "live":
                 while await deliveries(url, hook["id"], "pending") and time.perf_counter() - began < 300:
                     await asyncio.sleep(0.2)  # until the outbox has delivered everything queued meanwhile
@@ -407,7 +419,8 @@ def report(results: dict[str, dict]) -> None:
     for metric in ("lookup p50 ms", "lookup p99 ms", "lookup req/s", "ingest events/s", "card p50 ms",
                    "card p99 ms", "cards lost", "non-2xx", "import rows/s alone", "import rows/s beside",
                    "ingest events/s beside import", "non-2xx beside import", "ingest events/s, receiver dead",
-                   "non-2xx, receiver dead", "ingest events/s, receiver live", "non-2xx, receiver live",
+                   "non-2xx, receiver dead", "lookup req/s, receiver dead", "card p99 ms, receiver dead",
+                   "ingest events/s, receiver live", "non-2xx, receiver live",
                    "webhook deliveries/s", "journal rows"):  # fmt: skip
         cells = []
         for name, r in results.items():
