@@ -67,8 +67,10 @@ async def add_integration(request: Request):
     given = {k: v for k, v in form.items() if k in dialect.settings.model_fields and v.strip()}
     try:
         settings = stored_settings(dialect.settings.model_validate(given))
-    except ValidationError as exc:
-        return _settings_message("; ".join(f"{e['loc'][0] if e['loc'] else ''}: {e['msg']}" for e in exc.errors()))
+    except ValidationError as exc:  # said beside the first field that is wrong, with the kept values
+        error = exc.errors()[0]
+        where = error["loc"][0] if error["loc"] else "name"
+        return _settings_message("rule_invalid", field=f"new:{dialect.kind}:{where}", value=error["msg"])
     _row, problem = await flows.add_integration(services, dialect.kind, name=form.get("name") or dialect.title,
                                                 settings=settings)  # fmt: skip
     return _settings_message(problem or "saved")

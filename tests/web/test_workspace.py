@@ -370,6 +370,18 @@ async def test_the_rules_are_set_in_words_with_employees_picked_by_name(browser,
         (row,) = await integrations.list_integrations(session)
     assert row.automation["owners_by_virtual_number"] == {"+78123000000": people["Иванова Дария"]}
 
+    # so is a wrong setting of a new PBX, beside that setting
+    await admin.click("text=Подключить АТС")
+    planfix = "details.dialect:has(input[value=planfix])"
+    await admin.click(f"{planfix} summary")
+    await admin.fill(f"{planfix} input[name=pbx_url]", "pbx.example/api")
+    await admin.fill(f"{planfix} input[name=pbx_token]", "secret")
+    await admin.click(f"{planfix} button")
+    beside = await admin.inner_text(f"{planfix} input[name=pbx_url] + small.error")
+    assert beside.startswith("Неверное значение:")
+    async with services.db.read() as session:
+        assert len(await integrations.list_integrations(session)) == 1  # nothing added
+
 
 async def test_a_journal_people_scan_all_day(browser, workspace, services):
     post = workspace["post"]
