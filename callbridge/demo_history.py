@@ -83,12 +83,12 @@ def steps_of(call: DemoCall) -> list[tuple[datetime, Step]]:
     answered_at = call.start + timedelta(seconds=call.wait)
     timeline = [(call.start, Step("ring", call.people))]
     if call.answered_by is None:
-        return [*timeline, (answered_at, Step("end", call.people, result="missed"))]
+        return [*timeline, (answered_at, Step("end", call.people, result="missed", talk=0))]
     others = tuple(p for p in call.people if p != call.answered_by)
     timeline.append((answered_at, Step("answer", (call.answered_by,))))
     if others:
         timeline.append((answered_at, Step("leg_over", others)))
-    return [*timeline, (answered_at + timedelta(seconds=call.talk), Step("end", (call.answered_by,)))]
+    return [*timeline, (answered_at + timedelta(seconds=call.talk), Step("end", (call.answered_by,), talk=call.talk))]
 
 
 async def play(services: Services, integration: Integration, calls: list[DemoCall], side_by_side: int = 8) -> Played:

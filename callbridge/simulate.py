@@ -25,6 +25,7 @@ class Step:
     who: tuple[Person, ...] = ()  # the employees whose phones take part
     result: str = "answered"  # for end
     pause: float = 0.0  # seconds to wait before the next step
+    talk: int = 42  # for end: how long they talked, in seconds
 
 
 @dataclass(frozen=True)

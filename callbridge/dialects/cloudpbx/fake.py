@@ -21,6 +21,6 @@ def render(step: Step, *, call: str, phone: str, outgoing: bool, token: str) -> 
     if step.what == "end":
         status = "Success" if step.result == "answered" else "Missed"
         requests.append({"data": {"cmd": "history", "type": "out" if outgoing else "in", "status": status,
-                                  "phone": digits, "user": who[0], "duration": "42", "callid": call,
+                                  "phone": digits, "user": who[0], "duration": str(step.talk), "callid": call,
                                   "crm_token": token}})  # fmt: skip
     return requests

@@ -19,5 +19,5 @@ def render(step: Step, *, call: str, phone: str, outgoing: bool, token: str) -> 
     event = {"ring": {"event": "OUTGOING" if outgoing else "INCOMING"}, "answer": {"event": "ACCEPTED"},
              "leg_over": {"event": "COMPLETED", "status": "Cancelled"},
              "end": {"event": "COMPLETED", "status": "Success" if step.result == "answered" else "Missed",
-                     "duration": "42"}}[step.what]  # fmt: skip
+                     "duration": str(step.talk)}}[step.what]  # fmt: skip
     return [{"data": base | event | {"ext": employee}} for employee in who]

@@ -19,5 +19,5 @@ def render(step: Step, *, call: str, phone: str, outgoing: bool, token: str) -> 
         return [{"json": base | {"callbridge_event": "lost_call", "employee_ids": ",".join(who)}}]
     event = {"ring": "outgoing_call" if outgoing else "waiting_for_answer", "answer": "talk_start",
              "leg_over": "talk_end", "end": "call_end"}[step.what]  # fmt: skip
-    extra = {"talk_time_duration": "42"} if step.what == "end" else {}
+    extra = {"talk_time_duration": str(step.talk)} if step.what == "end" else {}
     return [{"json": base | extra | {"callbridge_event": event, "employee_id": employee}} for employee in who]
