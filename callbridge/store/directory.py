@@ -269,6 +269,12 @@ async def list_tasks(
 # ---- the workspace --------------------------------------------------------------------------------
 
 
+async def holder_of(session: AsyncSession, column: str, value: str, but: int) -> Employee | None:
+    """Another active employee who has this extension or PBX login already (calls would go to either)."""
+    query = select(Employee).where(getattr(Employee, column) == value, Employee.id != but, Employee.active)
+    return (await session.scalars(query.order_by(Employee.id))).first()
+
+
 async def employee_for_login(session: AsyncSession, login: str) -> Employee | None:
     """The active employee signing in with this PBX login or e-mail."""
     query = select(Employee).where(or_(Employee.pbx_login == login, Employee.email == login), Employee.active)

@@ -119,7 +119,15 @@ async def retry_request(request_id: IdPath, request: Request):
 async def edit_employee(employee_id: IdPath, request: Request):
     await auth.require_role(request, "admin")
     form = await checked_form(request)
-    values = {k: (form.get(k, "").strip() or None) for k in ("extension", "pbx_login", "clid")}
+    values = {k: (form.get(k, "").strip() or None) for k in EMPLOYEE_FIELDS}
+    async with services_of(request).db.read() as session:
+        for name, longest in EMPLOYEE_FIELDS.items():  # said beside the field, and nothing saved
+            where = f"employee:{employee_id}:{name}"
+            if values[name] and len(values[name]) > longest:
+                return _settings_message("too_long", field=where, value=str(longest))
+            holder = await directory.holder_of(session, name, values[name], employee_id) if name != "clid" else None
+            if values[name] and holder is not None:
+                return _settings_message("taken_by", field=where, value=holder.name)
     values["away"] = "away" in form
     if form.get("role") in auth.ROLES:
         values["role"] = form["role"]
@@ -185,6 +193,9 @@ async def webhook_action(webhook_id: IdPath, action: str, request: Request):
     if not found:
         raise HTTPException(404, "no such webhook")
     return _settings_message("saved")
+
+
+EMPLOYEE_FIELDS = {"extension": 32, "pbx_login": 100, "clid": 32}  # what an admin types, and its longest
 
 
 def _settings_message(message: str, **where: str) -> RedirectResponse:

@@ -499,3 +499,21 @@ async def test_what_went_wrong_is_said_in_the_user_s_words(browser, workspace, s
     await page.goto(f"{workspace['base']}/lang/en")
     await page.goto(call)
     assert "The PBX answered with error 404" in await page.inner_text("dl.facts")
+
+
+async def test_an_employee_s_numbers_are_checked_beside_each_field(browser, workspace, services):
+    admin = await sign_in(browser, workspace["base"], "admin")
+    await admin.goto(workspace["base"] + "/settings")
+    andy = "tr:has(td:text('Петров Андрей'))"
+    await admin.fill(f"{andy} input[name=extension]", "103")  # Семенов Михаил's
+    await admin.click(f"{andy} button")
+    assert await admin.inner_text(f"{andy} small.error") == "Уже занято: так указано у сотрудника Семенов Михаил"
+    await admin.fill(f"{andy} input[name=pbx_login]", "x" * 101)
+    await admin.click(f"{andy} button")
+    assert await admin.inner_text(f"{andy} small.error") == "Слишком длинно: не больше 100 знаков"
+    async with services.db.read() as session:
+        saved = {e.name: (e.extension, e.pbx_login) for e in await directory.list_employees(session)}
+    assert saved["Петров Андрей"] == ("102", "andy")  # nothing of it was saved
+    await admin.fill(f"{andy} input[name=extension]", "112")
+    await admin.click(f"{andy} button")
+    assert await admin.inner_text("p.note") == "Сохранено"
