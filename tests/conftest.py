@@ -17,7 +17,8 @@ from callbridge.app import build_services
 from callbridge.config import Settings, sqlite_url
 from callbridge.store.tables import Base
 
-from .helpers import running_server
+from .fake_pbx import FakePbx
+from .helpers import running_server, serve_app
 
 PG_ADMIN_URL = os.environ.get("CALLBRIDGE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 
@@ -85,6 +86,15 @@ def settings_for(database_url: str, tmp_path, **overrides) -> Settings:
         lookup_deadline_ms=1500,
     )
     return Settings(**(values | overrides))
+
+
+@pytest.fixture
+def fake_pbx():
+    """A fake PBX on loopback that serves recordings and answers API calls (modules with other needs make their own)."""
+    pbx = FakePbx()
+    with serve_app(pbx.app()) as url:
+        pbx.url = url
+        yield pbx
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
 from callbridge.cli import app as cli_app
@@ -15,16 +14,8 @@ from callbridge.store import integrations
 
 from ..conftest import settings_for
 from ..dialects.planfix.test_http import setup_world, wait_for_recording
-from ..fake_pbx import FakePbx, mp3
-from ..helpers import running_server, serve_app
-
-
-@pytest.fixture
-def fake_pbx():
-    pbx = FakePbx()
-    with serve_app(pbx.app()) as url:
-        pbx.url = url
-        yield pbx
+from ..fake_pbx import mp3
+from ..helpers import running_server
 
 
 async def test_a_downloaded_recording_is_kept_in_the_bucket_and_plays_by_range(services, database_url, tmp_path,

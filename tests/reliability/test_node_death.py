@@ -5,7 +5,6 @@ taken over after its lease and delivered once, and cards keep reaching the brows
 from __future__ import annotations
 
 import asyncio
-import secrets
 import subprocess
 import threading
 from contextlib import AsyncExitStack
@@ -22,6 +21,7 @@ from starlette.routing import Route
 from callbridge.store import directory, integrations
 
 from ..helpers import collect_live, serve_app, serve_process
+from .test_two_nodes import shared_settings
 from .test_workers import incoming
 
 pytestmark = pytest.mark.usefixtures("postgres")
@@ -105,8 +105,7 @@ async def test_a_node_killed_mid_traffic_loses_and_doubles_nothing(services, dat
         key = await integrations.add_api_key(session, "tests")
     auth = {"Authorization": f"Bearer {key}"}
     receiver = HangingReceiver()
-    shared = {"secret_key": secrets.token_urlsafe(32), "recordings_url": s3.url, "outbound_allow": "127.0.0.1",
-              "outbox_lease_seconds": "8", "integration_cache_seconds": "0.5"}  # fmt: skip
+    shared = shared_settings(s3, outbox_lease_seconds="8")
     fresh = httpx.Limits(max_keepalive_connections=0)  # a connection per request, as the balancer spreads them
     async with AsyncExitStack() as stack:
         receiver_url = stack.enter_context(serve_app(receiver.app()))

@@ -23,11 +23,16 @@ from .test_workers import cards_on, incoming
 pytestmark = pytest.mark.usefixtures("postgres")  # nodes share a database server
 
 
+def shared_settings(s3, **settings: str) -> dict[str, str]:
+    """What the nodes of one service share: a session key and a recordings bucket (and the tests' quick caches)."""
+    return {"secret_key": secrets.token_urlsafe(32), "recordings_url": s3.url, "outbound_allow": "127.0.0.1",
+            "integration_cache_seconds": "0.5"} | settings  # fmt: skip
+
+
 @contextmanager
 def two_nodes(database_url: str, tmp_path, s3, **settings: str) -> Iterator[tuple[str, str]]:
     """Nodes A and B: one session key and one recordings bucket, everything else their own."""
-    shared = {"secret_key": secrets.token_urlsafe(32), "recordings_url": s3.url, "outbound_allow": "127.0.0.1",
-              "integration_cache_seconds": "0.5"} | settings  # fmt: skip
+    shared = shared_settings(s3, **settings)
     with ExitStack() as nodes:
         urls = []
         for name in ("a", "b"):

@@ -4,14 +4,10 @@ appears, answering elsewhere hides it, the journal shows the call and its record
 from __future__ import annotations
 
 import asyncio
-import io
-import math
 import os
 import re
 import shutil
-import struct
 import time
-import wave
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +15,7 @@ import httpx
 import pytest
 from starlette.responses import JSONResponse
 
-from callbridge import demo
+from callbridge import demo, demo_history
 from callbridge.store import directory, integrations
 
 from ..conftest import settings_for
@@ -34,18 +30,6 @@ ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--
 KNOWN = "79101234567"  # the demo's "Рога и копыта", responsible: andy
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-
-
-def tone(seconds: float = 1.0, rate: int = 8000) -> bytes:
-    """A real WAV recording (a 440 Hz tone), so the player has something to play."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        frames = (int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(int(seconds * rate)))
-        out.writeframes(b"".join(struct.pack("<h", f) for f in frames))
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -70,7 +54,7 @@ async def workspace(services, database_url, tmp_path):
         async with services.db.transaction() as session:
             (row,) = await integrations.list_integrations(session)
             row.settings = {"pbx_url": f"{pbx_url}/api", "pbx_token": "demo"}
-        pbx.files["call.wav"] = (tone(), "audio/x-wav", False)
+        pbx.files["call.wav"] = (demo_history.tone(1.0, seed=0), "audio/x-wav", False)
         async with httpx.AsyncClient(timeout=10) as http:
 
             async def post(**params) -> None:

@@ -24,8 +24,8 @@ from callbridge.store.tables import CallRow
 from callbridge.web.auth import hash_password
 
 from ...conftest import settings_for
-from ...fake_pbx import FakePbx, mp3
-from ...helpers import running_server, serve_app
+from ...fake_pbx import mp3
+from ...helpers import running_server
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -36,14 +36,6 @@ def sample(name: str) -> dict[str, str]:
 
 def sample_text(name: str) -> str:
     return (SAMPLES / name).read_text()
-
-
-@pytest.fixture
-def fake_pbx():
-    pbx = FakePbx()
-    with serve_app(pbx.app()) as url:
-        pbx.url = url
-        yield pbx
 
 
 async def setup_world(services, base_url: str, pbx_url: str = "https://pbx.example/planfix_api.php"):
