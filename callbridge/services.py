@@ -15,10 +15,10 @@ from .config import Settings
 from .live import LiveBus
 from .recording_files import RecordingFiles
 from .store import Database, integrations
-from .store import calls as call_store
+from .store import journal as journal_store
 from .store import lookup_source as source_store
 from .store import webhooks as webhook_store
-from .store.calls import dedupe_key
+from .store.journal import dedupe_key
 from .store.tables import Integration, LookupSource, Webhook
 
 if TYPE_CHECKING:  # the dialects are handed in: nothing below them imports one
@@ -71,7 +71,7 @@ class LookupJournal:
     @staticmethod
     async def _write(db: Database, batch: list) -> None:
         async with db.transaction() as session:
-            await call_store.journal_many(
+            await journal_store.journal_many(
                 session,
                 [
                     {

@@ -21,6 +21,7 @@ from ..live import event_stream, for_employee
 from ..services import Services
 from ..store import StoreBusy, crm, directory, integrations
 from ..store import calls as call_store
+from ..store import journal as journal_store
 from ..store import recordings as recording_store
 from ..store.directory import PhoneTaken
 from ..store.tables import utcnow
@@ -152,7 +153,7 @@ async def list_calls(
         rows, total = await call_store.list_calls(session, where, limit=limit, offset=offset)
         legs = await call_store.legs_of(session, [r.id for r in rows])
         kept = await recording_store.of_calls(session, [r.id for r in rows])
-        failed = await call_store.failed_requests(session, rows)
+        failed = await journal_store.failed_requests(session, rows)
     items = [_call_out(services, row, legs[row.id], kept.get(row.id), failed.get(row.id, [])) for row in rows]
     return Page[CallOut](items=items, total=total, limit=limit, offset=offset)
 
@@ -173,9 +174,9 @@ async def call_detail(services: Services, call_id: int) -> CallDetail | None:
         if row is None:
             return None
         legs = (await call_store.legs_of(session, [row.id]))[row.id]
-        events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
+        events = await journal_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
         recording = await recording_store.get(session, row.id)
-    detail = _call_out(services, row, legs, recording, call_store.request_problems(events)).model_dump()
+    detail = _call_out(services, row, legs, recording, journal_store.request_problems(events)).model_dump()
     return CallDetail(**detail, events=[EventOut.model_validate(e) for e in events])
 
 

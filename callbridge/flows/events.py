@@ -14,8 +14,9 @@ from ..domain.pbx import Events, PbxError, WireError
 from ..services import Services
 from ..store import StoreBusy, crm, directory, integrations
 from ..store import calls as call_store
+from ..store import journal as journal_store
 from ..store import recordings as recording_store
-from ..store.calls import dedupe_key
+from ..store.journal import dedupe_key
 
 log = logging.getLogger("callbridge.flows")
 
@@ -36,8 +37,8 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
     (`Database.shared_or_alone`). If that fails too, the request is still journaled, as failed, for `replay`.
     """
 
-    async def keep(session, status: str, error: str | None = None, lock: bool = False) -> call_store.JournalEntry:
-        return await call_store.journal(
+    async def keep(session, status: str, error: str | None = None, lock: bool = False) -> journal_store.JournalEntry:
+        return await journal_store.journal(
             session,
             integration_id=integration_id,
             dedupe_key=dedupe_key(params),
@@ -49,12 +50,12 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
             lock=lock,
         )
 
-    async def apply(session) -> tuple[call_store.JournalEntry, list[dict[str, Any]], list[int]]:
+    async def apply(session) -> tuple[journal_store.JournalEntry, list[dict[str, Any]], list[int]]:
         entry = await keep(session, "applied", lock=bool(command.call_key and command.events))
         if entry.status == "applied":
             return entry, [], []
         if entry.status is not None:  # it failed or was refused before: this time it goes through
-            await call_store.set_journal_status(session, entry.id, "applied", call_key=command.call_key)
+            await journal_store.set_journal_status(session, entry.id, "applied", call_key=command.call_key)
         locked = {command.call_key: entry.locked} if entry.locked else {}
         return entry, *await _apply(services, session, integration_id, command.events, locked)
 
@@ -69,7 +70,7 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
         reason = f"{exc.__class__.__name__}: {exc}"[:1000]
         async with services.db.transaction() as session:
             entry = await keep(session, "failed", reason)
-            await call_store.set_journal_status(session, entry.id, "failed", reason)  # it may have been there
+            await journal_store.set_journal_status(session, entry.id, "failed", reason)  # it may have been there
         return Outcome(entry.id, failed=reason)
     if entry.status == "applied":
         metrics.REQUESTS.labels("duplicate").inc()
@@ -95,7 +96,7 @@ async def reject(
     """Journal an authenticated request we could not understand, so nothing a PBX sent is lost."""
     metrics.REQUESTS.labels("rejected").inc()
     async with services.db.transaction() as session:
-        await call_store.journal(
+        await journal_store.journal(
             session,
             integration_id=integration_id,
             dedupe_key=dedupe_key(params),
@@ -299,7 +300,7 @@ async def replay(
             raise LookupError(f"call {call_id} does not exist")
         integration_id, call_key = row.integration_id, row.pbx_call_id
     async with services.db.read() as session:
-        entries = await call_store.journal_entries(
+        entries = await journal_store.journal_entries(
             session, integration_id=integration_id, call_key=call_key, since=since, until=until
         )
     report = ReplayReport()

@@ -1,15 +1,12 @@
-"""Calls, their legs, and the journal of inbound requests."""
+"""Calls and their legs."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, cast, func, literal_column, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -17,12 +14,12 @@ from sqlalchemy.orm import aliased
 from ..domain.calls import Call, CallState, LegState
 from ..domain.ids import own_id
 from . import directory
-from .statements import built_once, execute_hot, insert_for, round_trips_cost
-from .tables import CallRow, InboundRequest, LegRow, utcnow
+from .statements import built_once, execute_hot, round_trips_cost
+from .tables import CallRow, LegRow, utcnow
 
 # The statements run on every PBX event address the tables (SQLAlchemy Core), not the mapped classes: the ORM's
 # bulk paths cost more than the statement itself.
-CALLS, LEGS, JOURNAL = CallRow.__table__, LegRow.__table__, InboundRequest.__table__
+CALLS, LEGS = CallRow.__table__, LegRow.__table__
 # The call's client is whoever owns its number when it is written; its employee, the one its owner's key names.
 UPDATE_CALL = (
     update(CALLS)
@@ -79,12 +76,6 @@ def _save_call(count: int):
     legs = _put_legs(count)(pg_insert).cte("legs")
     named = select(func.json_object_agg(legs.c.employee_key, legs.c.employee_id)).scalar_subquery()
     return UPDATE_CALL.add_cte(legs).returning(named)
-
-
-def _journal(insert):
-    return (
-        insert(JOURNAL).on_conflict_do_nothing(index_elements=["integration_id", "dedupe_key"]).returning(JOURNAL.c.id)
-    )
 
 
 # ---- calls --------------------------------------------------------------------------------------
@@ -297,155 +288,3 @@ async def legs_of(session: AsyncSession, call_ids: list[int]) -> dict[int, list[
         for leg in rows:
             result[leg.call_id].append(leg)
     return result
-
-
-# ---- journal ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    id: int
-    status: str | None  # None: new; otherwise the status the same request got before
-    locked: LockedCall | None = None  # a new request's call, when `journal` was asked to lock it
-
-
-@functools.cache
-def _journal_and_lock():
-    """PostgreSQL: a request journaled and, if it is new, its call locked as `lock_call` does, in one statement (a
-    round trip less on every event, and the transactions that share a commit run one after another)."""
-    entry = _journal(pg_insert).values({c.name: bindparam(c.name, type_=c.type) for c in JOURNAL.c if c.name != "id"})
-    entry = entry.cte("entry")
-    typed = {"call_key": CALLS.c.pbx_call_id.type} | {name: CALLS.c[name].type for name in _NEW_CALL}
-    new = [bindparam("integration_id")] + [cast(bindparam(name, type_=t), t) for name, t in typed.items()]
-    new.append(bindparam("received_at"))
-    columns = ["integration_id", "pbx_call_id", *_NEW_CALL, "updated_at"]
-    insert_call = pg_insert(CALLS).from_select(columns, select(*new).select_from(entry))
-    return _locking(insert_call).returning(select(entry.c.id).scalar_subquery(), *_LOCKED).add_cte(entry)
-
-
-async def journal(
-    session: AsyncSession,
-    *,
-    integration_id: int,
-    dedupe_key: str,
-    command: str | None,
-    call_key: str | None,
-    params: dict[str, Any],
-    status: str,
-    error: str | None = None,
-    reply: dict[str, Any] | None = None,
-    lock: bool = False,
-) -> JournalEntry:
-    """Keep an inbound request; a repeat is counted on the first one and its earlier status returned. With `lock`,
-    a new request's call (`call_key`) is locked too, as `lock_call` does."""
-    row = dict(integration_id=integration_id, dedupe_key=dedupe_key, command=command, call_key=call_key,
-               params=params, reply=reply, status=status, error=error, received_at=utcnow(), repeats=0)  # fmt: skip
-    if lock and round_trips_cost(session):
-        if locked := await execute_hot(session, _journal_and_lock(), row | _NEW_CALL):
-            [(entry_id, *call)] = locked
-            return JournalEntry(entry_id, None, _locked(*call))
-    elif inserted := await execute_hot(session, built_once(session, _journal), row):
-        return JournalEntry(inserted[0][0], None, await lock_call(session, integration_id, call_key) if lock else None)
-    entry_id, previous = (
-        await session.execute(
-            select(InboundRequest.id, InboundRequest.status).where(
-                InboundRequest.integration_id == integration_id, InboundRequest.dedupe_key == dedupe_key
-            )
-        )
-    ).one()
-    await session.execute(
-        update(InboundRequest).where(InboundRequest.id == entry_id).values(repeats=InboundRequest.repeats + 1)
-    )
-    return JournalEntry(entry_id, previous)
-
-
-async def journal_many(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
-    """Keep many requests in one statement; a repeat only raises the first one's count."""
-    if not entries:
-        return
-    statement = insert_for(session, InboundRequest)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["integration_id", "dedupe_key"], set_={"repeats": InboundRequest.repeats + 1}
-        ),
-        [{"received_at": utcnow(), "repeats": 0, "error": None, "call_key": None, "reply": None} | e for e in entries],
-    )
-
-
-async def set_journal_status(
-    session: AsyncSession, entry_id: int, status: str, error: str | None = None, call_key: str | None = None
-) -> None:
-    values = {"status": status, "error": error} | ({"call_key": call_key} if call_key else {})
-    await session.execute(update(InboundRequest).where(InboundRequest.id == entry_id).values(**values))
-
-
-async def journal_entries(
-    session: AsyncSession,
-    *,
-    integration_id: int | None = None,
-    call_key: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> list[InboundRequest]:
-    """Journaled requests that changed or tried to change calls (not lookups), oldest first."""
-    query = select(InboundRequest).where(InboundRequest.status != "answered")
-    if integration_id is not None:
-        query = query.where(InboundRequest.integration_id == integration_id)
-    if call_key is not None:
-        query = query.where(InboundRequest.call_key == call_key)
-    if since is not None:
-        query = query.where(InboundRequest.received_at >= since)
-    if until is not None:
-        query = query.where(InboundRequest.received_at < until)
-    return list(await session.scalars(query.order_by(InboundRequest.id)))
-
-
-async def journal_of_call(session: AsyncSession, integration_id: int, call_key: str) -> list[InboundRequest]:
-    rows = await session.scalars(
-        select(InboundRequest)
-        .where(InboundRequest.integration_id == integration_id, InboundRequest.call_key == call_key)
-        .order_by(InboundRequest.received_at, InboundRequest.id)
-    )
-    return list(rows.all())
-
-
-async def failed_requests(session: AsyncSession, calls: list[CallRow]) -> dict[int, list[str]]:
-    """For each call, what went wrong with its PBX requests: ones that failed to apply (and were not applied
-    since), and lookups answered despite a failure (the lookup source's)."""
-    if not calls:
-        return {}
-    by_key = {(c.integration_id, c.pbx_call_id): c.id for c in calls}
-    rows = await session.execute(
-        select(InboundRequest.integration_id, InboundRequest.call_key, InboundRequest.status, InboundRequest.error)
-        .where(InboundRequest.call_key.in_({c.pbx_call_id for c in calls}))
-        .where(or_(InboundRequest.status == "failed",
-                   (InboundRequest.status == "answered") & InboundRequest.error.is_not(None)))
-    )  # fmt: skip
-    failed: dict[int, list[str]] = {}
-    for integration_id, key, status, error in rows:
-        if (integration_id, key) in by_key:
-            failed.setdefault(by_key[(integration_id, key)], []).append(request_problem(status, error))
-    return failed
-
-
-def request_problem(status: str, error: str | None) -> str:
-    """A PBX request's trouble as the call shows it."""
-    return f"a PBX request was not applied: {error or ''}" if status == "failed" else f"caller lookup: {error}"
-
-
-def request_problems(entries: list[InboundRequest]) -> list[str]:
-    """The troubles of a call's journal entries: requests that failed, lookups answered despite a failure."""
-    return [request_problem(e.status, e.error) for e in entries
-            if e.status == "failed" or (e.status == "answered" and e.error)]  # fmt: skip
-
-
-async def count_journal(session: AsyncSession, integration_id: int | None = None) -> int:
-    query = select(func.count(InboundRequest.id))
-    if integration_id is not None:
-        query = query.where(InboundRequest.integration_id == integration_id)
-    return int(await session.scalar(query) or 0)
-
-
-def dedupe_key(params: dict[str, str]) -> str:
-    """Two requests with the same parameters are the same request (PBXs repeat themselves)."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

@@ -18,8 +18,9 @@ from ..domain.pbx import PbxError
 from ..domain.phones import display, normalize
 from ..live import event_stream, for_employee
 from ..services import Services
-from ..store import analytics, crm, directory
 from ..store import calls as call_store
+from ..store import directory
+from ..store import journal as journal_store
 from ..store import recordings as recording_store
 from ..store.tables import utcnow
 from . import auth, export
@@ -152,12 +153,12 @@ async def journal(request: Request):
         owed = await call_store.not_called_back(session, rows)
     last = max(0, (total - 1) // PAGE)
     pages = {"number": page + 1, "count": last + 1,
-             "first": _with(q, page=0) if page else None, "prev": _with(q, page=page - 1) if page else None,
-             "next": _with(q, page=page + 1) if page < last else None,
-             "last": _with(q, page=last) if page < last else None}  # fmt: skip
+             "first": with_query(q, page=0) if page else None, "prev": with_query(q, page=page - 1) if page else None,
+             "next": with_query(q, page=page + 1) if page < last else None,
+             "last": with_query(q, page=last) if page < last else None}  # fmt: skip
     template = "_journal_rows.html" if request.headers.get("x-journal-rows") else "calls.html"
     return render(request, template, rows=rows, total=total, people=people, names=names, q=q, pages=pages,
-                  owed=owed, live=page == 0, export=_with(q, page=0),
+                  owed=owed, live=page == 0, export=with_query(q, page=0),
                   kept={i for i, r in kept.items() if r.status == "kept"})  # fmt: skip
 
 
@@ -194,7 +195,7 @@ async def journal_csv(request: Request):
 def _journal_filter(services: Services, q) -> call_store.CallFilter:
     """The journal's filters from the query string; days are the company's (CALLBRIDGE_TIMEZONE), not UTC's."""
     zone = ZoneInfo(services.settings.timezone)
-    since, until = _date(q.get("since")), _date(q.get("until"))
+    since, until = date_param(q.get("since")), date_param(q.get("until"))
     return call_store.CallFilter(
         phone=normalize(q["phone"], services.settings.default_region) if q.get("phone") else None,
         employee_id=parse_id(q.get("employee")),
@@ -214,11 +215,11 @@ async def call_page(call_id: IdPath, request: Request):
         if row is None:
             raise HTTPException(404, "no such call")
         legs = (await call_store.legs_of(session, [call_id]))[call_id]
-        events = await call_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
+        events = await journal_store.journal_of_call(session, row.integration_id, row.pbx_call_id)
         recording = await recording_store.get(session, call_id)
         people = {e.id: e for e in await directory.list_employees(session)}
         names = await directory.client_names(session, {row.client_id} if row.client_id else set())
-    failed = call_store.request_problems(events)
+    failed = journal_store.request_problems(events)
     wait_hours = services_of(request).settings.recording_wait_hours
     recording_status = recordings.status_of(row, recording, wait_hours=wait_hours, now=utcnow())
     return render(request, "call.html", row=row, legs=legs, events=events, recording=recording, people=people,
@@ -317,170 +318,15 @@ async def comment(call_id: IdPath, request: Request):
     return back(request, f"/calls/{call_id}")
 
 
-# ---- clients, deals, tasks ----------------------------------------------------------------------
-
-
-@router.get("/clients")
-async def clients_page(request: Request):
-    await auth.signed_in(request)
-    services = services_of(request)
-    text = request.query_params.get("q", "").strip()
-    async with services.db.read() as session:
-        found = await directory.search_clients(session, text, normalize(text, services.settings.default_region))
-        phones = await directory.phones_of(session, [c.id for c in found])
-        people = {e.id: e for e in await directory.list_employees(session)}
-    return render(request, "clients.html", clients=found, phones=phones, people=people, q=text,
-                  new_phone=request.query_params.get("phone", ""))  # fmt: skip
-
-
-@router.post("/clients")
-async def create_client(request: Request):
-    await auth.signed_in(request)
-    form = await checked_form(request)
-    services = services_of(request)
-    phone = normalize(form.get("phone"), services.settings.default_region)
-    responsible = parse_id(form.get("responsible"))
-    try:
-        async with services.db.transaction() as session:
-            await _known_employee(session, responsible)
-            name = form.get("name", "").strip() or phone or "?"
-            phones = [phone] if phone else []
-            client = await directory.add_client(session, name=name, phones=phones, responsible_id=responsible)
-    except directory.PhoneTaken:
-        raise HTTPException(409, "this number already belongs to a client") from None
-    return RedirectResponse(f"/clients/{client.id}", status_code=303)
-
-
-@router.get("/clients/{client_id}")
-async def client_page(client_id: IdPath, request: Request):
-    await auth.signed_in(request)
-    async with services_of(request).db.read() as session:
-        client = await directory.get_client(session, client_id)
-        if client is None:
-            raise HTTPException(404, "no such client")
-        phones = (await directory.phones_of(session, [client_id])).get(client_id, [])
-        deals = (await directory.deals_of(session, [client_id])).get(client_id, [])
-        tasks, _ = await directory.list_tasks(session, limit=100)
-        records = await crm.interactions_of(session, client_id)
-        deal_calls = await crm.deal_calls_of(session, client_id)
-        calls, _ = await call_store.list_calls(session, call_store.CallFilter(client_id=client_id), limit=20)
-        people = {e.id: e for e in await directory.list_employees(session)}
-        heard = [r.call_id for r in records] + [c.id for rows in deal_calls.values() for c in rows]
-        kept = {i for i, r in (await recording_store.of_calls(session, heard)).items() if r.status == "kept"}
-    tasks = [t for t in tasks if t.client_id == client_id]
-    return render(request, "client.html", client=client, phones=phones, deals=deals, tasks=tasks, records=records,
-                  calls=calls, people=people, deal_calls=deal_calls, kept=kept)  # fmt: skip
-
-
-@router.post("/clients/{client_id}")
-async def edit_client(client_id: IdPath, request: Request):
-    await auth.signed_in(request)
-    form = await checked_form(request)
-    services = services_of(request)
-    async with services.db.transaction() as session:
-        client = await directory.get_client(session, client_id)
-        if client is None:
-            raise HTTPException(404, "no such client")
-        if form.get("name", "").strip():
-            client.name = form["name"].strip()
-        client.responsible_id = await _known_employee(session, parse_id(form.get("responsible")))
-        if phone := normalize(form.get("phone"), services.settings.default_region):
-            try:
-                await directory.add_phone(session, client_id, phone)
-            except directory.PhoneTaken:
-                raise HTTPException(409, "this number already belongs to a client") from None
-        if form.get("deal", "").strip():
-            await directory.add_deal(session, client_id=client_id, title=form["deal"].strip())
-    return RedirectResponse(f"/clients/{client_id}", status_code=303)
-
-
-@router.post("/deals/{deal_id}/close")
-async def close_deal(deal_id: IdPath, request: Request):
-    await auth.signed_in(request)
-    await checked_form(request)
-    async with services_of(request).db.transaction() as session:
-        await directory.set_deal_status(session, deal_id, "closed")
-    return back(request)
-
-
-@router.get("/tasks")
-async def tasks_page(request: Request):
-    user = await auth.signed_in(request)
-    q = request.query_params
-    mine, status = q.get("who", "mine") == "mine", q.get("status", "open")
-    async with services_of(request).db.read() as session:
-        rows, total = await directory.list_tasks(session, status=status if status in ("open", "done") else None,
-                                                 employee_id=user["id"] if mine else None, limit=200)  # fmt: skip
-        people = {e.id: e for e in await directory.list_employees(session)}
-        names = await directory.client_names(session, {t.client_id for t in rows if t.client_id})
-    return render(request, "tasks.html", tasks=rows, total=total, people=people, names=names, mine=mine, status=status,
-                  now=utcnow())  # fmt: skip
-
-
-@router.post("/tasks/{task_id}/done")
-async def task_done(task_id: IdPath, request: Request):
-    await auth.signed_in(request)
-    await checked_form(request)
-    async with services_of(request).db.transaction() as session:
-        await directory.set_task_status(session, task_id, "done", utcnow())
-    return back(request, "/tasks")
-
-
-# ---- analytics ----------------------------------------------------------------------------------
-
-
-SORTS = ("name", "calls", "missed_rate", "avg_wait", "avg_talk")
-
-
-@router.get("/analytics")
-async def analytics_page(request: Request):
-    """A period's figures: today, 7 or 30 days (the default), or from one date to another."""
-    await auth.signed_in(request)
-    services, q = services_of(request), request.query_params
-    zone = ZoneInfo(services.settings.timezone)
-    period, today = q.get("period", "30"), datetime.now(zone).date()
-    since, until = _date(q.get("since")), _date(q.get("until"))
-    if period != "custom" or not since:
-        days = {"today": 1, "7": 7}.get(period, 30)
-        period, since, until = (period if period in ("today", "7") else "30"), today - timedelta(days=days - 1), today
-    until = max(until or today, since)
-    start, end = (datetime.combine(d, datetime.min.time(), zone) for d in (since, until + timedelta(days=1)))
-    async with services.db.read() as session:
-        figures = await analytics.figures(session, start, end, zone)
-        people = {e.id: e for e in await directory.list_employees(session)}
-    sort = q.get("sort") if q.get("sort") in SORTS else "calls"
-    def order(item):
-        employee_id, person = item
-        return (people[employee_id].name if employee_id in people else "") if sort == "name" else getattr(person, sort)
-
-    rows = sorted(figures.per_employee.items(), key=order, reverse=sort != "name")
-    peak = max([sum(v) for v in figures.per_day.values()] + [1])
-    hour_peak = max([sum(v) for v in figures.per_hour] + [1])
-    fields = list(figures.breakdown)  # the field shown: the one asked for, else a utm_ one, else the first
-    field = q.get("field") if q.get("field") in fields else next((n for n in fields if n.startswith("utm_")),
-                                                                 fields[0] if fields else None)  # fmt: skip
-    return render(request, "analytics.html", f=figures, people=people, rows=rows, peak=peak, hour_peak=hour_peak,
-                  day_series=[(day.strftime("%d.%m"), counts) for day, counts in figures.per_day.items()],
-                  hour_series=[(str(hour), counts) for hour, counts in enumerate(figures.per_hour)],
-                  period=period, since=since, until=until, sort=sort, field=field,
-                  owed_link="/calls?" + urlencode({"owed": "1", "since": since, "until": until}))  # fmt: skip
-
-
 # ---- helpers ------------------------------------------------------------------------------------
 
 
-async def _known_employee(session, employee_id: int | None) -> int | None:
-    if employee_id is not None and await directory.get_employee(session, employee_id) is None:
-        raise HTTPException(400, "no such employee")
-    return employee_id
-
-
-def _date(raw: str | None) -> date | None:
+def date_param(raw: str | None) -> date | None:
     try:
         return date.fromisoformat(raw) if raw else None
     except ValueError:
         return None
 
 
-def _with(query, **changes) -> str:
+def with_query(query, **changes) -> str:
     return "?" + urlencode({**dict(query), **{k: str(v) for k, v in changes.items()}})

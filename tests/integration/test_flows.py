@@ -15,6 +15,7 @@ from callbridge.domain.calls import CallEvent, Direction, EventKind
 from callbridge.domain.pbx import Events
 from callbridge.store import calls as call_store
 from callbridge.store import directory, integrations
+from callbridge.store import journal as journal_store
 
 
 @pytest.fixture
@@ -78,13 +79,13 @@ async def test_a_request_that_fails_to_apply_is_journaled_as_failed(services, in
             await session.execute(text(f"ALTER TABLE {outside} RENAME TO call_legs"))
     assert outcome.failed and "call_legs" in outcome.failed
     async with services.db.read() as session:
-        (entry,) = await call_store.journal_of_call(session, integration_id, "f1")
+        (entry,) = await journal_store.journal_of_call(session, integration_id, "f1")
     assert entry.status == "failed" and "call_legs" in entry.error
     # the PBX repeats itself: this time the store works and the same request is applied
     again = await post(services, integration_id, EventKind.RING, "f1", datetime.fromisoformat(entry.params["at"]))
     assert not again.failed and not again.duplicate
     async with services.db.read() as session:
-        (entry,) = await call_store.journal_of_call(session, integration_id, "f1")
+        (entry,) = await journal_store.journal_of_call(session, integration_id, "f1")
     assert entry.status == "applied" and entry.error is None
 
 

@@ -13,6 +13,7 @@ from callbridge.app import build_services
 from callbridge.domain.calls import EventKind
 from callbridge.store import Database, directory, integrations
 from callbridge.store import calls as call_store
+from callbridge.store import journal as journal_store
 from callbridge.store.postgres import SharedTransactionFailed
 
 from ..conftest import settings_for
@@ -87,7 +88,7 @@ async def test_pbx_events_whose_shared_commit_failed_are_applied_alone(services,
     assert [(await call_row(services, o.call_ids[0])).state for o in good] == ["ringing"] * 8
     assert "refused by the database" in poison.failed
     async with services.db.read() as session:
-        (entry,) = await call_store.journal_of_call(session, integration_id, "poison")
+        (entry,) = await journal_store.journal_of_call(session, integration_id, "poison")
     assert entry.status == "failed"
 
 

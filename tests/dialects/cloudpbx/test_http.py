@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from callbridge.domain.phones import normalize
-from callbridge.store import calls as call_store
 from callbridge.store import directory, integrations
+from callbridge.store import journal as journal_store
 
 SAMPLES = Path(__file__).parent / "samples"
 CALL = "B10D0EB124F4E64AF4EA-1511"
@@ -104,7 +104,7 @@ async def test_contact_lookup_returns_name_and_responsible(world, services):
 
     async def journaled():
         async with services.db.read() as session:
-            return await call_store.journal_of_call(session, world["integration"].id, CALL)
+            return await journal_store.journal_of_call(session, world["integration"].id, CALL)
 
     for _ in range(50):  # lookups are journaled in batches right after they are answered
         if len(entries := await journaled()) == 3:
@@ -211,7 +211,7 @@ async def test_bad_commands_get_400_and_are_journaled_as_rejected(world, service
         assert response.status_code == 400 and response.json() == {"error": "Invalid parameters"}
     assert await calls(world) == []
     async with services.db.read() as session:
-        assert await call_store.count_journal(session, world["integration"].id) == 3
+        assert await journal_store.count_journal(session, world["integration"].id) == 3
 
 
 @pytest.mark.parametrize("token", ["wrong", "", None])
