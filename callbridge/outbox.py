@@ -133,8 +133,27 @@ async def _deliver(services: Services, now: datetime, request_id: int | None = N
         lease = timedelta(seconds=services.settings.outbox_lease_seconds)
         claimed = await outbox_store.claim(session, now, lease, limit=CLAIMED_AT_ONCE, request_id=request_id,
                                            paused_webhooks=paused)  # fmt: skip
-    await asyncio.gather(*(_attempt(services, request) for request in claimed))
+    by_receiver: dict[int | None, list[OutboxRequest]] = {}
+    for request in claimed:
+        by_receiver.setdefault(request.webhook_id, []).append(request)
+    await asyncio.gather(*(_attempt(services, request) for request in by_receiver.pop(None, [])),
+                         *(_to_receiver(services, requests) for requests in by_receiver.values()))  # fmt: skip
     return len(claimed)
+
+
+async def _to_receiver(services: Services, requests: list[OutboxRequest]) -> None:
+    """One webhook's deliveries, side by side; after its receiver failed, one goes first, and if the receiver is
+    still down the others wait out the next pause without an attempt (a dead receiver costs one try per pause)."""
+    webhook_id, rest = requests[0].webhook_id, requests
+    if webhook_id in services.receivers_down:
+        await _attempt(services, requests[0])
+        rest = requests[1:]
+        if rest and (seconds := services.receiver_down_for(webhook_id)):
+            async with services.db.transaction() as session:
+                at = datetime.now(UTC) + timedelta(seconds=seconds)
+                await outbox_store.postpone(session, [request.id for request in rest], at)
+            return
+    await asyncio.gather(*(_attempt(services, request) for request in rest))
 
 
 async def _attempt(services: Services, request: OutboxRequest) -> None:

@@ -106,6 +106,7 @@ class Services:
     _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)  # webhooks, lookup source: (until, it)
     outbox_due: asyncio.Event = field(default_factory=asyncio.Event)  # set: the outbox worker looks now
     receivers_down: dict[int, float] = field(default_factory=dict)  # webhook id -> until when its deliveries wait
+    # (kept past that moment until the receiver answers: the next batch sends one delivery first)
     source_answers: dict[str, tuple[float, Any]] = field(default_factory=dict)  # phone -> (until, lookup answer)
     background: set[asyncio.Task] = field(default_factory=set)  # work started after an answer, held till done
 
@@ -147,6 +148,10 @@ class Services:
         """Webhooks whose receiver just failed: their other deliveries wait a little instead of each failing."""
         now = time.monotonic()
         return [webhook_id for webhook_id, until in self.receivers_down.items() if until > now]
+
+    def receiver_down_for(self, webhook_id: int) -> float:
+        """Seconds this webhook's deliveries still wait after its receiver failed (0: none)."""
+        return max(0.0, self.receivers_down.get(webhook_id, 0.0) - time.monotonic())
 
     def forget_webhooks(self) -> None:
         self._settings_cache.pop("webhooks", None)

@@ -88,6 +88,11 @@ async def finish(session: AsyncSession, request: OutboxRequest, outcome: str, de
         "next_attempt_at": next_attempt_at or request.next_attempt_at})  # fmt: skip
 
 
+async def postpone(session: AsyncSession, request_ids: list[int], at: datetime) -> None:
+    """Claimed requests put back, due at `at`, without an attempt (their receiver is known to be down)."""
+    await session.execute(update(OutboxRequest).where(OutboxRequest.id.in_(request_ids)).values(next_attempt_at=at))
+
+
 async def get(session: AsyncSession, request_id: int) -> OutboxRequest | None:
     return await session.get(OutboxRequest, request_id, populate_existing=True)
 

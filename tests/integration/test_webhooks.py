@@ -186,6 +186,29 @@ async def test_a_receiver_that_is_down_is_left_alone_a_moment_not_hit_by_every_e
     assert len(waiting) == 6 and sum(d["attempts"] for d in waiting) == 1
 
 
+async def test_after_the_pause_one_delivery_tries_a_dead_receiver_and_the_rest_wait_without_an_attempt(world, services):
+    receiver = world["receiver"]
+    receiver.answers = [503] * 2
+    hook = await subscribe(world, events=["call.ringing"])
+    await world["post"](cmd="event", type="INCOMING", callid="q0", phone=KNOWN, user="andy")
+    await until(lambda: _deliveries(world, hook))
+    for n in range(1, 6):
+        await world["post"](cmd="event", type="INCOMING", callid=f"q{n}", phone=KNOWN, user="andy")
+    await _due_now(services)
+    services.receivers_down[hook["id"]] = time.monotonic()  # the pause is over; the receiver is still down
+    await outbox.drain(services, datetime.now(UTC))
+    assert receiver.hits == 2  # one delivery tried it, not six
+    found = (await world["api"].get(f"/api/webhooks/{hook['id']}/deliveries")).json()
+    assert {d["status"] for d in found} == {"pending"}
+    assert sum(d["attempts"] for d in found) == 2  # the first attempt and the probe: the others were not charged
+    await _due_now(services)
+    services.receivers_down[hook["id"]] = time.monotonic()  # it answers now: one goes first, then the rest
+    await outbox.drain(services, datetime.now(UTC))
+    found = (await world["api"].get(f"/api/webhooks/{hook['id']}/deliveries")).json()
+    assert {d["status"] for d in found} == {"done"} and receiver.hits == 8
+    assert sorted(d["id"] for d in receiver.got) == sorted(d["message_id"] for d in found)  # each once
+
+
 async def test_a_refusal_is_not_retried_and_a_person_can_retry_it(world, services):
     receiver = world["receiver"]
     receiver.answers = [410]
@@ -303,7 +326,7 @@ async def test_a_killed_server_delivers_after_restart_what_it_had_not(services, 
                         "cmd": "event", "type": "INCOMING", "callid": f"k{n}", "phone": KNOWN, "user": "andy",
                         "crm_token": pbx.token})  # fmt: skip
                     assert answer.status_code == 200
-            await until(lambda: _tried(services, hook.id, 3))  # the receiver was down when they were tried
+            await until(lambda: _tried(services, hook.id, 1))  # the receiver was down: the others wait for it
             process.kill()
         receiver.answers = []
         await _due_now(services)  # their next attempts (5 s, or 5 min after a second failure) brought forward
