@@ -18,7 +18,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -27,7 +26,7 @@ from sqlalchemy.ext.asyncio import (
 
 from .. import metrics
 from .commits import StoreBusy
-from .postgres import PostgresSession, _AsyncpgTransaction, _ping_after_idle, _SharedTransactions
+from .postgres import PostgresReader, PostgresSession, _AsyncpgTransaction, _ping_after_idle, _SharedTransactions
 from .sqlite import SqliteSession, _GroupCommit, _inline_engine, _sqlite_events
 
 log = logging.getLogger("callbridge.store")
@@ -76,12 +75,12 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncConnection | SqliteSession]:
-        """A bare connection for hot read paths (the caller lookup): no ORM session to set up, and on SQLite
-        run inline like the writes (a point read by index takes microseconds)."""
+    async def connect(self) -> AsyncIterator[PostgresReader | SqliteSession]:
+        """A bare connection for hot read paths (the caller lookup): no ORM session to set up; `execute_hot` runs
+        on the driver (on PostgreSQL outside a transaction, on SQLite inline like the writes)."""
         if self._inline_engine is None:
-            async with self.engine.connect() as connection:
-                yield connection
+            async with PostgresReader.connect(self.engine) as reader:
+                yield reader
             return
         with self._inline_engine.connect() as connection:
             yield SqliteSession(connection)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import Integer, String, bindparam, func, insert, literal, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.ids import own_id
 from ..domain.pbx import CallerInfo
+from .postgres import PostgresReader
+from .sqlite import SqliteSession
+from .statements import execute_hot
 from .tables import Client, ClientPhone, Deal, Employee, EmployeeGroup, GroupMember, Task
 
 
@@ -33,12 +36,12 @@ CALLER = (  # built once: on a ringing call, building the statement would cost m
 )
 
 
-async def lookup_caller(session: AsyncSession | AsyncConnection, e164: str) -> CallerInfo | None:
+async def lookup_caller(session: PostgresReader | SqliteSession | AsyncSession, e164: str) -> CallerInfo | None:
     """The client owning this number and their responsible manager: one indexed query."""
-    row = (await session.execute(CALLER, {"e164": e164})).first()
-    if row is None:
+    rows = await execute_hot(session, CALLER, {"e164": e164})
+    if not rows:
         return None
-    return CallerInfo(*row[:6], responsible_available=bool(row[6]))
+    return CallerInfo(*rows[0][:6], responsible_available=bool(rows[0][6]))
 
 
 # ---- employees ----------------------------------------------------------------------------------

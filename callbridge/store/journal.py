@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, cast, func, or_, select, update
+from sqlalchemy import bindparam, cast, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .calls import _LOCKED, _NEW_CALL, CALLS, LockedCall, _locked, _locking, lock_call
-from .statements import built_once, execute_hot, insert_for, round_trips_cost
+from .statements import built_once, execute_hot, round_trips_cost
 from .tables import CallRow, InboundRequest, utcnow
 
 JOURNAL = InboundRequest.__table__
@@ -86,15 +86,16 @@ async def journal(
 
 async def journal_many(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
     """Keep many requests in one statement; a repeat only raises the first one's count."""
-    if not entries:
-        return
-    statement = insert_for(session, InboundRequest)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["integration_id", "dedupe_key"], set_={"repeats": InboundRequest.repeats + 1}
-        ),
-        [{"received_at": utcnow(), "repeats": 0, "error": None, "call_key": None, "reply": None} | e for e in entries],
-    )
+    now = utcnow()
+    await execute_hot(session, built_once(session, _journal_repeats),
+                      [{"received_at": now, "repeats": 0, "error": None, "call_key": None, "reply": None} | e
+                       for e in entries])  # fmt: skip
+
+
+def _journal_repeats(insert):
+    statement = insert(JOURNAL)
+    return statement.on_conflict_do_update(index_elements=["integration_id", "dedupe_key"],
+                                           set_={"repeats": JOURNAL.c.repeats + literal_column("1")})  # fmt: skip
 
 
 async def set_journal_status(

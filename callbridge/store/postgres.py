@@ -29,9 +29,8 @@ def lost_connection(exc: BaseException) -> bool:
 
 def _ping_after_idle(engine: Engine, seconds: float) -> None:
     """Check a pooled connection before use only when it sat idle: a restarted database leaves dead connections in
-    the pool. `pool_pre_ping` checks every checkout, three round trips with asyncpg, a fifth of a PBX event's
-    statements; a connection in steady use proved itself a moment ago (if it died since, the first error
-    invalidates the whole pool)."""
+    the pool. `pool_pre_ping` would check every checkout, with three round trips on asyncpg; a connection in steady
+    use proved itself a moment ago (if it died since, the first error invalidates the whole pool)."""
 
     @event.listens_for(engine.pool, "checkin")
     def checked_in(_dbapi_connection, record) -> None:
@@ -102,10 +101,35 @@ class _AsyncpgTransaction:
             await self.engine.dispose(close=False)
 
 
+class PostgresReader:
+    """A pooled connection for hot point reads (the caller lookup): `execute_hot` sends its statement straight to
+    asyncpg, outside any transaction (no BEGIN, no ROLLBACK); anything else goes to the SQLAlchemy connection."""
+
+    in_block = False
+
+    def __init__(self, connection: AsyncConnection, driver: asyncpg.Connection) -> None:
+        self.bind, self.driver = connection, driver
+
+    def __getattr__(self, name: str):
+        return getattr(self.bind, name)
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, engine: AsyncEngine) -> AsyncIterator[PostgresReader]:
+        async with engine.connect() as connection:
+            reader = cls(connection, (await connection.get_raw_connection()).driver_connection)
+            try:
+                yield reader
+            except BaseException as exc:
+                if lost_connection(exc) or reader.driver.is_closed():  # asyncpg failed where SQLAlchemy did not see
+                    await connection.invalidate()
+                raise
+
+
 class PostgresSession:
     """The session of a `_AsyncpgTransaction` transaction, an `AsyncSession` made only when something asks for one: the
-    statements every PBX event runs go to the driver (`execute_hot`), and an unused session's setup, savepoint
-    block, commit and close cost a tenth of the event."""
+    statements every PBX event runs go to the driver (`execute_hot`), and a transaction that needs no session sets
+    none up, commits none and closes none."""
 
     def __init__(self, driven: _AsyncpgTransaction) -> None:
         self.driver = driven.driver
@@ -164,8 +188,8 @@ LOCK_TIMEOUT_MS = 100  # a shared transaction waiting longer for a lock fails, a
 class _SharedTransactions(_SharedCommits):
     """PostgreSQL transactions under way together in one process, in one database transaction.
 
-    Each costs its statements and no more: no connection to check out, no BEGIN, no COMMIT (a third of a PBX
-    event's round trips), and the database writes one commit for all. Unlike SQLite's group they take no
+    Each runs its statements and no more: no connection to check out, no BEGIN, no COMMIT of its own, and the
+    database writes one commit for all. Unlike SQLite's group they take no
     savepoints, which cost a round trip each: if one fails, the whole transaction is rolled back, and each of
     them fails with `SharedTransactionFailed` (or its own error), to be run again alone.
     """

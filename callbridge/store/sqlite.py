@@ -20,14 +20,12 @@ class SqliteSession:
     """A synchronous SQLAlchemy connection, and for a writer a session made when first needed, behind the
     awaitable methods the store calls.
 
-    SQLite writes and point reads run on the event loop's own thread: such a statement on a local file takes
-    microseconds, where the async layers around it (a thread hop per call, greenlet switches) cost ten to a
-    hundred times that. Nothing here waits for a lock (busy_timeout 0; `Database.transaction` retries BEGIN
-    without blocking the loop), and long reads stay on aiosqlite's threads.
+    SQLite writes and point reads run on the event loop's own thread, with no thread hop or greenlet switch around
+    each statement. Nothing here waits for a lock (busy_timeout 0; `Database.transaction` retries BEGIN without
+    blocking the loop), and long reads stay on aiosqlite's threads.
 
     A writer keeps its work in a savepoint of its own (`savepoint`, in the transaction it shares with others),
-    taken with the first statement straight on sqlite3: SQLAlchemy's savepoint, statement and release around it
-    were a quarter of a PBX event's work.
+    taken with its first statement straight on sqlite3 rather than through SQLAlchemy.
     """
 
     def __init__(self, connection: Connection, savepoint: str | None = None) -> None:
@@ -102,7 +100,7 @@ class SqliteSession:
     @asynccontextmanager
     async def begin_nested(self) -> AsyncIterator[None]:
         """A savepoint, taken only once the block uses the session: the CRM rules' block mostly does nothing (rules
-        that are off, a call already in line), and a savepoint and its release were a tenth of an event's work."""
+        that are off, a call already in line), and then takes none."""
         self._savepoints.append(None)
         try:
             yield

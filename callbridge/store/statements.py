@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import (
     AsyncSession,
 )
 
-from .postgres import PostgresSession
+from .postgres import PostgresReader, PostgresSession
 from .sqlite import SqliteSession
 
 
@@ -24,20 +24,19 @@ def _insert(dialect: str):
 
 
 async def execute_hot(
-    session: AsyncSession | PostgresSession | SqliteSession, statement, params: dict | list[dict]
+    session: AsyncSession | PostgresSession | PostgresReader | SqliteSession, statement, params: dict | list[dict]
 ) -> list:
     """Run a statement built once, on a path every PBX event takes; the rows it returns (tuples, or asyncpg
     records, which index and unpack alike).
 
     The statement goes straight to the driver (sqlite3, asyncpg), with the SQL and the type conversions SQLAlchemy
-    compiled for it on first use: SQLAlchemy's execution around a statement costs more than the statement (on
-    SQLite fifty times more; on PostgreSQL as much as asyncpg's round trip). Every column value must be given (no
-    defaults are filled in), and IN lists are not expanded.
+    compiled for it on first use, skipping SQLAlchemy's execution machinery around it. Every column value must be
+    given (no defaults are filled in), and IN lists are not expanded.
     """
     many = isinstance(params, list)
     if many and not params:
         return []
-    driver = session.driver if isinstance(session, PostgresSession) and not session.in_block else None
+    driver = session.driver if isinstance(session, PostgresSession | PostgresReader) and not session.in_block else None
     if driver is None and not isinstance(session, SqliteSession):  # outside `transaction`, or in a savepoint's block
         result = await session.execute(statement, params)
         return list(result.all()) if statement.exported_columns else []

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from callbridge.domain.calls import EventKind
-from callbridge.store import Database, integrations
+from callbridge.store import Database, directory, integrations
 from callbridge.store.postgres import CONNECTION_IN_DOUBT
 
 from ..conftest import PG_ADMIN_URL
@@ -85,5 +85,27 @@ async def test_a_transaction_cancelled_mid_statement_leaves_no_connection_behind
         assert task in done and task.cancelled()  # at once, and still a cancellation (jobs stop on it)
         await used_once(db)
         await used_once(db)
+    finally:
+        await db.close()
+
+
+async def test_a_lookup_on_a_lost_connection_leaves_it_out_of_the_pool(services, postgres):
+    """Caller lookups run on asyncpg itself, outside SQLAlchemy's view: a connection that fails under one is dropped,
+    so the next lookup gets a live one instead of the same dead one again."""
+    async with services.db.transaction() as session:
+        await directory.add_client(session, name="Рога и копыта", phones=["+79101230000"])
+    db = Database(postgres, ping_after_idle=3600)
+
+    async def looked_up():
+        async with db.connect() as connection:
+            return await directory.lookup_caller(connection, "+79101230000")
+
+    try:
+        assert (await looked_up()).client_name == "Рога и копыта"
+        assert await drop_connections(postgres) >= 1
+        with pytest.raises((DBAPIError, *CONNECTION_IN_DOUBT)):
+            await looked_up()
+        assert (await looked_up()).client_name == "Рога и копыта"
+        assert (await looked_up()).client_name == "Рога и копыта"
     finally:
         await db.close()
