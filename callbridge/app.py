@@ -13,13 +13,17 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, flows, outbox, recordings, redact
 from .api import webhooks as api_webhooks
@@ -39,6 +43,23 @@ from .web import settings as web_settings
 from .web.auth import Forbidden, LoginRequired, SignInGuard, secret_key
 
 log = logging.getLogger("callbridge")
+
+
+class PbxLane:
+    """PBX requests go straight to the dialects' routes, past what only people and the API need (the session
+    cookie, the routing of every other route); anything else goes on to the app. The limits and headers around
+    both are the same, and so are the error handlers."""
+
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute], handlers: dict) -> None:
+        self.app = app
+        self.prefixes = tuple(route.path.split("{")[0] for route in routes)
+        self.lane = AsyncExitStackMiddleware(ExceptionMiddleware(Router(routes=routes), handlers=handlers))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefixes):
+            await self.lane(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def build_services(settings: Settings) -> Services:
@@ -101,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="static")
     key = secret_key(settings.secret_key.get_secret_value(), key_file(settings))
     app.add_middleware(SessionMiddleware, secret_key=key, same_site="lax", session_cookie="callbridge_session")
+    app.add_middleware(PbxLane, routes=[r for d in DIALECTS.values() for r in d.router.routes],
+                       handlers=app.exception_handlers)  # fmt: skip
     uploads = {d.uploads_under: settings.recording_max_bytes + 1_000_000 for d in DIALECTS.values() if d.uploads_under}
     app.add_middleware(BodyLimits, default=settings.max_body_bytes, uploads=uploads)
     app.add_middleware(SecurityHeaders)
