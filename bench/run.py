@@ -9,8 +9,8 @@ For each database and each size of the client table, a real `callbridge serve` (
 - call card: from the PBX's request to the card arriving on each of `--streams` open SSE streams (p50/p99);
 - import: `callbridge import clients` of `--import-rows` new clients, rows/s, alone and beside live traffic (wrk
   posting PBX events all the while, its events/s and non-2xx answers shown beside);
-- webhooks: PBX events/s under load with a webhook for every event to a receiver that is down, then to one that
-  answers (on loopback), and deliveries/s until every delivery queued meanwhile is done.
+- webhooks: PBX events/s under load with no webhook, then with a webhook for every event to a receiver that is
+  down, then to one that answers (on loopback), and deliveries/s until every delivery queued meanwhile is done.
 The bare endpoints (bench/bare.py) read the same forms and fan out to the same number of streams.
 """
 
@@ -265,7 +265,9 @@ async def card_latency(base: str, live: str, key: str, post: str, body, streams:
 async def webhook_rate(base: str, url: str, receiver: str, target: dict, clients: int, args, folder: Path) -> dict:
     """PBX events under load with a webhook for every event to a receiver that is down (what the PBX sees must not
     change), then to a loopback receiver that answers: deliveries/s until all queued meanwhile are done."""
-    figures = {}
+    ingest = INGEST_LUA.format(run=uuid.uuid4().hex[:6], clients=clients, **target)
+    # the same database as the phases below, just before them: what they compare to
+    figures = {"ingest events/s, no webhook": (await asyncio.to_thread(wrk, base, ingest, args.seconds, folder))[0]}
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {target['key']}"},
                                  timeout=30) as api:  # fmt: skip
         for phase, address in (("dead", f"http://127.0.0.1:{free_port()}/gone"), ("live", receiver)):
