@@ -420,8 +420,9 @@ def report(results: dict[str, dict]) -> None:
         table.add_column(name, justify="right")
     for metric in ("lookup p50 ms", "lookup p99 ms", "lookup req/s", "ingest events/s", "card p50 ms",
                    "card p99 ms", "cards lost", "non-2xx", "import rows/s alone", "import rows/s beside",
-                   "ingest events/s beside import", "non-2xx beside import", "ingest events/s, receiver dead",
-                   "non-2xx, receiver dead", "lookup req/s, receiver dead", "card p99 ms, receiver dead",
+                   "ingest events/s beside import", "non-2xx beside import", "ingest events/s, no webhook",
+                   "ingest events/s, receiver dead", "non-2xx, receiver dead", "lookup req/s, receiver dead",
+                   "card p99 ms, receiver dead",
                    "ingest events/s, receiver live", "non-2xx, receiver live",
                    "webhook deliveries/s", "journal rows"):  # fmt: skip
         cells = []
