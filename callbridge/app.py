@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, flows, outbox, recordings, redact
+from . import __version__, flows, outbox, outbox_process, recordings, redact
 from .api import webhooks as api_webhooks
 from .api.admin import router as api_admin_router
 from .api.routes import router as api_router
@@ -90,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # jobs any worker may run at once: they claim rows (leases, SKIP LOCKED) or keep their own batch
             asyncio.create_task(_every(settings.lookup_journal_seconds, _flush_lookups, services)),
             asyncio.create_task(_every(settings.recording_poll_seconds, recordings.fetch_due, services)),
-            asyncio.create_task(_every(settings.outbox_poll_seconds, outbox.drain, services, wake=services.outbox_due)),
+            asyncio.create_task(outbox_process.keep_running(settings, services.outbox_due) if settings.outbox_apart
+                                else _outbox_worker(services)),
             # jobs one worker runs at a time
             asyncio.create_task(_every(settings.sweep_interval_seconds, flows.close_stale_calls, services, True)),
         ]
@@ -183,6 +184,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"error": "Service temporarily unavailable"}, status_code=503)
 
     return app
+
+
+async def outbox_worker(settings: Settings) -> None:
+    """What the outbox process of `serve` runs: the outbox worker alone. A delivery's result waits for a busy store
+    longer than a PBX request does: given up, it would be delivered again."""
+    services = build_services(settings.model_copy(update={"store_wait_seconds": settings.outbox_lease_seconds / 4}))
+    try:
+        await outbox_process.work(services, _outbox_worker(services))
+    finally:
+        await services.close()
+
+
+def _outbox_worker(services: Services):
+    return _every(services.settings.outbox_poll_seconds, outbox.drain, services, wake=services.outbox_due)
 
 
 async def _flush_lookups(services: Services, _now: datetime) -> None:

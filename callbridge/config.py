@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     lookup_journal_seconds: float = 0.5  # caller lookups are journaled in batches this often
     integration_cache_seconds: float = 5.0  # integrations are read on every PBX request
     outbox_poll_seconds: float = 1.0  # how often the outbox worker looks for requests due
+    outbox_apart: bool = False  # the outbox worker runs in a process of its own, at a lower CPU priority (serve
+    # does so unless told --outbox-in-process): webhook deliveries never take the CPU from a PBX request
     outbox_lease_seconds: float = 120.0  # a request under way belongs to its node this long (longer than any
     # PBX or webhook timeout); a node that dies holding it, another node takes it over after this
     workers: int = 1  # server processes sharing the database (serve --workers sets it); rate limits are shared

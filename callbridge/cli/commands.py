@@ -28,6 +28,8 @@ def serve(
     certfile: Annotated[Path | None, typer.Option(help="serve HTTPS with this certificate (PEM)")] = None,
     keyfile: Annotated[Path | None, typer.Option(help="the certificate's private key (PEM)")] = None,
     workers: Annotated[int, typer.Option(min=1, help="server processes (more than one needs PostgreSQL)")] = 1,
+    outbox_in_process: Annotated[bool, typer.Option(
+        "--outbox-in-process", help="deliver webhooks in the server's process, not in one of their own")] = False,
 ) -> None:
     """Run the server (SQLite ./callbridge.db unless --database-url says otherwise)."""
     import os
@@ -41,7 +43,7 @@ def serve(
     from ..server import uvicorn_options
     from ..web.auth import KeyFileError, secret_key
 
-    settings = cli_settings(database_url)
+    settings = cli_settings(database_url).model_copy(update={"outbox_apart": not outbox_in_process})
     if (certfile is None) != (keyfile is None):
         raise fail("give both --certfile and --keyfile, or neither")
     if workers > 1 and settings.database_url.startswith("sqlite"):
@@ -65,7 +67,8 @@ def serve(
         uvicorn.run(create_app(settings), **options)
         return
     # worker processes build their app from the environment
-    os.environ |= {"CALLBRIDGE_DATABASE_URL": settings.database_url, "CALLBRIDGE_WORKERS": str(workers)}
+    os.environ |= {"CALLBRIDGE_DATABASE_URL": settings.database_url, "CALLBRIDGE_WORKERS": str(workers),
+                   "CALLBRIDGE_OUTBOX_APART": str(settings.outbox_apart)}
     uvicorn.run("callbridge.app:create_app", factory=True, workers=workers, **options)
 
 

@@ -140,7 +140,7 @@ class Database:
         would wait for another process), "unreachable", or "outdated" (the schema is not the newest revision)."""
         try:
             async with asyncio.timeout(timeout):
-                if self._writer is not None and not self._writer.writable():
+                if self._writer is not None and not await self._writable_soon():
                     return "busy"
                 async with self.connect() as connection:
                     revision = await connection.scalar(text("SELECT version_num FROM alembic_version"))
@@ -148,6 +148,15 @@ class Database:
             log.warning("store health check failed: %s", exc.__class__.__name__)
             return "unreachable"
         return "ok" if revision == _head_revision() else "outdated"
+
+    async def _writable_soon(self, tries: int = 4) -> bool:
+        """Whether a write could start within a few milliseconds: another process's short transaction (the outbox
+        process's) is not a busy store, a lock held longer is."""
+        for _ in range(tries - 1):
+            if self._writer.writable():
+                return True
+            await asyncio.sleep(0.01)
+        return self._writer.writable()
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision, once however many workers start at

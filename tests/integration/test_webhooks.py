@@ -326,7 +326,7 @@ async def test_a_killed_server_delivers_after_restart_what_it_had_not(services, 
                         "cmd": "event", "type": "INCOMING", "callid": f"k{n}", "phone": KNOWN, "user": "andy",
                         "crm_token": pbx.token})  # fmt: skip
                     assert answer.status_code == 200
-            await until(lambda: _tried(services, hook.id, 1))  # the receiver was down: the others wait for it
+            await until(lambda: _tried(services, hook.id))  # and failed: the receiver is down
             process.kill()
         receiver.answers = []
         await _due_now(services)  # their next attempts (5 s, or 5 min after a second failure) brought forward
@@ -336,7 +336,8 @@ async def test_a_killed_server_delivers_after_restart_what_it_had_not(services, 
     assert sorted(d["data"]["pbx_call_id"] for d in receiver.got) == ["k0", "k1", "k2"]  # each once
 
 
-async def _tried(services, webhook_id: int, count: int) -> bool:
+async def _tried(services, webhook_id: int) -> bool:
+    """Whether a delivery of this webhook was attempted."""
     async with services.db.read() as session:
         rows = await session.scalars(select(OutboxRequest).where(OutboxRequest.webhook_id == webhook_id))
-        return len([r for r in rows if r.attempts >= 1]) == count
+        return any(r.attempts >= 1 for r in rows)
