@@ -15,17 +15,22 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import SecretStr
 
 from . import metrics
 from .config import Settings
 
+if TYPE_CHECKING:
+    from .services import Services
+
 log = logging.getLogger("callbridge.outbox")
 
 NICENESS = 10  # how much lower its CPU priority is than the server's
 COUNTED_APART = (metrics.OUTBOX, metrics.WEBHOOKS)  # what only the outbox worker counts
+WAKE_GAP = 0.2  # seconds between two wake-ups of the outbox process at least
 COMMAND = [sys.executable, "-m", "callbridge.cli.outbox_worker"]
 
 
@@ -51,7 +56,7 @@ async def keep_running(settings: Settings, due: asyncio.Event) -> None:
         await asyncio.sleep(1)
 
 
-async def work(services, jobs) -> None:
+async def work(services: Services, jobs: Coroutine[Any, Any, None]) -> None:
     """The outbox process's side: run `jobs` (the outbox worker, woken by `services.outbox_due`) until stdin
     ends, writing the counters on stdout after every change."""
     loop = asyncio.get_running_loop()
@@ -76,12 +81,15 @@ def _environment(settings: Settings) -> dict[str, str]:
 
 
 async def _tell_when_due(due: asyncio.Event, stdin: asyncio.StreamWriter) -> None:
+    """A line when something is due, and no more than one per WAKE_GAP: under a stream of PBX events the outbox
+    process looks for them a batch at a time, not once per event."""
     with contextlib.suppress(ConnectionError):
         while True:
             await due.wait()
             due.clear()
             stdin.write(b"\n")
             await stdin.drain()
+            await asyncio.sleep(WAKE_GAP)
 
 
 def _totals() -> dict[str, float]:
@@ -91,7 +99,7 @@ def _totals() -> dict[str, float]:
             for sample in family.samples if sample.name.endswith("_total")}  # fmt: skip
 
 
-async def _report(stdout) -> None:
+async def _report(stdout: TextIO) -> None:
     reported: dict[str, float] = {}
     while True:
         if (totals := _totals()) != reported:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .statements import execute_hot
-from .tables import Employee, OutboxAttempt, OutboxRequest, utcnow
+from .tables import Employee, OutboxAttempt, OutboxRequest, Webhook, utcnow
 
 
 async def add(session: AsyncSession, **values) -> OutboxRequest:
@@ -55,20 +55,37 @@ async def lock_employee(session: AsyncSession, employee_id: int) -> None:
     await session.execute(select(Employee.id).where(Employee.id == employee_id).with_for_update())
 
 
+async def _due(session: AsyncSession, now: datetime, paused_webhooks: list[int]) -> list:
+    """A query of due requests per receiver (the PBXs', then each webhook's but the paused ones), oldest first:
+    each reads only the index range of its own receiver, so a paused receiver's queue, however long, is not read."""
+    webhooks = [i for i in await session.scalars(select(Webhook.id)) if i not in paused_webhooks]
+    due = select(OutboxRequest).where(OutboxRequest.status == "pending", OutboxRequest.next_attempt_at <= now)
+    return [due.where(OutboxRequest.webhook_id.is_(None) if receiver is None else OutboxRequest.webhook_id == receiver)
+            .order_by(OutboxRequest.next_attempt_at) for receiver in [None, *webhooks]]  # fmt: skip
+
+
+async def any_due(session: AsyncSession, now: datetime, paused_webhooks: list[int] = ()) -> bool:
+    """Whether a claim would find anything, asked in a read: on SQLite a claim takes the one write lock."""
+    for query in await _due(session, now, paused_webhooks):
+        if await session.scalar(query.with_only_columns(OutboxRequest.id).limit(1)) is not None:
+            return True
+    return False
+
+
 async def claim(
     session: AsyncSession, now: datetime, lease: timedelta, *, limit: int = 10, request_id: int | None = None,
     paused_webhooks: list[int] = (),
 ) -> list[OutboxRequest]:
-    """Due requests (or the one given), leased to the caller: SKIP LOCKED on PostgreSQL, so workers never
-    wait for each other or take the same row; SQLite has one writer and needs no row locks. Deliveries to the
-    `paused_webhooks` wait."""
-    query = select(OutboxRequest).where(OutboxRequest.status == "pending", OutboxRequest.next_attempt_at <= now)
+    """Due requests (up to `limit` of each receiver's, or the one given), leased to the caller: SKIP LOCKED on
+    PostgreSQL, so workers never wait for each other or take the same row; SQLite has one writer and needs no row
+    locks. Deliveries to the `paused_webhooks` wait."""
     if request_id is not None:
-        query = query.where(OutboxRequest.id == request_id)
-    if paused_webhooks:
-        query = query.where(or_(OutboxRequest.webhook_id.is_(None), OutboxRequest.webhook_id.notin_(paused_webhooks)))
-    query = query.order_by(OutboxRequest.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
-    claimed = list(await session.scalars(query))
+        queries = [select(OutboxRequest).where(OutboxRequest.id == request_id, OutboxRequest.status == "pending",
+                                               OutboxRequest.next_attempt_at <= now)]  # fmt: skip
+    else:
+        queries = await _due(session, now, paused_webhooks)
+    claimed = [request for query in queries
+               for request in await session.scalars(query.limit(limit).with_for_update(skip_locked=True))]  # fmt: skip
     for request in claimed:
         request.next_attempt_at = now + lease
     return claimed

@@ -245,14 +245,18 @@ class OutboxRequest(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_due", "status", "next_attempt_at"),
-        Index("ix_outbox_subject", "action", "subject", "created_at"),
+        # what is due, receiver by receiver (no webhook: a PBX's): a receiver that is down is skipped without
+        # reading its queue, however long that has grown
+        Index("ix_outbox_receiver_due", "webhook_id", "status", "next_attempt_at"),
+        # a double click finds the request it repeats; a webhook delivery has no subject and no entry here
+        Index("ix_outbox_subject", "action", "subject", "created_at", sqlite_where=text("subject IS NOT NULL"),
+              postgresql_where=text("subject IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # the PBX it is made of, or (a webhook delivery) the integration of the call it tells about, if any
     integration_id: Mapped[int | None] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"), index=True)
-    webhook_id: Mapped[int | None] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    webhook_id: Mapped[int | None] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(32))  # make_call | setup | accounts | webhook
     response_code: Mapped[int | None]  # the HTTP status of the last attempt, where there was one
     subject: Mapped[str | None] = mapped_column(String(200))  # what repeats of one request share (a double click)
