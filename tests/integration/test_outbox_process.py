@@ -12,12 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from callbridge import webhooks
-from callbridge.store import directory, integrations
-
 from .. import helpers
 from ..helpers import serve_app
-from .test_webhooks import KNOWN, Receiver, until
+from .test_webhooks import Receiver, a_hooked_pbx, ring, until
 
 
 def children(pid: int) -> list[int]:
@@ -41,33 +38,22 @@ async def counted(http: httpx.AsyncClient, base: str, deliveries: float) -> bool
 async def test_the_outbox_process_delivers_restarts_when_killed_and_ends_with_the_server(services, database_url,
                                                                                           tmp_path):  # fmt: skip
     receiver = Receiver()
-    async with services.db.transaction() as session:
-        await directory.add_employee(session, name="Андрей", pbx_login="andy")
-        pbx = await integrations.add_integration(session, kind="cloudpbx", name="PBX", settings={})
     with serve_app(receiver.app()) as url:
-        hook = await webhooks.add(services, f"{url}/hook", ["call.ringing"], None)
-        receiver.secrets.append(hook.secret)
+        pbx, _hook = await a_hooked_pbx(services, receiver, url)
         env = {"outbound_allow": "127.0.0.1", "secret_key_file": str(tmp_path / "key"), "outbox_poll_seconds": "30"}
         with helpers.serve_process(database_url, tmp_path, **env) as (base, server):
             async with httpx.AsyncClient(timeout=10) as http:
-
-                async def ring(callid: str) -> None:
-                    answer = await http.post(f"{base}/hooks/cloudpbx/{pbx.id}", data={
-                        "cmd": "event", "type": "INCOMING", "callid": callid, "phone": KNOWN, "user": "andy",
-                        "crm_token": pbx.token})  # fmt: skip
-                    assert answer.status_code == 200
-
                 (worker,) = await until(lambda: asyncio.sleep(0, children(server.pid)))
                 niced = os.getpriority(os.PRIO_PROCESS, server.pid) + 10  # its first step, before its imports
                 await until(lambda: asyncio.sleep(0, os.getpriority(os.PRIO_PROCESS, worker) == niced))
                 # polled every 30 s: a delivery within 10 s was woken by the server
-                await ring("first")
+                await ring(http, base, pbx, "first")
                 await until(lambda: asyncio.sleep(0, len(receiver.got) == 1))
                 await until(lambda: counted(http, base, 1.0))  # counted in the outbox process, shown by the server
 
                 os.kill(worker, signal.SIGKILL)
                 (again,) = await until(lambda: asyncio.sleep(0, [c for c in children(server.pid) if c != worker]))
-                await ring("second")
+                await ring(http, base, pbx, "second")
                 await until(lambda: asyncio.sleep(0, len(receiver.got) == 2))
                 await until(lambda: counted(http, base, 2.0))  # the counters carry on
 

@@ -308,24 +308,35 @@ async def test_the_cli_as_an_admin_types_it(world, services):
     assert gone.exit_code == 1 and "does not exist" in gone.stderr
 
 
-async def test_a_killed_server_delivers_after_restart_what_it_had_not(services, database_url, tmp_path):
-    """Events queued, the receiver down, the server killed (SIGKILL): the next server delivers them, once each."""
-    receiver = Receiver()
+async def a_hooked_pbx(services, receiver: Receiver, url: str):
+    """A PBX with an employee, and a webhook of its ringing calls to `receiver`, for a `callbridge serve` of the
+    test's own."""
     async with services.db.transaction() as session:
         await directory.add_employee(session, name="Андрей", pbx_login="andy")
         pbx = await integrations.add_integration(session, kind="cloudpbx", name="PBX", settings={})
+    hook = await webhooks.add(services, f"{url}/hook", ["call.ringing"], None)
+    receiver.secrets.append(hook.secret)
+    return pbx, hook
+
+
+async def ring(http: httpx.AsyncClient, base: str, pbx, callid: str) -> None:
+    answer = await http.post(f"{base}/hooks/cloudpbx/{pbx.id}", data={
+        "cmd": "event", "type": "INCOMING", "callid": callid, "phone": KNOWN, "user": "andy",
+        "crm_token": pbx.token})  # fmt: skip
+    assert answer.status_code == 200
+
+
+async def test_a_killed_server_delivers_after_restart_what_it_had_not(services, database_url, tmp_path):
+    """Events queued, the receiver down, the server killed (SIGKILL): the next server delivers them, once each."""
+    receiver = Receiver()
     with serve_app(receiver.app()) as url:
-        hook = await webhooks.add(services, f"{url}/hook", ["call.ringing"], None)
-        receiver.secrets.append(hook.secret)
+        pbx, hook = await a_hooked_pbx(services, receiver, url)
         receiver.answers = [503] * 100  # down until the kill
         env = {"outbound_allow": "127.0.0.1", "secret_key_file": str(tmp_path / "key")}
         with helpers.serve_process(database_url, tmp_path, **env) as (base, process):
             async with httpx.AsyncClient(timeout=10) as http:
                 for n in range(3):
-                    answer = await http.post(f"{base}/hooks/cloudpbx/{pbx.id}", data={
-                        "cmd": "event", "type": "INCOMING", "callid": f"k{n}", "phone": KNOWN, "user": "andy",
-                        "crm_token": pbx.token})  # fmt: skip
-                    assert answer.status_code == 200
+                    await ring(http, base, pbx, f"k{n}")
             await until(lambda: _tried(services, hook.id))  # and failed: the receiver is down
             process.kill()
         receiver.answers = []
