@@ -39,7 +39,13 @@ async def keep_running(settings: Settings, due: asyncio.Event) -> None:
     (its counters carry on); it is stopped when this task is cancelled."""
     while True:
         pipe = asyncio.subprocess.PIPE
-        process = await asyncio.create_subprocess_exec(*COMMAND, stdin=pipe, stdout=pipe, env=_environment(settings))
+        try:
+            process = await asyncio.create_subprocess_exec(*COMMAND, stdin=pipe, stdout=pipe,
+                                                           env=_environment(settings))  # fmt: skip
+        except OSError as exc:
+            log.error("the outbox process could not start (%s); trying again", exc)
+            await asyncio.sleep(5)
+            continue
         talk = [asyncio.create_task(_tell_when_due(due, process.stdin)), asyncio.create_task(_count(process.stdout))]
         try:
             code = await process.wait()
@@ -114,7 +120,10 @@ async def _count(stdout: asyncio.StreamReader) -> None:
     counters = {family.name: counter for counter in COUNTED_APART for family in counter.describe()}
     seen: dict[str, float] = {}
     while line := await stdout.readline():
-        totals: dict[str, Any] = json.loads(line)
+        try:
+            totals: dict[str, Any] = json.loads(line)
+        except ValueError:  # not a report (something printed): not a count either
+            continue
         for key, total in totals.items():
             name, labels = json.loads(key)
             if total > seen.get(key, 0.0):
