@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from .. import metrics
+from .codec import JSON_CODEC
 from .commits import StoreBusy
 from .postgres import PostgresReader, PostgresSession, _AsyncpgTransaction, _ping_after_idle, _SharedTransactions
 from .sqlite import SqliteSession, _GroupCommit, _inline_engine, _sqlite_events
@@ -38,10 +39,10 @@ PING_AFTER_IDLE = 2.0  # seconds a pooled PostgreSQL connection may sit unused b
 def make_engine(url: str, ping_after_idle: float = PING_AFTER_IDLE) -> AsyncEngine:
     """An async engine; SQLite gets WAL and a busy timeout, PostgreSQL a modest pool."""
     if make_url(url).get_backend_name() != "sqlite":
-        engine = create_async_engine(url, pool_size=10, max_overflow=10)
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, **JSON_CODEC)
         _ping_after_idle(engine.sync_engine, ping_after_idle)
         return engine
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, **JSON_CODEC)
     _sqlite_events(engine.sync_engine, busy_timeout_ms=10_000)
     return engine
 

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from .codec import JSON_CODEC
 from .commits import MAX_GROUP, StoreBusy, _Group, _SharedCommits
 
 
@@ -134,7 +135,7 @@ def _sqlite_begin(connection) -> None:
 
 def _inline_engine(url: str) -> Engine:
     """The synchronous SQLite engine `SqliteSession` runs on the loop's thread; it never waits for a lock."""
-    engine = create_engine(make_url(url).set(drivername="sqlite"))
+    engine = create_engine(make_url(url).set(drivername="sqlite"), **JSON_CODEC)
     _sqlite_events(engine, busy_timeout_ms=0)
     return engine
 
