@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from starlette.responses import StreamingResponse
 
 from .store import notify
@@ -66,12 +67,12 @@ class PostgresBus(LiveBus):
         self.connected = asyncio.Event()
 
     def publish(self, message: dict[str, Any]) -> None:
-        payload = json.dumps(message, ensure_ascii=False, default=str)
-        if len(payload.encode()) > notify.MAX_PAYLOAD:  # too big for NOTIFY: this process's browsers only
-            log.warning("live message of %s bytes shown on this worker only", len(payload.encode()))
-            super().publish(json.loads(payload))
+        payload = _dumps(message)
+        if len(payload) > notify.MAX_PAYLOAD:  # too big for NOTIFY: this process's browsers only
+            log.warning("live message of %s bytes shown on this worker only", len(payload))
+            super().publish(orjson.loads(payload))
             return
-        self._outgoing.put_nowait(payload)
+        self._outgoing.put_nowait(payload.decode())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -108,7 +109,13 @@ class PostgresBus(LiveBus):
                 await asyncio.sleep(1.0)
 
     def _received(self, payload: str) -> None:
-        super().publish(json.loads(payload))
+        super().publish(orjson.loads(payload))
+
+
+def _dumps(message: dict[str, Any]) -> bytes:
+    """A message on its way to the other processes (orjson: every call event sends some, every process reads
+    them); times and anything else that is not JSON as `sse_frame` gives them."""
+    return orjson.dumps(message, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS)
 
 
 def sse_frame(message: dict[str, Any]) -> str:

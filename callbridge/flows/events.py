@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -141,7 +141,7 @@ async def _fold(
         if isinstance(effect, engine.RecordingReady) and (services.settings.keep_recordings or effect.temporary):
             await recording_store.queue(session, row_id, effect.url, effect.temporary)
         message = {"type": type(effect).__name__, "call_id": row_id, "integration_id": integration_id}
-        message |= asdict(effect)
+        message |= vars(effect)  # flat, frozen: no need for `asdict`'s deep copy
         if isinstance(effect, engine.CardShown | engine.CardHidden):
             message["recipients"] = await automation.card_recipients(session, rules, view, effect.employee)
         messages.append(message)
