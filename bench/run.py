@@ -1,4 +1,4 @@
-"""callbridge benchmarks, each figure beside a bare Starlette endpoint measured in the same run.
+"""callbridge benchmarks, each figure beside a bare Starlette endpoint measured just before it, in the same run.
 
     .venv/bin/python bench/run.py                      # SQLite and PostgreSQL, 10k and 1M clients
     .venv/bin/python bench/run.py --sizes 10000 --no-postgres --seconds 5     # a quick look
@@ -11,7 +11,8 @@ For each database and each size of the client table, a real `callbridge serve` (
   posting PBX events all the while, its events/s and non-2xx answers shown beside);
 - webhooks: PBX events/s under load with no webhook, then with a webhook for every event to a receiver that is
   down, then to one that answers (on loopback), and deliveries/s until every delivery queued meanwhile is done.
-The bare endpoints (bench/bare.py) read the same forms and fan out to the same number of streams.
+The bare endpoints (bench/bare.py) read the same forms and fan out to the same number of streams; they are measured
+again before each database and size, and callbridge's ratios are to the bare figures just before them.
 """
 
 from __future__ import annotations
@@ -346,6 +347,19 @@ def measure(base: str, target: dict[str, str], clients: int, args, folder: Path,
             "non-2xx": lookup_errors + ingest_errors, "journal rows": 0}  # fmt: skip
 
 
+def measure_bare(clients: int, args, folder: Path) -> dict:
+    """The bare endpoints, measured just before each callbridge figure they are the baseline of: this machine's
+    speed drifts by half within an hour, which a baseline measured once for the whole run would take for
+    callbridge's."""
+    port = free_port()
+    bare = start([str(BIN / "uvicorn"), "bench.bare:app"], port, dict(os.environ))
+    try:
+        console.print("measuring the bare baseline")
+        return measure(f"http://127.0.0.1:{port}", {"token": "-"}, clients, args, folder, bare=True)
+    finally:
+        stop(bare)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,1000000", help="client table sizes, comma-separated")
@@ -362,14 +376,6 @@ def main() -> None:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        port = free_port()
-        bare = start([str(BIN / "uvicorn"), "bench.bare:app"], port, dict(os.environ))
-        try:
-            console.print("measuring the bare baseline")
-            results["bare Starlette"] = measure(f"http://127.0.0.1:{port}", {"token": "-"}, max(sizes), args, folder,
-                                                bare=True)  # fmt: skip
-        finally:
-            stop(bare)
         backends = [("SQLite", None)] + ([] if args.no_postgres else [("PostgreSQL", args.postgres)])
         for name, admin in backends:
             for size in sizes:
@@ -383,6 +389,7 @@ def main() -> None:
                                     "CALLBRIDGE_OUTBOUND_ALLOW": "127.0.0.1"}  # the webhook receiver  # fmt: skip
                 port = free_port()
                 label = f"{name} {size:,} clients" + (f", {workers} workers" if workers > 1 else "")
+                results[f"bare, just before {name} {size:,}"] = measure_bare(size, args, folder)
                 console.print(f"measuring callbridge on {label}")
                 server = start([str(BIN / "callbridge"), "serve", "--workers", str(workers)], port, env)
                 base = f"http://127.0.0.1:{port}"
@@ -413,8 +420,8 @@ def main() -> None:
 
 
 def report(results: dict[str, dict]) -> None:
-    bare = results["bare Starlette"]
-    table = Table(title="callbridge vs a bare Starlette endpoint (same machine, same run)")
+    """A column per measurement; callbridge's ratios are to the bare column just before it."""
+    table = Table(title="callbridge vs a bare Starlette endpoint (same machine, just before)")
     table.add_column("")
     for name in results:
         table.add_column(name, justify="right")
@@ -426,18 +433,21 @@ def report(results: dict[str, dict]) -> None:
                    "ingest events/s, receiver live", "non-2xx, receiver live",
                    "webhook deliveries/s", "journal rows"):  # fmt: skip
         cells = []
+        bare: dict = {}
         for name, r in results.items():
+            is_bare = name.startswith("bare")
+            bare = r if is_bare else bare
             if metric not in r:
                 cells.append("")
                 continue
             cell = f"{r[metric]:,.2f}" if "ms" in metric else f"{r[metric]:,.0f}"
             if (
-                name != "bare Starlette"
+                not is_bare
                 and bare.get(metric)
                 and metric in TARGETS | {"lookup p50 ms": 0, "lookup req/s": 0, "card p50 ms": 0}
             ):
                 cell += f" ({r[metric] / bare[metric]:.2f}x)"
-            if metric in TARGETS and name != "bare Starlette":
+            if metric in TARGETS and not is_bare:
                 op, limit = TARGETS[metric]
                 cell += " ✓" if (r[metric] < limit if op == "<" else r[metric] >= limit) else " ✗"
             cells.append(cell)
