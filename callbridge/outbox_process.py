@@ -40,7 +40,9 @@ async def keep_running(settings: Settings, due: asyncio.Event) -> None:
     while True:
         pipe = asyncio.subprocess.PIPE
         try:
-            process = await asyncio.create_subprocess_exec(*COMMAND, stdin=pipe, stdout=pipe,
+            # a session of its own: a Ctrl+C, which signals the terminal's whole process group, stops the server,
+            # which ends this process once it has finished, instead of this one dying first and being started again
+            process = await asyncio.create_subprocess_exec(*COMMAND, stdin=pipe, stdout=pipe, start_new_session=True,
                                                            env=_environment(settings))  # fmt: skip
         except OSError as exc:
             log.error("the outbox process could not start (%s); trying again", exc)

@@ -66,8 +66,8 @@ async def collect_live(http, url: str, key: str, into: list[dict]) -> None:
 
 @contextmanager
 def serve_process(database_url: str, folder, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`callbridge serve` as an admin starts it, in its own process and folder (CALLBRIDGE_* settings in env);
-    yields its base URL and the process (its output goes to folder/server.log)."""
+    """`callbridge serve` as an admin starts it, in its own process, session and folder (CALLBRIDGE_* settings in
+    env); yields its base URL and the process (its output goes to folder/server.log)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -76,7 +76,8 @@ def serve_process(database_url: str, folder, **env: str) -> Iterator[tuple[str, 
     command = [str(Path(sys.executable).with_name("callbridge")), "serve", "--port", str(port),
                "--database-url", database_url]  # fmt: skip
     variables = os.environ | {f"CALLBRIDGE_{k.upper()}": v for k, v in env.items()}
-    process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=variables)
+    process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=variables,
+                               start_new_session=True)  # as a terminal would, a process group of its own
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

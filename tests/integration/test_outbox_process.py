@@ -60,3 +60,16 @@ async def test_the_outbox_process_delivers_restarts_when_killed_and_ends_with_th
             server.kill()
             await until(lambda: asyncio.sleep(0, not alive(again)))  # no orphan keeps delivering
     assert sorted(d["data"]["pbx_call_id"] for d in receiver.got) == ["first", "second"]
+
+
+async def test_a_ctrl_c_ends_the_server_and_then_the_outbox_process_which_is_not_started_again(database_url,
+                                                                                               tmp_path):  # fmt: skip
+    """Ctrl+C signals the terminal's whole process group. The outbox process is outside it, so it is not ended
+    (and started again) while the server shuts down: the server ends it when it is done."""
+    with helpers.serve_process(database_url, tmp_path, secret_key_file=str(tmp_path / "key")) as (_base, server):
+        (worker,) = await until(lambda: asyncio.sleep(0, children(server.pid)))
+        os.killpg(server.pid, signal.SIGINT)  # what the terminal does on Ctrl+C
+        assert await asyncio.to_thread(server.wait, 15) == 0
+        await until(lambda: asyncio.sleep(0, not alive(worker)))
+    log = (tmp_path / "server.log").read_text()
+    assert "Application shutdown complete" in log and "the outbox process ended" not in log
