@@ -55,11 +55,15 @@ async def lock_employee(session: AsyncSession, employee_id: int) -> None:
     await session.execute(select(Employee.id).where(Employee.id == employee_id).with_for_update())
 
 
+def _pending(now: datetime):
+    return select(OutboxRequest).where(OutboxRequest.status == "pending", OutboxRequest.next_attempt_at <= now)
+
+
 async def _due(session: AsyncSession, now: datetime, paused_webhooks: list[int]) -> list:
     """A query of due requests per receiver (the PBXs', then each webhook's but the paused ones), oldest first:
     each reads only the index range of its own receiver, so a paused receiver's queue, however long, is not read."""
     webhooks = [i for i in await session.scalars(select(Webhook.id)) if i not in paused_webhooks]
-    due = select(OutboxRequest).where(OutboxRequest.status == "pending", OutboxRequest.next_attempt_at <= now)
+    due = _pending(now)
     return [due.where(OutboxRequest.webhook_id.is_(None) if receiver is None else OutboxRequest.webhook_id == receiver)
             .order_by(OutboxRequest.next_attempt_at) for receiver in [None, *webhooks]]  # fmt: skip
 
@@ -80,8 +84,7 @@ async def claim(
     PostgreSQL, so workers never wait for each other or take the same row; SQLite has one writer and needs no row
     locks. Deliveries to the `paused_webhooks` wait."""
     if request_id is not None:
-        queries = [select(OutboxRequest).where(OutboxRequest.id == request_id, OutboxRequest.status == "pending",
-                                               OutboxRequest.next_attempt_at <= now)]  # fmt: skip
+        queries = [_pending(now).where(OutboxRequest.id == request_id)]
     else:
         queries = await _due(session, now, paused_webhooks)
     claimed = [request for query in queries
