@@ -18,7 +18,7 @@ from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, flows, outbox, outbox_process, recordings, redact
+from . import __version__, flows, metrics, outbox, outbox_process, recordings, redact
 from .api import webhooks as api_webhooks
 from .api.admin import router as api_admin_router
 from .api.routes import router as api_router
@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if wanted and not token_matches(given, wanted):
             return PlainTextResponse("metrics need `Authorization: Bearer <CALLBRIDGE_METRICS_TOKEN>`", 401)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(request: Request) -> JSONResponse:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+SHARED = "PROMETHEUS_MULTIPROC_DIR"  # where `serve --workers N` has every worker keep its figures
 
 # applied, duplicate, failed (journaled for replay), rejected (not a valid command)
 REQUESTS = Counter("callbridge_pbx_requests_total", "PBX event requests by outcome", ["outcome"])
@@ -19,3 +23,13 @@ OUTBOX = Counter(
     "callbridge_outbox_attempts_total", "attempts at requests to PBXs by action and outcome", ["action", "outcome"]
 )
 WEBHOOKS = Counter("callbridge_webhook_responses_total", "webhook receivers' answers by status class", ["status"])
+
+
+def exposition() -> bytes:
+    """The figures as Prometheus text: every worker's summed when there are several (a scrape reaches one of
+    them, which would show only its own), else this process's."""
+    if SHARED not in os.environ:
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)

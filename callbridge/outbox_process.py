@@ -85,7 +85,8 @@ def _environment(settings: Settings) -> dict[str, str]:
     """The server's settings, as the outbox process reads them (given on the command line or not)."""
     plain = {name: value.get_secret_value() if isinstance(value, SecretStr) else value
              for name, value in settings.model_dump().items()}  # fmt: skip
-    return os.environ | {f"CALLBRIDGE_{name.upper()}": str(value) for name, value in plain.items()}
+    inherited = {name: value for name, value in os.environ.items() if name != metrics.SHARED}  # it reports its own
+    return inherited | {f"CALLBRIDGE_{name.upper()}": str(value) for name, value in plain.items()}
 
 
 async def _tell_when_due(due: asyncio.Event, stdin: asyncio.StreamWriter) -> None:

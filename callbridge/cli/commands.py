@@ -33,10 +33,12 @@ def serve(
 ) -> None:
     """Run the server (SQLite ./callbridge.db unless --database-url says otherwise)."""
     import os
+    import tempfile
 
     import uvicorn
 
     from .. import demo as demo_data
+    from .. import metrics
     from ..app import create_app
     from ..config import key_file
     from ..recording_files import recording_files
@@ -66,10 +68,11 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
         return
-    # worker processes build their app from the environment
-    os.environ |= {"CALLBRIDGE_DATABASE_URL": settings.database_url, "CALLBRIDGE_WORKERS": str(workers),
-                   "CALLBRIDGE_OUTBOX_APART": str(settings.outbox_apart)}
-    uvicorn.run("callbridge.app:create_app", factory=True, workers=workers, **options)
+    # worker processes build their app from the environment, and keep their figures in files that /metrics sums
+    with tempfile.TemporaryDirectory(prefix="callbridge-metrics-") as figures:
+        os.environ |= {"CALLBRIDGE_DATABASE_URL": settings.database_url, "CALLBRIDGE_WORKERS": str(workers),
+                       "CALLBRIDGE_OUTBOX_APART": str(settings.outbox_apart), metrics.SHARED: figures}
+        uvicorn.run("callbridge.app:create_app", factory=True, workers=workers, **options)
 
 
 @app.command()

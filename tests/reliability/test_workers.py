@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -17,7 +18,8 @@ from callbridge.cli import app as cli_app
 from callbridge.store import Database, directory, integrations
 
 from ..conftest import _drop_pg, _pg_database, settings_for
-from ..helpers import collect_live, running_server
+from ..helpers import collect_live, running_server, serve_app
+from ..integration.test_webhooks import Receiver, a_hooked_pbx, ring, until
 from ..test_cli import free_port
 from .test_crash_safety import wait_until_up
 
@@ -87,6 +89,47 @@ async def test_serve_with_several_workers(services, postgres, tmp_path):
         server.terminate()
         _, errors = server.communicate(timeout=30)
     assert "Traceback" not in errors, errors
+
+
+def counted(exposition: str, family: str) -> float:
+    """The sum of one metric family's `_total` samples in Prometheus text."""
+    return sum(sample.value for metric in text_string_to_metric_families(exposition) if metric.name == family
+               for sample in metric.samples if sample.name.endswith("_total"))  # fmt: skip
+
+
+async def test_metrics_count_what_every_worker_did(services, postgres, tmp_path):
+    """A scrape reaches one worker of `serve --workers 2`: it shows what both did, on every scrape, and what their
+    outbox processes did, once."""
+    receiver = Receiver()
+    with serve_app(receiver.app()) as url:
+        pbx, _hook = await a_hooked_pbx(services, receiver, url)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = os.environ | {"CALLBRIDGE_RECORDINGS_DIR": str(tmp_path), "CALLBRIDGE_OUTBOUND_ALLOW": "127.0.0.1",
+                            "CALLBRIDGE_SECRET_KEY_FILE": str(tmp_path / "key")}  # fmt: skip
+        command = [CALLBRIDGE, "serve", "--workers", "2", "--port", str(port), "--database-url", postgres,
+                   "--log-level", "warning"]  # fmt: skip
+        server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+                await wait_until_up(http, base, server)
+                await asyncio.sleep(1.0)  # every worker is up, not just the first
+                lookup = {"cmd": "contact", "callid": "m", "phone": "79101234567", "crm_token": pbx.token}
+                for _ in range(5):  # eight new connections at once, which the two workers take between them
+                    hook = f"{base}/hooks/cloudpbx/{pbx.id}"
+                    answers = await asyncio.gather(*(http.post(hook, data=lookup) for _ in range(8)))
+                    assert [a.status_code for a in answers] == [200] * 8
+                await ring(http, base, pbx, "counted")
+                await until(lambda: asyncio.sleep(0, len(receiver.got) == 1))
+                await asyncio.sleep(1.5)  # the outbox process reports its counters every second
+                scrapes = [(await http.get(f"{base}/metrics")).text for _ in range(8)]
+        finally:
+            server.terminate()
+            _, errors = server.communicate(timeout=30)
+    assert "Traceback" not in errors, errors
+    assert [counted(text, "callbridge_lookups") for text in scrapes] == [40.0] * 8
+    assert all("callbridge_lookup_seconds_count 40.0" in text for text in scrapes)  # the histogram too
+    assert [counted(text, "callbridge_webhook_responses") for text in scrapes] == [1.0] * 8
 
 
 async def test_migrations_run_once_when_workers_start_together(postgres):
