@@ -140,7 +140,7 @@ async def home(request: Request):
 
 @router.get("/calls")
 async def journal(request: Request):
-    """The journal, newest first; with `X-Journal-Rows` only its rows, which the page fetches as calls come in."""
+    """The journal, newest first (its first page fetches itself again as calls come in)."""
     await auth.signed_in(request)
     services = services_of(request)
     q = request.query_params
@@ -156,8 +156,7 @@ async def journal(request: Request):
              "first": with_query(q, page=0) if page else None, "prev": with_query(q, page=page - 1) if page else None,
              "next": with_query(q, page=page + 1) if page < last else None,
              "last": with_query(q, page=last) if page < last else None}  # fmt: skip
-    template = "_journal_rows.html" if request.headers.get("x-journal-rows") else "calls.html"
-    return render(request, template, rows=rows, total=total, people=people, names=names, q=q, pages=pages,
+    return render(request, "calls.html", rows=rows, total=total, people=people, names=names, q=q, pages=pages,
                   owed=owed, live=page == 0, export=with_query(q, page=0),
                   kept={i for i, r in kept.items() if r.status == "kept"})  # fmt: skip
 

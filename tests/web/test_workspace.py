@@ -373,6 +373,7 @@ async def test_a_journal_people_scan_all_day(browser, workspace, services):
         await directory.add_client(session, name='=HYPERLINK("http://evil.example","open")', phones=["+79105550001"])
     page = await sign_in(browser, workspace["base"], "andy")
     assert await page.inner_text("tr.empty") == "Ничего нет"
+    assert await page.inner_text("h1 small") == "0 звонков"
 
     # a missed call appears at the top while the journal is open, marked as owed a call back
     def minutes_ago(minutes: int) -> str:
@@ -382,12 +383,14 @@ async def test_a_journal_people_scan_all_day(browser, workspace, services):
                callid="j1", start=minutes_ago(10))  # fmt: skip
     owed = await page.wait_for_selector("tr.call .badge.owed", timeout=5000)
     assert await owed.inner_text() == "не перезвонили"
+    assert await page.inner_text("h1 small") == "1 звонок"  # the count follows the rows
     shown = await page.inner_text("tr.call time")
     assert len(shown) == 16 and shown[2] == shown[5] == "." and shown[13] == ":"  # 01.12.2026 10:35
     await post(cmd="history", type="out", status="Success", phone="79105550001", user="andy", duration="30",
                callid="j2", start=minutes_ago(5))  # fmt: skip
     await page.wait_for_selector("tr.call >> nth=1", timeout=5000)
     await page.wait_for_selector(".badge.owed", state="detached", timeout=5000)  # called back
+    assert await page.inner_text("h1 small") == "2 звонка"
 
     # paging both ways with the page count, the filters kept
     for n in range(55):

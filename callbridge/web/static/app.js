@@ -79,16 +79,23 @@ document.addEventListener("submit", async (event) => {
   say(response.ok ? form.dataset.saved : form.dataset.failed, !response.ok);
 });
 
-// The journal's first page follows the calls as they come in: its rows, fetched again with the same filters.
+// The journal's first page follows the calls as they come in: the page fetched again with the same filters, and
+// its rows, its count and its pager put in place (the filters someone may be typing into are left alone).
 const journal = document.querySelector("table.journal[data-live] tbody");
+const FOLLOWED = ["table.journal tbody", "h1 small", "p.pages"];
 function refreshJournal() {
   if (!journal || refreshJournal.timer) return;
   refreshJournal.timer = setTimeout(async () => {
     refreshJournal.timer = null;
     const playing = [...journal.querySelectorAll("audio")].some((audio) => !audio.paused);
     if (playing) return; // a recording someone listens to is not cut off; the next change refreshes
-    const response = await fetch(location.href, { headers: { "X-Journal-Rows": "1" } });
-    if (response.ok) journal.innerHTML = await response.text();
+    const response = await fetch(location.href);
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const selector of FOLLOWED) {
+      const [here, there] = [document.querySelector(selector), fresh.querySelector(selector)];
+      if (here && there) here.replaceChildren(...there.childNodes);
+    }
   }, 300);
 }
 
