@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from . import demo_history, flows
 from .automation import Rules
+from .config import Settings
 from .domain.phones import normalize
 from .flows import inbound_url
 from .services import Services
@@ -95,11 +96,16 @@ async def load(services: Services, history_days: int = 14) -> str:
         f"{history_days} days ({played.recordings} recordings)\n"
         f"workspace: {base} - sign in as admin (or daria, andy, mike, serg) with password demo\n"
         f"watch a call come in: in another terminal, in this folder, run\n"
-        f"  {_command()} simulate group      (or hunting, missed, outgoing)\n"
+        f"  {_command()} simulate group{_url_unless_default(base)}      (or hunting, missed, outgoing)\n"
         f"cloudpbx inbound URL: {inbound_url(services, pbx)}\n"
         f"crm_token: {pbx.token}\n"
         f"API key: {key}"
     )
+
+
+def _url_unless_default(base: str) -> str:
+    """`--url BASE` for `simulate` in another shell, which reads the public URL from its own settings."""
+    return "" if base == Settings.model_fields["public_url"].default else f" --url {base}"
 
 
 def _person(login: str) -> Person:

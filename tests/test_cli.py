@@ -175,6 +175,15 @@ def test_serve_as_a_user_runs_it(tmp_path):
             data={"cmd": "contact", "phone": "79101234567", "crm_token": pbx["token"]},
         )
         assert answer.json() == {"contact_name": "Менеджер ЗАО Рога и копыта", "responsible": "andy"}
+        # what it printed reaches this server, on its port: the workspace, the PBX's URL, and the call to play
+        printed = process.stdout.readline() + process.stdout.readline()
+        while "API key:" not in printed:
+            printed += process.stdout.readline()
+        assert f"workspace: {base} -" in printed and f"inbound URL: {base}/hooks/cloudpbx/{pbx['id']}" in printed
+        (hint,) = [line for line in printed.splitlines() if " simulate group" in line]
+        played = subprocess.run([*hint.split("(or")[0].split(), "--pause", "0.05"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True)  # fmt: skip
+        assert played.returncode == 0 and f"{base}/calls/" in played.stdout, played.stdout + played.stderr
     finally:
         process.terminate()
         process.wait(10)

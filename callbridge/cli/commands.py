@@ -46,6 +46,10 @@ def serve(
     from ..web.auth import KeyFileError, secret_key
 
     settings = cli_settings(database_url).model_copy(update={"outbox_apart": not outbox_in_process})
+    scheme = "https" if certfile else "http"
+    if "public_url" not in settings.model_fields_set:  # what the URLs it prints (the demo's, the PBX's) reach
+        os.environ["CALLBRIDGE_PUBLIC_URL"] = f"{scheme}://{reachable(host)}:{port}"  # for the workers and the demo
+        settings = settings.model_copy(update={"public_url": os.environ["CALLBRIDGE_PUBLIC_URL"]})
     if (certfile is None) != (keyfile is None):
         raise fail("give both --certfile and --keyfile, or neither")
     if workers > 1 and settings.database_url.startswith("sqlite"):
@@ -57,7 +61,6 @@ def serve(
     run(database_url, lambda s: asyncio.sleep(0))  # migrate once, before any worker starts
     if demo:
         console.print(run(database_url, demo_data.load))
-    scheme = "https" if certfile else "http"
     console.print(f"callbridge on {scheme}://{host}:{port}  (API docs: {scheme}://{host}:{port}/docs)")
     tls = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if certfile and keyfile else {}
     options = uvicorn_options(settings) | tls | {"host": host, "port": port, "log_level": log_level}
@@ -73,6 +76,13 @@ def serve(
         os.environ |= {"CALLBRIDGE_DATABASE_URL": settings.database_url, "CALLBRIDGE_WORKERS": str(workers),
                        "CALLBRIDGE_OUTBOX_APART": str(settings.outbox_apart), metrics.SHARED: figures}
         uvicorn.run("callbridge.app:create_app", factory=True, workers=workers, **options)
+
+
+def reachable(host: str) -> str:
+    """The address to reach a server listening on `host` at: this machine's for all of its addresses."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 @app.command()
