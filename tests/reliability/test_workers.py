@@ -4,6 +4,7 @@ periodic jobs run in one worker at a time. (The outbox's SKIP LOCKED claim is in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -67,28 +68,36 @@ async def test_a_card_reaches_browsers_on_the_other_worker(services, postgres, t
         assert card["employee"] == "andy" and card["type"] == "CardShown"
 
 
-async def test_serve_with_several_workers(services, postgres, tmp_path):
-    """`callbridge serve --workers 3`: real processes behind one port, each card on every stream."""
-    hook, token, key = await prepare(services)
+@contextlib.asynccontextmanager
+async def serve_workers(postgres: str, folder: Path, workers: int, **env: str):
+    """`callbridge serve --workers N` as an admin starts it (CALLBRIDGE_* settings in env): a client that opens a
+    new connection for each request, and the base URL; it ends with no traceback in the server's output."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = os.environ | {"CALLBRIDGE_RECORDINGS_DIR": str(tmp_path),
-                        "CALLBRIDGE_SECRET_KEY_FILE": str(tmp_path / "key")}  # fmt: skip
-    command = [CALLBRIDGE, "serve", "--workers", "3", "--port", str(port), "--database-url", postgres,
+    settings = {"recordings_dir": str(folder), "secret_key_file": str(folder / "key")} | env
+    command = [CALLBRIDGE, "serve", "--workers", str(workers), "--port", str(port), "--database-url", postgres,
                "--log-level", "warning"]  # fmt: skip
-    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(command, env=os.environ | {f"CALLBRIDGE_{k.upper()}": v for k, v in settings.items()},
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http:
             await wait_until_up(http, base, server)
             await asyncio.sleep(1.0)  # every worker is up, not just the first
-            seen = await cards_on(http, [base] * 6, key, lambda: http.post(f"{base}{hook}", data=incoming("w2", token)))
-            assert all(len([m for m in got if m["type"] == "CardShown"]) == 1 for got in seen)
-            calls = (await http.get(f"{base}/api/calls", headers={"Authorization": f"Bearer {key}"})).json()
-            assert [c["pbx_call_id"] for c in calls["items"]] == ["w2"]
+            yield http, base
     finally:
         server.terminate()
         _, errors = server.communicate(timeout=30)
     assert "Traceback" not in errors, errors
+
+
+async def test_serve_with_several_workers(services, postgres, tmp_path):
+    """`callbridge serve --workers 3`: real processes behind one port, each card on every stream."""
+    hook, token, key = await prepare(services)
+    async with serve_workers(postgres, tmp_path, 3) as (http, base):
+        seen = await cards_on(http, [base] * 6, key, lambda: http.post(f"{base}{hook}", data=incoming("w2", token)))
+        assert all(len([m for m in got if m["type"] == "CardShown"]) == 1 for got in seen)
+        calls = (await http.get(f"{base}/api/calls", headers={"Authorization": f"Bearer {key}"})).json()
+        assert [c["pbx_call_id"] for c in calls["items"]] == ["w2"]
 
 
 def counted(exposition: str, family: str) -> float:
@@ -103,30 +112,16 @@ async def test_metrics_count_what_every_worker_did(services, postgres, tmp_path)
     receiver = Receiver()
     with serve_app(receiver.app()) as url:
         pbx, _hook = await a_hooked_pbx(services, receiver, url)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = os.environ | {"CALLBRIDGE_RECORDINGS_DIR": str(tmp_path), "CALLBRIDGE_OUTBOUND_ALLOW": "127.0.0.1",
-                            "CALLBRIDGE_SECRET_KEY_FILE": str(tmp_path / "key")}  # fmt: skip
-        command = [CALLBRIDGE, "serve", "--workers", "2", "--port", str(port), "--database-url", postgres,
-                   "--log-level", "warning"]  # fmt: skip
-        server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-        try:
-            async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http:
-                await wait_until_up(http, base, server)
-                await asyncio.sleep(1.0)  # every worker is up, not just the first
-                lookup = {"cmd": "contact", "callid": "m", "phone": "79101234567", "crm_token": pbx.token}
-                for _ in range(5):  # eight new connections at once, which the two workers take between them
-                    hook = f"{base}/hooks/cloudpbx/{pbx.id}"
-                    answers = await asyncio.gather(*(http.post(hook, data=lookup) for _ in range(8)))
-                    assert [a.status_code for a in answers] == [200] * 8
-                await ring(http, base, pbx, "counted")
-                await until(lambda: asyncio.sleep(0, len(receiver.got) == 1))
-                await asyncio.sleep(1.5)  # the outbox process reports its counters every second
-                scrapes = [(await http.get(f"{base}/metrics")).text for _ in range(8)]
-        finally:
-            server.terminate()
-            _, errors = server.communicate(timeout=30)
-    assert "Traceback" not in errors, errors
+        async with serve_workers(postgres, tmp_path, 2, outbound_allow="127.0.0.1") as (http, base):
+            lookup = {"cmd": "contact", "callid": "m", "phone": "79101234567", "crm_token": pbx.token}
+            for _ in range(5):  # eight new connections at once, which the two workers take between them
+                answers = await asyncio.gather(*(http.post(f"{base}/hooks/cloudpbx/{pbx.id}", data=lookup)
+                                                 for _ in range(8)))  # fmt: skip
+                assert [a.status_code for a in answers] == [200] * 8
+            await ring(http, base, pbx, "counted")
+            await until(lambda: asyncio.sleep(0, len(receiver.got) == 1))
+            await asyncio.sleep(1.5)  # the outbox process reports its counters every second
+            scrapes = [(await http.get(f"{base}/metrics")).text for _ in range(8)]
     assert [counted(text, "callbridge_lookups") for text in scrapes] == [40.0] * 8
     assert all("callbridge_lookup_seconds_count 40.0" in text for text in scrapes)  # the histogram too
     assert [counted(text, "callbridge_webhook_responses") for text in scrapes] == [1.0] * 8
