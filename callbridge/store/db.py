@@ -212,8 +212,8 @@ def alembic_config():
 
 
 def _upgrade(connection) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
     from alembic import command
 
+    config = alembic_config()
+    config.attributes["connection"] = connection
     command.upgrade(config, "head")
