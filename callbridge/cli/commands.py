@@ -48,8 +48,7 @@ def serve(
     settings = cli_settings(database_url).model_copy(update={"outbox_apart": not outbox_in_process})
     scheme = "https" if certfile else "http"
     if "public_url" not in settings.model_fields_set:  # what the URLs it prints (the demo's, the PBX's) reach
-        os.environ["CALLBRIDGE_PUBLIC_URL"] = f"{scheme}://{reachable(host)}:{port}"  # for the workers and the demo
-        settings = settings.model_copy(update={"public_url": os.environ["CALLBRIDGE_PUBLIC_URL"]})
+        settings = settings.model_copy(update={"public_url": f"{scheme}://{reachable(host)}:{port}"})
     if (certfile is None) != (keyfile is None):
         raise fail("give both --certfile and --keyfile, or neither")
     if workers > 1 and settings.database_url.startswith("sqlite"):
@@ -58,9 +57,9 @@ def serve(
         recording_files(settings)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    run(database_url, lambda s: asyncio.sleep(0))  # migrate once, before any worker starts
+    run(database_url, lambda s: asyncio.sleep(0), settings)  # migrate once, before any worker starts
     if demo:
-        console.print(run(database_url, demo_data.load))
+        console.print(run(database_url, demo_data.load, settings))
     console.print(f"callbridge on {scheme}://{host}:{port}  (API docs: {scheme}://{host}:{port}/docs)")
     tls = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if certfile and keyfile else {}
     options = uvicorn_options(settings) | tls | {"host": host, "port": port, "log_level": log_level}
@@ -74,7 +73,8 @@ def serve(
     # worker processes build their app from the environment, and keep their figures in files that /metrics sums
     with tempfile.TemporaryDirectory(prefix="callbridge-metrics-") as figures:
         os.environ |= {"CALLBRIDGE_DATABASE_URL": settings.database_url, "CALLBRIDGE_WORKERS": str(workers),
-                       "CALLBRIDGE_OUTBOX_APART": str(settings.outbox_apart), metrics.SHARED: figures}
+                       "CALLBRIDGE_OUTBOX_APART": str(settings.outbox_apart),
+                       "CALLBRIDGE_PUBLIC_URL": settings.public_url, metrics.SHARED: figures}
         uvicorn.run("callbridge.app:create_app", factory=True, workers=workers, **options)
 
 

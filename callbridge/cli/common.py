@@ -28,13 +28,13 @@ def cli_settings(database_url: str | None) -> Settings:
     return Settings(database_url=database_url) if database_url else Settings()
 
 
-def run(database_url: str | None, work: Callable[[Services], Awaitable[T]]) -> T:
-    """Run one piece of async work against a migrated database."""
+def run(database_url: str | None, work: Callable[[Services], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run one piece of async work against a migrated database (with `settings`, if given, for the rest)."""
 
     from ..app import build_services  # the server's parts, imported by the commands that use them
 
     async def main() -> T:
-        services = build_services(cli_settings(database_url))
+        services = build_services(settings or cli_settings(database_url))
         try:
             await services.db.migrate()
             return await work(services)
