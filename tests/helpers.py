@@ -65,16 +65,17 @@ async def collect_live(http, url: str, key: str, into: list[dict]) -> None:
 
 
 @contextmanager
-def serve_process(database_url: str, folder, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`callbridge serve` as an admin starts it, in its own process, session and folder (CALLBRIDGE_* settings in
-    env); yields its base URL and the process (its output goes to folder/server.log)."""
+def serve_process(database_url: str, folder, *options: str, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`callbridge serve` as an admin starts it (with `options`, such as `--workers 2`), in its own process, session
+    and folder (CALLBRIDGE_* settings in env); yields its base URL and the process (its output goes to
+    folder/server.log)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed below
     command = [str(Path(sys.executable).with_name("callbridge")), "serve", "--port", str(port),
-               "--database-url", database_url]  # fmt: skip
+               "--database-url", database_url, *options]  # fmt: skip
     variables = os.environ | {f"CALLBRIDGE_{k.upper()}": v for k, v in env.items()}
     process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=variables,
                                start_new_session=True)  # as a terminal would, a process group of its own

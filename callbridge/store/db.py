@@ -195,7 +195,7 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"callbridge:{name}".encode()).digest()[:8], "big") >> 1
 
 
-# Alembic is imported where it is used: it takes a third of a second, which every CLI command paid before
+# Alembic is imported where it is used: it takes a third of a second, which commands that do not migrate need not pay
 @functools.cache
 def _head_revision() -> str | None:
     from alembic.script import ScriptDirectory

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -19,12 +16,8 @@ from callbridge.cli import app as cli_app
 from callbridge.store import Database, directory, integrations
 
 from ..conftest import _drop_pg, _pg_database, settings_for
-from ..helpers import collect_live, running_server, serve_app
+from ..helpers import collect_live, running_server, serve_app, serve_process
 from ..integration.test_webhooks import Receiver, a_hooked_pbx, ring, until
-from ..test_cli import free_port
-from .test_crash_safety import wait_until_up
-
-CALLBRIDGE = str(Path(sys.executable).parent / "callbridge")
 
 
 async def prepare(services) -> tuple[str, str, str]:
@@ -70,24 +63,15 @@ async def test_a_card_reaches_browsers_on_the_other_worker(services, postgres, t
 
 @contextlib.asynccontextmanager
 async def serve_workers(postgres: str, folder: Path, workers: int, **env: str):
-    """`callbridge serve --workers N` as an admin starts it (CALLBRIDGE_* settings in env): a client that opens a
+    """`callbridge serve --workers N` (CALLBRIDGE_* settings in env), once every worker is up: a client that opens a
     new connection for each request, and the base URL; it ends with no traceback in the server's output."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings = {"recordings_dir": str(folder), "secret_key_file": str(folder / "key")} | env
-    command = [CALLBRIDGE, "serve", "--workers", str(workers), "--port", str(port), "--database-url", postgres,
-               "--log-level", "warning"]  # fmt: skip
-    server = subprocess.Popen(command, env=os.environ | {f"CALLBRIDGE_{k.upper()}": v for k, v in settings.items()},
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
+    with serve_process(postgres, folder, "--workers", str(workers), secret_key_file=str(folder / "key"),
+                       **env) as (base, _server):  # fmt: skip
+        await asyncio.sleep(1.0)  # every worker is up, not just the first
         async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http:
-            await wait_until_up(http, base, server)
-            await asyncio.sleep(1.0)  # every worker is up, not just the first
             yield http, base
-    finally:
-        server.terminate()
-        _, errors = server.communicate(timeout=30)
-    assert "Traceback" not in errors, errors
+    log = (folder / "server.log").read_text()
+    assert "Traceback" not in log, log
 
 
 async def test_serve_with_several_workers(services, postgres, tmp_path):
