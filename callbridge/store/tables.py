@@ -27,6 +27,18 @@ class UTCDateTime(TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def bind_processor(self, dialect):
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            """SQLAlchemy's SQLite text for the value, written by datetime's own C code (it runs a dozen times on
+            every PBX event, and SQLAlchemy's %-format takes twice as long)."""
+            value = self.process_bind_param(value, dialect)
+            return None if value is None else value.isoformat(" ", "microseconds")
+
+        return process
+
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None

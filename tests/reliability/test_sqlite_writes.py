@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import DateTime
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from callbridge.config import sqlite_url
 from callbridge.store import Database, StoreBusy, directory, integrations
-from callbridge.store.tables import Integration
+from callbridge.store.tables import Integration, UTCDateTime
 
 
 @pytest.fixture
@@ -120,3 +125,18 @@ async def test_a_nested_block_that_fails_undoes_only_its_own_writes(database):
         await directory.add_employee(session, name="also kept", pbx_login="also")
     async with database.read() as session:
         assert sorted(e.name for e in await directory.list_employees(session)) == ["also kept", "kept"]
+
+
+ZONES = [UTC, timezone(timedelta(hours=3)), timezone(timedelta(hours=-11))]
+
+
+@settings(max_examples=300)
+@given(st.datetimes(datetime(1970, 1, 1), datetime(2200, 1, 1), timezones=st.sampled_from(ZONES)))
+def test_times_are_written_as_sqlalchemy_writes_them(moment):
+    """Databases already hold SQLAlchemy's text for every time, and SQLite compares and sorts times as text: the
+    faster writer must produce exactly the same text (microseconds always there), or range filters go wrong."""
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours(moment) == theirs(moment.astimezone(UTC).replace(tzinfo=None))
+    assert ours(None) is None
