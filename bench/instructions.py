@@ -119,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=300, help="requests of each kind counted")
-    parser.add_argument("--postgres", help="an admin URL: measure PostgreSQL (2 workers' worth of one) too")
+    parser.add_argument("--postgres", help="an admin URL: count one PostgreSQL server process too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
