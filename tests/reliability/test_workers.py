@@ -67,7 +67,7 @@ async def serve_workers(postgres: str, folder: Path, workers: int, **env: str):
     new connection for each request, and the base URL; it ends with no traceback in the server's output."""
     with serve_process(postgres, folder, "--workers", str(workers), secret_key_file=str(folder / "key"),
                        **env) as (base, _server):  # fmt: skip
-        await asyncio.sleep(1.0)  # every worker is up, not just the first
+        await asyncio.sleep(3.0)  # every worker is up and listening for cards, not just the first (1 s was flaky)
         async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http:
             yield http, base
     log = (folder / "server.log").read_text()
