@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 import time
 
 import httpx
@@ -16,7 +17,8 @@ from itsdangerous import TimestampSigner
 
 from callbridge.config import Settings, key_file
 from callbridge.store import directory
-from callbridge.web.auth import KeyFileError, hash_password, secret_key
+from callbridge.web import auth
+from callbridge.web.auth import KeyFileError, SignInGuard, hash_password, secret_key
 
 from ..conftest import settings_for
 from ..helpers import running_server
@@ -116,10 +118,24 @@ async def test_wrong_passwords_are_throttled_per_login_with_a_message(install):
     assert other.status_code == 303
 
 
+async def test_passwords_are_hashed_below_the_servers_cpu_priority():
+    """Sign-in hashing runs five nice steps below the thread answering calls (argon2's lane threads inherit its
+    priority), and that thread keeps its own."""
+
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    own = priority()
+    assert await SignInGuard(per_login=5, per_address=5).password_matches(None, "anything") is False
+    assert await asyncio.get_running_loop().run_in_executor(auth._hashing, priority) == min(19, own + 5)
+    assert priority() == own
+
+
 async def test_a_login_flood_does_not_hold_up_caller_lookups(services, database_url, tmp_path):
     """Eight clients post wrong passwords (throttling set high, so every one is hashed) while the PBX asks who is
     calling 20 times: every lookup is answered with the client's name, and promptly. (With argon2 on the event
-    loop, the same flood held lookups for a median of 886 ms and up to 3.2 s.)"""
+    loop, the same flood held lookups for a median of 886 ms and up to 3.2 s; with argon2 in threads at the
+    server's own CPU priority, for a median of 0.54 s in a busy CI run.)"""
     settings = settings_for(database_url, tmp_path, login_failures_per_login=10_000,
                             login_failures_per_address=10_000)  # fmt: skip
     with running_server(settings) as url:
@@ -148,7 +164,7 @@ async def test_a_login_flood_does_not_hold_up_caller_lookups(services, database_
             return answers
 
         *tried, answers = await asyncio.gather(*(flood() for _ in range(8)), lookups())
-    assert sum(tried) >= 16  # the flood really ran
+    assert min(tried) >= 1  # the flood ran, and sign-ins were answered while it did (hashing yields, never starves)
     seconds = sorted(s for s, reply in answers if reply.get("contact_name") == "Иванов")
     assert len(seconds) == len(answers) == 20, answers
     assert seconds[10] < 0.5 and seconds[-1] < 2.0, seconds
