@@ -83,12 +83,17 @@ def build_services(settings: Settings) -> Services:
     return Services(db=database, settings=settings, dialects=DIALECTS, recording_files=recording_files(settings))
 
 
-def _server_bus(services: Services) -> LiveBus:
-    """On PostgreSQL the live bus goes through the database, so any number of workers share it."""
+async def _server_bus(services: Services) -> LiveBus:
+    """On PostgreSQL the live bus goes through the database, so any number of workers share it; a worker takes
+    requests once it hears the others (a browser it serves sees every card), or after 10 s, still reconnecting."""
     if services.db.is_sqlite:
         return services.bus
     bus = PostgresBus(services.settings.database_url)
     bus.start()
+    try:
+        await asyncio.wait_for(bus.connected.wait(), 10.0)
+    except TimeoutError:
+        log.warning("live bus not connected after 10 s: cards reach browsers once it is")
     return bus
 
 
@@ -100,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redact.install(d.secret_in_path for d in DIALECTS.values() if d.secret_in_path)
         services = build_services(settings)
         await services.db.migrate()
-        services.bus = _server_bus(services)
+        services.bus = await _server_bus(services)
         app.state.services = services
         workers = [
             # jobs any worker may run at once: they claim rows (leases, SKIP LOCKED) or keep their own batch

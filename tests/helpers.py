@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -54,14 +55,33 @@ def running_server(settings: Settings) -> Iterator[str]:
         yield url
 
 
-async def collect_live(http, url: str, key: str, into: list[dict]) -> None:
-    """Append every message of a live SSE stream to `into` until cancelled."""
+async def collect_live(http, url: str, key: str, into: list[dict], opened: asyncio.Event | None = None) -> None:
+    """Append every message of a live SSE stream to `into` until cancelled (setting `opened` once the server says
+    the stream is subscribed)."""
     import json
 
     async with http.stream("GET", url, headers={"Authorization": f"Bearer {key}"}) as stream:
         async for line in stream.aiter_lines():
             if line.startswith("data: "):
                 into.append(json.loads(line[6:]))
+            elif line == ": connected" and opened is not None:
+                opened.set()
+
+
+async def live_listener(http, url: str, key: str, into: list[dict]) -> asyncio.Task:
+    """A task collecting a live stream into `into` (see collect_live), returned once the server has subscribed the
+    stream, so a card sent next reaches it."""
+    opened = asyncio.Event()
+    listener = asyncio.create_task(collect_live(http, url, key, into, opened))
+    waiting = asyncio.create_task(opened.wait())
+    await asyncio.wait([listener, waiting], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if listener.done():
+        listener.result()  # the stream was refused or failed: say why
+    if not opened.is_set():
+        listener.cancel()
+        raise AssertionError(f"the live stream {url} did not open in 30 s")
+    return listener
 
 
 @contextmanager

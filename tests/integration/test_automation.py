@@ -28,7 +28,7 @@ from callbridge.store.tables import (
     Task,
 )
 
-from ..helpers import collect_live
+from ..helpers import live_listener
 
 KNOWN = "79101234567"  # Рога и копыта, responsible: andy
 UNKNOWN = "79995550000"
@@ -291,12 +291,9 @@ async def test_card_goes_only_to_the_responsible_manager(world, services):
     key = await _api_key(services)
     got: dict[str, list] = {login: [] for login in ("andy", "mike", "boss")}
     listeners = [
-        asyncio.create_task(
-            collect_live(world.http, f"{world.server}/api/live?employee_id={world.people[login]}", key, got[login])
-        )  # fmt: skip
+        await live_listener(world.http, f"{world.server}/api/live?employee_id={world.people[login]}", key, got[login])
         for login in got
     ]
-    await asyncio.sleep(0.3)
     await world.post(ev("INCOMING", "c1", "mike"))  # a known client: andy is responsible, mike's phone rings
     await world.post(ev("INCOMING", "c2", "mike", UNKNOWN))  # unknown: the one whose phone rang
     await world.post(ev("INCOMING", "c3", "nobody_mapped", UNKNOWN))  # nobody: the listed employees

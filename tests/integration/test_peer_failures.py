@@ -23,7 +23,7 @@ from callbridge.store import directory, integrations
 from callbridge.store.tables import Task
 
 from ..fake_pbx import FakePbx
-from ..helpers import collect_live, serve_app
+from ..helpers import live_listener, serve_app
 
 KNOWN = "79101234567"
 
@@ -177,8 +177,7 @@ async def test_answering_hides_the_card_from_everyone_else(world, services, kind
     path, steps = await dialect_requests(services, kind)
     seen: list[dict] = []
     url = f"{world['server']}/api/live?employee_id={world['people']['andy']}"
-    listener = asyncio.create_task(collect_live(world["http"], url, world["key"], seen))
-    await asyncio.sleep(0.2)
+    listener = await live_listener(world["http"], url, world["key"], seen)
     for step in steps:
         assert (await world["http"].post(world["server"] + path, **step)).status_code == 200
     for _ in range(50):

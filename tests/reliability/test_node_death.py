@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from callbridge.store import directory, integrations
 
-from ..helpers import collect_live, serve_app, serve_process
+from ..helpers import live_listener, serve_app, serve_process
 from .test_two_nodes import shared_settings
 from .test_workers import incoming
 
@@ -126,8 +126,7 @@ async def test_a_node_killed_mid_traffic_loses_and_doubles_nothing(services, dat
         balancer = Balancer([a, b])
         front = await balancer.start()
         cards: list[dict] = []
-        stream = asyncio.create_task(collect_live(http, f"{b}/api/live", key, cards))
-        await asyncio.sleep(0.5)  # the browser's stream on B is open
+        stream = await live_listener(http, f"{b}/api/live", key, cards)  # a browser's stream on B
         acknowledged: list[tuple[str, str]] = []
 
         async def send(path: str, form: dict) -> None:

@@ -16,7 +16,7 @@ from callbridge.cli import app as cli_app
 from callbridge.store import Database, directory, integrations
 
 from ..conftest import _drop_pg, _pg_database, settings_for
-from ..helpers import collect_live, running_server, serve_app, serve_process
+from ..helpers import live_listener, running_server, serve_app, serve_process
 from ..integration.test_webhooks import Receiver, a_hooked_pbx, ring, until
 
 
@@ -37,9 +37,8 @@ def incoming(call: str, token: str) -> dict[str, str]:
 async def cards_on(http: httpx.AsyncClient, streams: list[str], key: str, post) -> list[list[dict]]:
     """Open a live stream on each base URL, make the PBX request, and gather what each stream got."""
     seen: list[list[dict]] = [[] for _ in streams]
-    readers = [asyncio.create_task(collect_live(http, f"{base}/api/live", key, into)) for base, into in
-               zip(streams, seen, strict=True)]  # fmt: skip
-    await asyncio.sleep(0.5)  # the streams are open
+    readers = await asyncio.gather(*(live_listener(http, f"{base}/api/live", key, into) for base, into in
+                                     zip(streams, seen, strict=True)))  # fmt: skip
     await post()
     for _ in range(100):
         if all(any(m["type"] == "CardShown" for m in got) for got in seen):
@@ -63,11 +62,11 @@ async def test_a_card_reaches_browsers_on_the_other_worker(services, postgres, t
 
 @contextlib.asynccontextmanager
 async def serve_workers(postgres: str, folder: Path, workers: int, **env: str):
-    """`callbridge serve --workers N` (CALLBRIDGE_* settings in env), once every worker is up: a client that opens a
-    new connection for each request, and the base URL; it ends with no traceback in the server's output."""
+    """`callbridge serve --workers N` (CALLBRIDGE_* settings in env), once it answers: a client that opens a new
+    connection for each request, and the base URL; it ends with no traceback in the server's output. (A worker
+    takes connections only once it hears the others' cards, so whichever one answers is ready.)"""
     with serve_process(postgres, folder, "--workers", str(workers), secret_key_file=str(folder / "key"),
                        **env) as (base, _server):  # fmt: skip
-        await asyncio.sleep(3.0)  # every worker is up and listening for cards, not just the first (1 s was flaky)
         async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http:
             yield http, base
     log = (folder / "server.log").read_text()

@@ -17,7 +17,7 @@ from callbridge.store.tables import Task
 
 from ...conftest import settings_for
 from ...fake_pbx import mp3
-from ...helpers import collect_live, running_server
+from ...helpers import live_listener, running_server
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -267,8 +267,7 @@ async def test_a_call_for_no_one_in_particular_shows_its_card_to_everyone(world,
         key = await integrations.add_api_key(session, "live")
     seen: list[dict] = []
     url = f"{world['server']}/api/live?employee_id={world['andy']}"
-    listener = asyncio.create_task(collect_live(world["http"], url, key, seen))
-    await asyncio.sleep(0.2)
+    listener = await live_listener(world["http"], url, key, seen)
     await world["channel"].send(sample("create_call.form") | {"pbx_call_id": "e1"})
     await world["channel"].send({"action": "update_call", "pbx_call_id": "e1", "call_status": "missed"})
     for _ in range(50):

@@ -26,7 +26,7 @@ from callbridge.domain.pbx import PbxError
 from callbridge.store import directory, integrations
 from callbridge.store.tables import InboundRequest
 
-from ...helpers import collect_live, serve_app
+from ...helpers import live_listener, serve_app
 
 SAMPLES = Path(__file__).parent / "samples"
 SEED_000_CALL = ["000_1_incoming_call.json", "000_4_waiting_for_answer.json", "000_6_talk_start.json",
@@ -106,9 +106,8 @@ async def test_a_ring_naming_no_extension_goes_to_the_responsible_manager(world,
     await flows.set_rules(services, world["row"].id, rules)
     key = await _api_key(services)
     got = {name: [] for name in ("andy", "mike")}
-    listeners = [asyncio.create_task(collect_live(world["http"], f"{world['server']}/api/live?employee_id={world[n]}",
-                                                  key, got[n])) for n in got]  # fmt: skip
-    await asyncio.sleep(0.3)
+    listeners = [await live_listener(world["http"], f"{world['server']}/api/live?employee_id={world[n]}", key, got[n])
+                 for n in got]  # fmt: skip
     assert (await world["post"]("001_ringing_no_extension.json")).status_code == 200
     await asyncio.sleep(0.5)
     for task in listeners:
