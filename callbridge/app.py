@@ -13,7 +13,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -174,6 +176,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if request.url.path.startswith(web.NOT_PAGES):
             return await http_exception_handler(request, exc)
         return web.error_page(request, exc.status_code, f"http_{exc.status_code}", detail=str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, for a body that is not UTF-8 too: its own handler fails on such bytes, and the peer got a
+        503 and a closed connection."""
+        readable = {bytes: lambda raw: raw.decode("utf-8", "replace")}
+        return JSONResponse({"detail": jsonable_encoder(exc.errors(), custom_encoder=readable)}, status_code=422)
 
     @app.exception_handler(ClientDisconnect)
     async def gone(_request: Request, _exc: ClientDisconnect) -> Response:
