@@ -1,4 +1,5 @@
-"""Secrets stay out of logs: the parts of inbound URLs that authenticate a PBX are masked in every log line."""
+"""Secrets stay out of logs: the parts of inbound URLs that authenticate a PBX, and credentials in any query
+string, are masked in every log line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 from collections.abc import Iterable
 
 MASK = "***"
+# any query parameter whose name ends as a credential's does (a PBX or script may put its token in the URL)
+SECRET_IN_QUERY = r"(?i)[?&][^=&\s\"]*(?:token|key|secret|password|signature|auth)=(?P<secret>[^&#\s\"]+)"
 
 
 class RedactSecrets(logging.Filter):
@@ -32,8 +35,8 @@ class RedactSecrets(logging.Filter):
 
 def install(patterns: Iterable[str]) -> None:
     """Put the filter on every handler of the root and uvicorn loggers (records of child loggers reach handlers,
-    not their parents' filters)."""
-    redactor = RedactSecrets(patterns)
+    not their parents' filters). Credentials in query strings are always masked."""
+    redactor = RedactSecrets([SECRET_IN_QUERY, *patterns])
     for name in ("", "uvicorn", "uvicorn.access", "uvicorn.error", "callbridge"):
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, RedactSecrets) for f in handler.filters):

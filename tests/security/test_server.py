@@ -26,9 +26,13 @@ async def test_the_log_of_real_requests_holds_no_token_channel_key_or_uis_secret
             await http.post(f"/hooks/planfix/{install.integration_id}", data={"cmd": "ping",
                                                                              "planfix_token": install.token})
             await http.get("/api/calls", headers={"Authorization": f"Bearer {install.api_key}"})
+            # credentials put in the URL, as scripts and some PBXs do
+            await http.post(f"/hooks/planfix/{install.integration_id}?cmd=ping&planfix_token={install.token}")
+            await http.get(f"/api/calls?page=1&api_key={install.api_key}&x=1")
         await asyncio.sleep(0.3)
     log = (tmp_path / "server.log").read_text()
     assert f"/hooks/uis/{uis.id}/***" in log and f"%40{desk.id}-***" in log  # the requests were logged
+    assert "?cmd=ping&planfix_token=*** " in log and "?page=1&api_key=***&x=1 " in log
     for secret in (uis.token, desk.token, install.token, install.api_key):
         assert secret not in log
 
