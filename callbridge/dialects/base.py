@@ -109,14 +109,19 @@ async def read_fields(request: Request, *, max_files: int) -> tuple[dict[str, li
         raise WireError("body is not UTF-8") from None
     if content_type.endswith("json") or text.lstrip().startswith("{"):  # JSON, whatever the header says
         return _json_fields(text), []
+    return form_fields(text), []
+
+
+def form_fields(text: str) -> dict[str, list[str]]:
+    """The fields of a form-encoded text (a body or a query string), each with its values, or WireError."""
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=500)
     except ValueError as exc:
-        raise WireError(f"invalid form body: {exc}") from None
-    fields = {}
+        raise WireError(f"invalid form: {exc}") from None
+    fields: dict[str, list[str]] = {}
     for name, value in pairs:
         fields.setdefault(name, []).append(checked_text(name, value))
-    return fields, []
+    return fields
 
 
 def _json_fields(text: str) -> dict[str, list[str]]:

@@ -1,4 +1,5 @@
-"""UIS notifications in: UIS sends no token, so the secret is in the URL's path; and a journaled one replayed."""
+"""UIS notifications in: UIS sends no token, so the secret is in the URL's path; and a journaled one replayed.
+A notification may also come as a GET, its variables in the query string."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ KIND = "uis"
 router = APIRouter()
 
 
-@router.post("/hooks/uis/{integration_id}/{secret}", include_in_schema=False)
+@router.api_route("/hooks/uis/{integration_id}/{secret}", methods=["GET", "POST"], include_in_schema=False)
 async def inbound(integration_id: str, secret: str, request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     body = await request.body()
@@ -28,7 +29,7 @@ async def inbound(integration_id: str, secret: str, request: Request) -> JSONRes
         return JSONResponse({"error": "unknown notification address"}, status_code=404)
     params: dict[str, str] = {}
     try:
-        params = wire.flatten(wire.read_json(body))
+        params = wire.read_notification(request.url.query, body, request.headers.get("content-type", "").lower())
         zone = integration.settings.get("timezone") or "Europe/Moscow"
         command = wire.parse(params, received_at=datetime.now(UTC), region=services.settings.default_region, zone=zone)
     except WireError as exc:

@@ -1,9 +1,10 @@
-"""UIS (CoMagic) notifications: pure parsing of the JSON bodies customers write in the UIS cabinet.
+"""UIS (CoMagic) notifications: pure parsing of the bodies customers write in the UIS cabinet.
 
 The body is a template with `{{variable}}` placeholders, so keys, value types and even JSON validity
-vary. A body says what happened in one of three ways, tried in order: our own `callbridge_event` key
-(in the bodies `integration add uis` prints), `call_state` (the RBS plugin's four templates, seed 001),
-or the variables it carries (the eight notifications of seed 000).
+vary; a customer may write a form instead of JSON, or put variables in the URL's query string. A body says
+what happened in one of three ways, tried in order: our own `callbridge_event` key (in the bodies
+`integration add uis` prints), `call_state` (the RBS plugin's four templates, seed 001), or the variables
+it carries (the eight notifications of seed 000).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ... import safejson
 from ...domain.calls import CallEvent, CallResult, Direction, EventKind, LegState
 from ...domain.pbx import Events, WireError
 from ...domain.phones import normalize
+from ..base import form_fields
 from ..params import guarded, hidden_phone, plausible, seconds, word
 
 # What each kind of notification means for the call.
@@ -38,16 +40,36 @@ _CALL_STATE = {"ringing": WAITING, "answered": TALK_START, "hangup": CALL_END, "
 _DIRECTION = {"in": Direction.IN, "incoming": Direction.IN, "out": Direction.OUT, "outgoing": Direction.OUT}
 
 
+def read_notification(query: str, body: bytes, content_type: str) -> dict[str, str]:
+    """A notification's fields (see `flatten`): the body's (JSON; a form when it says so, or when it does not start
+    as JSON does) over those of the URL's query string. One with neither is refused."""
+    fields = _form(query)
+    if body.strip():
+        as_form = "json" not in content_type and ("form" in content_type or body.lstrip()[:1] not in (b"{", b"["))
+        fields |= _form(_text(body)) if as_form else flatten(read_json(body))
+    if not fields:
+        raise WireError("the notification has no body and no query string")
+    return fields
+
+
+def _form(text: str) -> dict[str, str]:
+    return {name: ",".join(values) for name, values in form_fields(text).items()}
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("body is not UTF-8") from None
+
+
 def read_json(body: bytes) -> dict[str, Any]:
     """A notification body as a dict, repairing what hand-written templates break.
 
     UIS puts values in as they are, so `"direction":{{direction}}` arrives as `"direction":in` and an
     empty variable as `"employee_id":,`. Such bare words become strings and gaps become null.
     """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise WireError("body is not UTF-8") from None
+    text = _text(body)
     try:
         data = safejson.loads(text)
     except safejson.NotJson:

@@ -73,6 +73,20 @@ async def test_a_whole_call_from_the_eight_notifications(world):
     assert [(leg["employee_key"], leg["state"]) for leg in call["legs"]] == [("1001", "answered")]
 
 
+async def test_a_call_told_by_a_get_notification_and_a_form_body(world):
+    """The variables in a GET notification's query string, then a form body: one call, as from JSON."""
+    query = (SAMPLES / "000_1_incoming_call.query").read_text().strip()
+    assert (await world["http"].get(f"{world['url']}?{query}")).status_code == 200
+    form = (SAMPLES / "000_2_call_end.form").read_bytes().strip()
+    ended = await world["http"].post(world["url"], content=form,
+                                     headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert ended.status_code == 200, ended.text
+    (call,) = await calls(world)
+    assert call["pbx_call_id"] == "3342129" and call["phone"] == "+79101234567" and call["result"] == "answered"
+    assert call["employee_id"] == world["andy"] and call["talk_seconds"] == 95
+    assert (await world["http"].get(world["url"])).status_code == 400  # a GET with nothing in it
+
+
 async def test_a_lost_call_alone_is_an_incoming_missed_call_that_makes_its_lead(world, services):
     rules = Rules(leads_for_missed_unknown=True, senior_manager_id=world["mike"])
     await flows.set_rules(services, world["row"].id, rules)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from hypothesis import given, settings
@@ -141,6 +142,38 @@ def test_repair_turns_bare_words_into_strings_and_gaps_into_null():
 def test_any_body_parses_or_is_refused_cleanly(body):
     try:
         wire.parse(wire.flatten(wire.read_json(body)), received_at=NOW, region="RU")
+    except WireError:
+        pass
+
+
+def test_a_notification_reads_the_same_as_json_as_a_form_or_in_the_query_string():
+    """A customer may write the template as a form, or put it in the URL (a GET notification): the same fields."""
+    as_json = json.loads((SAMPLES / "000_2_call_end.json").read_bytes())
+    expected = wire.flatten(as_json)
+    form = urlencode(expected).encode()
+    assert wire.read_notification("", form, "application/x-www-form-urlencoded") == expected
+    assert wire.read_notification("", form, "text/plain") == expected  # a form, whatever the header says
+    assert wire.read_notification(urlencode(expected), b"", "") == expected
+    # the query string under a JSON body: the body's values win
+    query = urlencode({"callbridge_event": "call_end", "talk_time_duration": "1"})
+    both = wire.read_notification(query, json.dumps(as_json).encode(), "application/json")
+    assert both == expected | {"callbridge_event": "call_end"}
+
+
+@pytest.mark.parametrize("query, body, content_type", [("", b"", ""), ("", b"  ", "application/json"),
+                                                       ("a=1&b", b"", ""), ("", b"hello", "text/plain"),
+                                                       ("", b"\xff\xfe", ""), ("x=\x00", b"", "")])  # fmt: skip
+def test_a_notification_that_is_neither_json_nor_a_form_is_refused(query, body, content_type):
+    with pytest.raises(WireError):
+        wire.read_notification(query, body, content_type)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.binary(max_size=120) | st.text(max_size=120).map(str.encode),
+       st.sampled_from(["", "application/json", "application/x-www-form-urlencoded", "text/plain"]))  # fmt: skip
+def test_any_query_and_body_parse_or_are_refused_cleanly(query, body, content_type):
+    try:
+        wire.parse(wire.read_notification(query, body, content_type), received_at=NOW, region="RU")
     except WireError:
         pass
 
