@@ -78,10 +78,11 @@ def token_matches(given: object, expected: str) -> bool:
 
 
 async def read_params(request: Request) -> dict[str, str]:
-    """A flat dict of strings from a form-encoded, multipart or JSON body (PBXs send all three), repeated values
-    comma-joined; the app's body limit holds while it is read."""
+    """A flat dict of strings from a form-encoded, multipart or JSON body (PBXs send all three), over the fields of
+    the URL's query string (where a script or an admin's pasted URL may put some, the token even), repeated
+    values comma-joined; the app's body limit holds while it is read."""
     fields, _ = await read_fields(request, max_files=0)
-    return {name: ",".join(values) for name, values in fields.items()}
+    return {name: ",".join(values) for name, values in (form_fields(request.url.query, strict=False) | fields).items()}
 
 
 async def read_fields(request: Request, *, max_files: int) -> tuple[dict[str, list[str]], list[tuple[str, UploadFile]]]:
@@ -112,10 +113,11 @@ async def read_fields(request: Request, *, max_files: int) -> tuple[dict[str, li
     return form_fields(text), []
 
 
-def form_fields(text: str) -> dict[str, list[str]]:
-    """The fields of a form-encoded text (a body or a query string), each with its values, or WireError."""
+def form_fields(text: str, *, strict: bool = True) -> dict[str, list[str]]:
+    """The fields of a form-encoded text, each with its values, or WireError; not `strict` (a query string, which
+    a PBX may end with a stray `?` or `&`), what is not a field is skipped."""
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=500)
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=strict and bool(text), max_num_fields=500)
     except ValueError as exc:
         raise WireError(f"invalid form: {exc}") from None
     fields: dict[str, list[str]] = {}

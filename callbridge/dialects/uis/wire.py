@@ -43,7 +43,7 @@ _DIRECTION = {"in": Direction.IN, "incoming": Direction.IN, "out": Direction.OUT
 def read_notification(query: str, body: bytes, content_type: str) -> dict[str, str]:
     """A notification's fields (see `flatten`): the body's (JSON; a form when it says so, or when it does not start
     as JSON does) over those of the URL's query string. One with neither is refused."""
-    fields = _form(query)
+    fields = _form(query, strict=False)
     if body.strip():
         as_form = "json" not in content_type and ("form" in content_type or body.lstrip()[:1] not in (b"{", b"["))
         fields |= _form(_text(body)) if as_form else flatten(read_json(body))
@@ -52,8 +52,8 @@ def read_notification(query: str, body: bytes, content_type: str) -> dict[str, s
     return fields
 
 
-def _form(text: str) -> dict[str, str]:
-    return {name: ",".join(values) for name, values in form_fields(text).items()}
+def _form(text: str, strict: bool = True) -> dict[str, str]:
+    return {name: ",".join(values) for name, values in form_fields(text, strict=strict).items()}
 
 
 def _text(body: bytes) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
@@ -146,6 +146,21 @@ async def test_json_body_is_accepted_like_a_form(world):
     assert (await world["pbx"].sample("history_in_success.json")).status_code == 200
     (call,) = await calls(world)
     assert call["virtual_number"] == "+74950000000" and call["result"] == "answered"
+
+
+async def test_fields_in_the_query_string_are_read_under_the_body(world):
+    """A URL pasted with the token in it, a script that puts everything in the query string: read as the body."""
+    pbx = world["pbx"]
+    event = {k: v for k, v in sample("event_incoming.form").items() if k != "crm_token"}
+    answered = await pbx.http.post(f"{pbx.url}?crm_token={pbx.token}&callid=overridden", data=event)
+    assert answered.status_code == 200, answered.text
+    query = urlencode({"cmd": "contact", "phone": "79101234567", "crm_token": pbx.token})
+    lookup = await pbx.http.post(f"{pbx.url}?{query}")
+    assert lookup.json()["contact_name"] == "Менеджер ЗАО Рога и копыта"
+    stray = await pbx.http.post(f"{pbx.url}?&", data=sample("event_completed.form") | {"crm_token": pbx.token})
+    assert stray.status_code == 200, stray.text  # a stray `?&` is no field and refuses nothing
+    (call,) = await calls(world)
+    assert call["pbx_call_id"] == event["callid"]  # the body's value wins
 
 
 async def test_history_only_call_is_journaled(world):
