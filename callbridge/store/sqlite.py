@@ -4,6 +4,7 @@ behind each other committed together (group commit), each in a savepoint of its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -128,7 +129,10 @@ def _sqlite_pragmas(busy_timeout_ms: int):
 
 def _sqlite_begin(connection) -> None:
     """Writers start with BEGIN IMMEDIATE: a deferred transaction that reads first and then writes fails at once
-    ("database is locked") when another process wrote meanwhile, where an immediate one takes its turn."""
+    ("database is locked") when another process wrote meanwhile, where an immediate one takes its turn. The group
+    commit's writer began its transaction on the driver already (`_begin_immediate`)."""
+    if connection.connection.driver_connection.in_transaction:
+        return
     writes = connection.get_execution_options().get("writes")
     connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
@@ -160,14 +164,14 @@ class _GroupCommit(_SharedCommits):
         super().__init__()
         self._engine = engine
         self.wait_seconds = wait_seconds
+        self._connection: Connection | None = None  # the one writer's, kept from one group to the next
 
     async def _begin(self, deadline: float | None) -> Connection:
-        connection = self._engine.connect()
-        try:
-            await _begin_immediate(connection, deadline)
-        except BaseException:
-            connection.close()
-            raise
+        if self._connection is None or self._connection.invalidated:
+            self._connection = self._engine.connect()
+        connection = self._connection
+        await _begin_immediate(connection.connection.driver_connection, deadline)
+        connection.begin()  # SQLAlchemy's account of it: pysqlite sends nothing, the driver is in a transaction
         return connection
 
     def writable(self) -> bool:
@@ -201,30 +205,34 @@ class _GroupCommit(_SharedCommits):
             group.transaction.commit()
         except Exception as exc:
             group.committed.set_exception(exc)
+            self._connection = None  # in a state nobody knows: the next group starts on a new one
+            with contextlib.suppress(Exception):
+                group.transaction.close()
         else:
             group.committed.set_result(None)
-        finally:
-            group.transaction.close()
 
     def close(self) -> None:
         if self._open is not None:
             self._end_now(self._open)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
-async def _begin_immediate(connection: Connection, deadline: float | None) -> None:
-    """Start the SQLite write transaction, waiting without blocking the loop while another process writes, until
-    `deadline` (loop time): then StoreBusy."""
+async def _begin_immediate(driver: sqlite3.Connection, deadline: float | None) -> None:
+    """Start the SQLite write transaction on the driver (SQLAlchemy's execution of a BEGIN costs more than the
+    BEGIN), waiting without blocking the loop while another process writes, until `deadline` (loop time): then
+    StoreBusy."""
     loop = asyncio.get_running_loop()
     delay = 0.002
     while True:
         try:
-            connection.begin()
+            driver.execute("BEGIN IMMEDIATE")
             return
-        except OperationalError as exc:
+        except sqlite3.OperationalError as exc:
             if "locked" not in str(exc):
                 raise
             if deadline is not None and loop.time() > deadline:
                 raise StoreBusy("another process holds the database's write lock") from None
-        connection.rollback()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)
