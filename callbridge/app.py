@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redact.install(d.secret_in_path for d in DIALECTS.values() if d.secret_in_path)
+        _mask_secrets_in_logs()
         services = build_services(settings)
         await services.db.migrate()
         services.bus = await _server_bus(services)
@@ -223,11 +223,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def outbox_worker(settings: Settings) -> None:
     """What the outbox process of `serve` runs: the outbox worker alone. A delivery's result waits for a busy store
     longer than a PBX request does: given up, it would be delivered again."""
+    _mask_secrets_in_logs()  # a receiver's or a PBX's error text may repeat the URL it was sent to
     services = build_services(settings.model_copy(update={"store_wait_seconds": settings.outbox_lease_seconds / 4}))
     try:
         await outbox_process.work(services, _outbox_worker(services))
     finally:
         await services.close()
+
+
+def _mask_secrets_in_logs() -> None:
+    redact.install(d.secret_in_path for d in DIALECTS.values() if d.secret_in_path)
 
 
 def _outbox_worker(services: Services):

@@ -13,8 +13,8 @@ SECRET_IN_QUERY = r"(?i)[?&][^=&\s\"]*(?:token|key|secret|password|signature|aut
 
 
 class RedactSecrets(logging.Filter):
-    """Masks the group named `secret` of each pattern wherever it appears in a record's message or arguments
-    (uvicorn's access log prints every request's whole path)."""
+    """Masks the group named `secret` of each pattern wherever it appears in a record's message, arguments or
+    traceback (uvicorn's access log prints every request's whole path; an error's text may hold a URL)."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
         super().__init__()
@@ -30,6 +30,8 @@ class RedactSecrets(logging.Filter):
             record.msg = self.clean(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(self.clean(a) if isinstance(a, str) else a for a in record.args)
+        if record.exc_info and not record.exc_text:  # formatters print exc_text, made once, instead of exc_info
+            record.exc_text = self.clean(logging.Formatter().formatException(record.exc_info))
         return True
 
 

@@ -11,6 +11,13 @@ import signal
 from pathlib import Path
 
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from callbridge import webhooks
+from callbridge.store import directory, integrations
 
 from .. import helpers
 from ..helpers import serve_app
@@ -73,3 +80,27 @@ async def test_a_ctrl_c_ends_the_server_and_then_the_outbox_process_which_is_not
         await until(lambda: asyncio.sleep(0, not alive(worker)))
     log = (tmp_path / "server.log").read_text()
     assert "Application shutdown complete" in log and "the outbox process ended" not in log
+
+
+async def test_the_outbox_process_masks_a_credential_a_receiver_echoes_back_in_its_log(services, database_url,
+                                                                                     tmp_path):  # fmt: skip
+    """A CRM's webhook URL carries its token in the query, and its error page repeats the URL (as many do): the
+    outbox process logs the failure with the token masked, as the server masks it."""
+
+    async def no_such_route(request: Request) -> Response:
+        return PlainTextResponse(f"Cannot POST {request.url.path}?{request.url.query}", status_code=404)
+
+    with serve_app(Starlette(routes=[Route("/hook", no_such_route, methods=["POST"])])) as url:
+        async with services.db.transaction() as session:
+            await directory.add_employee(session, name="Андрей", pbx_login="andy")
+            pbx = await integrations.add_integration(session, kind="cloudpbx", name="PBX", settings={})
+        await webhooks.add(services, f"{url}/hook?token=crm-secret-4711", ["call.ringing"], None)
+        env = {"outbound_allow": "127.0.0.1", "secret_key_file": str(tmp_path / "key")}
+        with helpers.serve_process(database_url, tmp_path, **env) as (base, _server):
+            async with httpx.AsyncClient(timeout=10) as http:
+                await ring(http, base, pbx, "echoed")
+                log = tmp_path / "server.log"
+                await until(lambda: asyncio.sleep(0, "receiver answered 404" in log.read_text()))
+    log = log.read_text()
+    assert "Cannot POST /hook?token=***" in log
+    assert "crm-secret-4711" not in log

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import time
 
 import httpx
 
+from callbridge import redact
 from callbridge.store import integrations
 
 from ..helpers import serve_process
@@ -35,6 +38,29 @@ async def test_the_log_of_real_requests_holds_no_token_channel_key_or_uis_secret
     assert "?cmd=ping&planfix_token=*** " in log and "?page=1&api_key=***&x=1 " in log
     for secret in (uis.token, desk.token, install.token, install.api_key):
         assert secret not in log
+
+
+def test_a_credential_in_the_text_of_a_logged_error_is_masked_in_its_traceback():
+    """An error raised with the URL it failed on (the form httpx and many clients give) and logged with
+    log.exception: the traceback is printed with the token masked, and the message too."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger = logging.getLogger("callbridge.test_redact")
+    logger.addHandler(handler)
+    root = logging.getLogger()
+    root.addHandler(handler)  # install() filters the handlers of the root and callbridge loggers
+    try:
+        redact.install([])
+        try:
+            raise ValueError("could not fetch https://crm.example/api?id=7&access_token=s3cr3t-77")
+        except ValueError:
+            logger.exception("the fetch of %s failed", "https://crm.example/api?access_token=s3cr3t-77")
+    finally:
+        root.removeHandler(handler)
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert "ValueError: could not fetch https://crm.example/api?id=7&access_token=***" in text
+    assert "api?access_token=*** failed" in text and "s3cr3t-77" not in text
 
 
 async def slow_client(url: str, request: bytes, stop: float) -> tuple[float, bytes]:
