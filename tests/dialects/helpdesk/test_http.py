@@ -135,6 +135,20 @@ async def test_urlencoded_and_trailing_slash_are_accepted(world):
     assert response.status_code == 200 and response.json()["data"]["pbx_call_id"] == "x1"
 
 
+async def test_fields_in_the_query_string_are_read_under_the_body_s(world):
+    """A script that puts the action and ids in the URL and the rest in the body: nothing of it is lost, and the
+    body's value wins where both name a field."""
+    fields = sample("create_call.form") | {"pbx_call_id": "from-body"}
+    action = fields.pop("action")
+    url = f"{world['channel'].url}?action={action}&pbx_call_id=from-query&comment=q&"
+    response = await world["http"].post(url, data=fields)
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert data["pbx_call_id"] == "from-body" and data["call_status"] == "ringing"
+    call = (await world["api"].get(f"/api/calls/{data['call_id']}")).json()
+    assert call["fields"]["comment"] == "start"  # the body's
+
+
 async def test_a_single_employee_becomes_the_assignee(world, services):
     fields = [("action", "create_call"), ("direction", "incoming"), ("phone", "+79101234567"),
               ("pbx_call_id", "a1"), ("user_ids[]", world["andy"])]  # fmt: skip
