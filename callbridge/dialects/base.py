@@ -78,16 +78,21 @@ def token_matches(given: object, expected: str) -> bool:
 
 
 async def read_params(request: Request) -> dict[str, str]:
-    """A flat dict of strings from a form-encoded, multipart or JSON body (PBXs send all three), over the fields of
-    the URL's query string (where a script or an admin's pasted URL may put some, the token even), repeated
-    values comma-joined; the app's body limit holds while it is read."""
+    """A flat dict of strings of `read_fields`' fields, repeated values comma-joined."""
     fields, _ = await read_fields(request, max_files=0)
-    return {name: ",".join(values) for name, values in (form_fields(request.url.query, strict=False) | fields).items()}
+    return {name: ",".join(values) for name, values in fields.items()}
 
 
 async def read_fields(request: Request, *, max_files: int) -> tuple[dict[str, list[str]], list[tuple[str, UploadFile]]]:
-    """Every field of a form-encoded, multipart or JSON body as a list of strings (repeated form fields and JSON
-    arrays alike), and the uploaded files (spooled to disk, counted by the app's body limit)."""
+    """Every field of a form-encoded, multipart or JSON body (PBXs send all three) as a list of strings (repeated
+    form fields and JSON arrays alike), over the fields of the URL's query string (where a script or an admin's
+    pasted URL may put some, the token even); and the uploaded files (spooled to disk, counted by the app's body
+    limit)."""
+    fields, files = await _body_fields(request, max_files=max_files)
+    return form_fields(request.url.query, strict=False) | fields, files
+
+
+async def _body_fields(request: Request, max_files: int) -> tuple[dict[str, list[str]], list[tuple[str, UploadFile]]]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         try:

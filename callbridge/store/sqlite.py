@@ -4,10 +4,9 @@ behind each other committed together (group commit), each in a savepoint of its 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -206,7 +205,7 @@ class _GroupCommit(_SharedCommits):
         except Exception as exc:
             group.committed.set_exception(exc)
             self._connection = None  # in a state nobody knows: the next group starts on a new one
-            with contextlib.suppress(Exception):
+            with suppress(Exception):
                 group.transaction.close()
         else:
             group.committed.set_result(None)

@@ -19,7 +19,7 @@ from ...domain.pbx import Events, WireError
 from ...services import Services
 from ...store.tables import Integration
 from .. import hooks
-from ..base import form_fields, read_fields
+from ..base import read_fields
 from . import wire
 
 KIND = "helpdesk"
@@ -76,10 +76,8 @@ async def _channel(services: Services, channel: str) -> Integration | None:
 
 
 async def _read(request: Request) -> tuple[dict[str, list[str]], UploadFile | None]:
-    """The fields (form, multipart or JSON, over those of the URL's query string, as the token dialects read
-    them), and an uploaded recording spooled to disk as it arrives."""
+    """The fields (`read_fields`'), and an uploaded recording spooled to disk as it arrives."""
     form, files = await read_fields(request, max_files=2)
-    form = form_fields(request.url.query, strict=False) | form
     for name, _ in files:
         if name != "audio_record":
             raise WireError(f"only audio_record may be a file, not {name}")
