@@ -370,6 +370,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000, help="open SSE streams for the card figure")
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--pg-workers", type=int, default=2)
     parser.add_argument("--import-rows", type=int, default=100_000, help="clients per import figure (0: none)")
     parser.add_argument("--no-webhooks", dest="webhooks", action="store_false", help="skip the webhook figure")
@@ -378,7 +379,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        backends = [("SQLite", None)] + ([] if args.no_postgres else [("PostgreSQL", args.postgres)])
+        backends = [("SQLite", None)] * (not args.no_sqlite) + [("PostgreSQL", args.postgres)] * (not args.no_postgres)
         for name, admin in backends:
             for size in sizes:
                 url = sqlite_url(folder / f"bench-{size}.db") if admin is None else asyncio.run(pg_database(admin))

@@ -31,12 +31,16 @@ log = logging.getLogger("callbridge.store")
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
 PING_AFTER_IDLE = 2.0  # seconds a pooled PostgreSQL connection may sit unused before it is checked on checkout
+# PostgreSQL connections a process keeps, and never more: a request past them waits for one to come back (a query's
+# time), where a connection opened for it would cost a new server process, and closing it, the next burst another
+POOL_SIZE = 20
 
 
 def make_engine(url: str, ping_after_idle: float = PING_AFTER_IDLE) -> AsyncEngine:
-    """An async engine; SQLite gets WAL and a busy timeout, PostgreSQL a modest pool."""
+    """An async engine; SQLite gets WAL and a busy timeout, PostgreSQL a pool of `POOL_SIZE`, the connection used
+    last first (the ones a quiet hour leaves idle are the ones checked)."""
     if make_url(url).get_backend_name() != "sqlite":
-        engine = create_async_engine(url, pool_size=10, max_overflow=10, **JSON_CODEC)
+        engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=0, pool_use_lifo=True, **JSON_CODEC)
         _ping_after_idle(engine.sync_engine, ping_after_idle)
         return engine
     engine = create_async_engine(url, **JSON_CODEC)

@@ -6,12 +6,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from callbridge.domain.calls import EventKind
 from callbridge.store import Database, directory, integrations
+from callbridge.store.db import POOL_SIZE
 from callbridge.store.postgres import CONNECTION_IN_DOUBT
 
 from ..conftest import PG_ADMIN_URL
@@ -107,5 +108,27 @@ async def test_a_lookup_on_a_lost_connection_leaves_it_out_of_the_pool(services,
             await looked_up()
         assert (await looked_up()).client_name == "Рога и копыта"
         assert (await looked_up()).client_name == "Рога и копыта"
+    finally:
+        await db.close()
+
+
+async def test_bursts_of_lookups_wider_than_the_pool_wait_for_its_connections_and_open_none(services, postgres):
+    """A connection opened for one request costs PostgreSQL a new server process (and the lookup a connect): lookups
+    beyond the pool's size wait for a pooled connection, burst after burst, instead of opening and closing their own."""
+    async with services.db.transaction() as session:
+        await directory.add_client(session, name="Рога и копыта", phones=["+79101230001"])
+    db = Database(postgres)
+    opened = []
+    event.listen(db.engine.sync_engine, "connect", lambda *_: opened.append(1))
+
+    async def looked_up():
+        async with db.connect() as connection:
+            return await directory.lookup_caller(connection, "+79101230001")
+
+    try:
+        for _ in range(3):
+            found = await asyncio.gather(*(looked_up() for _ in range(2 * POOL_SIZE)))
+            assert {info.client_name for info in found} == {"Рога и копыта"}
+        assert 0 < len(opened) <= POOL_SIZE
     finally:
         await db.close()
