@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, cast, func, literal_column, or_, select, update
+from sqlalchemy import bindparam, cast, exists, func, literal_column, or_, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,16 +36,30 @@ class JournalEntry:
 
 @functools.cache
 def _journal_and_lock():
-    """PostgreSQL: a request journaled and, if it is new, its call locked as `lock_call` does, in one statement (a
-    round trip less on every event, and the transactions that share a commit run one after another)."""
+    """PostgreSQL: a request journaled and, if it is new, its call locked, in one statement (a round trip less on
+    every event, and the transactions that share a commit run one after another).
+
+    A call that exists is locked with FOR UPDATE, which writes nothing; `lock_call`'s upsert, which "updates" the
+    row to itself, would write a version of the row, and the event's own update of it would then check every
+    foreign key again (PostgreSQL checks them on a row its own transaction wrote). A call not found is inserted with
+    that upsert, which also settles a race with another transaction inserting it."""
     entry = _journal(pg_insert).values({c.name: bindparam(c.name, type_=c.type) for c in JOURNAL.c if c.name != "id"})
     entry = entry.cte("entry")
+    found = (
+        select(*_LOCKED)
+        .where(CALLS.c.integration_id == bindparam("integration_id"), CALLS.c.pbx_call_id == bindparam("call_key"))
+        .where(exists(entry.select()))
+        .with_for_update(of=CALLS)
+        .cte("found")
+    )
     typed = {"call_key": CALLS.c.pbx_call_id.type} | {name: CALLS.c[name].type for name in _NEW_CALL}
     new = [bindparam("integration_id")] + [cast(bindparam(name, type_=t), t) for name, t in typed.items()]
     new.append(bindparam("received_at"))
     columns = ["integration_id", "pbx_call_id", *_NEW_CALL, "updated_at"]
-    insert_call = pg_insert(CALLS).from_select(columns, select(*new).select_from(entry))
-    return _locking(insert_call).returning(select(entry.c.id).scalar_subquery(), *_LOCKED).add_cte(entry)
+    unseen = select(*new).select_from(entry).where(~exists(found.select()))
+    made = _locking(pg_insert(CALLS).from_select(columns, unseen)).returning(*_LOCKED).cte("made")
+    entry_id = select(entry.c.id).scalar_subquery()
+    return union_all(select(entry_id, *found.c), select(entry_id, *made.c))
 
 
 async def journal(

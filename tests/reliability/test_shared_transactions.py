@@ -134,3 +134,23 @@ async def test_two_workers_given_events_of_the_same_calls_at_once_apply_every_on
     assert all(o.failed is None and not o.duplicate for o in outcomes)
     assert [r.call_ids for r in rung] == [a.call_ids for a in answered]
     assert {(await call_row(services, r.call_ids[0])).state for r in rung} == {"talking"}
+
+
+async def test_two_workers_given_events_of_calls_that_exist_at_once_lose_neither(services, postgres, tmp_path):
+    """A call that exists is locked before its facts are read: of an answer and an end that two workers apply to it
+    at the same moment, the second waits for the first and folds into what it wrote (neither is overwritten)."""
+    other = build_services(settings_for(postgres, tmp_path))  # the other worker
+    async with services.db.transaction() as session:
+        integration_id = (await integrations.add_integration(session, kind="cloudpbx", name="PBX", settings={})).id
+    now = datetime.now(UTC)
+    keys = [f"e{n}" for n in range(20)]
+    rung = [await post(services, integration_id, EventKind.RING, key, now) for key in keys]
+    try:
+        await asyncio.gather(
+            *(post(services, integration_id, EventKind.ANSWER, key, now + timedelta(seconds=3)) for key in keys),
+            *(post(other, integration_id, EventKind.END, key, now + timedelta(seconds=30)) for key in keys[::-1]),
+        )
+    finally:
+        await other.close()
+    calls = [await call_row(services, r.call_ids[0]) for r in rung]
+    assert {(c.state, c.result, c.talk_seconds) for c in calls} == {("ended", "answered", 27)}
