@@ -39,7 +39,7 @@ def _journal_and_lock():
     """PostgreSQL: a request journaled and, if it is new, its call locked, in one statement (a round trip less on
     every event, and the transactions that share a commit run one after another).
 
-    A call that exists is locked with FOR UPDATE, which writes nothing; `lock_call`'s upsert, which "updates" the
+    A call that exists is locked with a select, which writes nothing; `lock_call`'s upsert, which "updates" the
     row to itself, would write a version of the row, and the event's own update of it would then check every
     foreign key again (PostgreSQL checks them on a row its own transaction wrote). A call not found is inserted with
     that upsert, which also settles a race with another transaction inserting it."""
@@ -49,7 +49,7 @@ def _journal_and_lock():
         select(*_LOCKED)
         .where(CALLS.c.integration_id == bindparam("integration_id"), CALLS.c.pbx_call_id == bindparam("call_key"))
         .where(exists(entry.select()))
-        .with_for_update(of=CALLS)
+        .with_for_update(of=CALLS, key_share=True)  # FOR NO KEY UPDATE: as the call's own update will lock it
         .cte("found")
     )
     typed = {"call_key": CALLS.c.pbx_call_id.type} | {name: CALLS.c[name].type for name in _NEW_CALL}
