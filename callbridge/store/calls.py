@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, bindparam, func, literal_column, or_, select, update
+from sqlalchemy import Select, and_, bindparam, cast, exists, func, literal_column, or_, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -45,6 +45,35 @@ _LOCKED = (CALLS.c.id, CALLS.c.facts, CALLS.c.deal_id, CALLS.c.problem)  # what 
 
 def _lock_call(insert):
     return _locking(insert(CALLS)).returning(*_LOCKED)
+
+
+def found_or_made(after=None):
+    """PostgreSQL: the CTEs `found`, the call locked if it exists, and `made`, the call inserted if not (`_LOCKED`
+    of either). With `after` (a CTE), only if that returns a row.
+
+    A call that exists is locked with a select, which writes nothing; the upsert of `_locking` "updates" the row to
+    itself, which writes a version of the row, and the event's own update of it would then check every foreign key
+    again (PostgreSQL checks them on a row its own transaction wrote). A call not found is inserted with that upsert,
+    which also settles a race with another transaction inserting it."""
+    found = select(*_LOCKED).where(
+        CALLS.c.integration_id == bindparam("integration_id"), CALLS.c.pbx_call_id == bindparam("call_key")
+    )
+    if after is not None:
+        found = found.where(exists(after.select()))
+    found = found.with_for_update(of=CALLS, key_share=True).cte("found")  # FOR NO KEY UPDATE: as the update locks
+    typed = {"call_key": CALLS.c.pbx_call_id.type} | {name: CALLS.c[name].type for name in _NEW_CALL}
+    new = [bindparam("integration_id")] + [cast(bindparam(name, type_=t), t) for name, t in typed.items()]
+    unseen = select(*new, bindparam("updated_at")).where(~exists(found.select()))
+    if after is not None:
+        unseen = unseen.select_from(after)
+    columns = ["integration_id", "pbx_call_id", *_NEW_CALL, "updated_at"]
+    return found, _locking(pg_insert(CALLS).from_select(columns, unseen)).returning(*_LOCKED).cte("made")
+
+
+@functools.cache
+def _find_or_make():
+    found, made = found_or_made()
+    return union_all(select(*found.c), select(*made.c))
 
 
 _LEG_FIELDS = ("state", "rang_at", "answered_at", "ended_at")
@@ -116,11 +145,13 @@ class CallView:
 async def lock_call(session: AsyncSession, integration_id: int, key: str) -> LockedCall:
     """The call, creating an empty row if needed, locked until commit.
 
-    One statement: an insert that, when the call exists, "updates" it to itself and returns it. The update
-    takes the row lock, so two workers racing on one call's events take turns instead of creating it twice.
+    One statement, which takes the row lock, so two workers racing on one call's events take turns instead of
+    creating it twice: on SQLite an insert that, when the call exists, "updates" it to itself and returns it (the
+    database is locked whole anyway); on PostgreSQL `found_or_made`.
     """
-    new = {"integration_id": integration_id, "pbx_call_id": key, "updated_at": utcnow()} | _NEW_CALL
-    [row] = await execute_hot(session, built_once(session, _lock_call), new)
+    new = {"integration_id": integration_id, "pbx_call_id": key, "call_key": key, "updated_at": utcnow()} | _NEW_CALL
+    statement = _find_or_make() if round_trips_cost(session) else built_once(session, _lock_call)
+    [row] = await execute_hot(session, statement, new)
     return _locked(*row)
 
 

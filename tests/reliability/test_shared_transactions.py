@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from callbridge.app import build_services
 from callbridge.domain.calls import EventKind
@@ -15,6 +15,7 @@ from callbridge.store import Database, directory, integrations
 from callbridge.store import calls as call_store
 from callbridge.store import journal as journal_store
 from callbridge.store.postgres import SharedTransactionFailed
+from callbridge.store.tables import CallRow
 
 from ..conftest import settings_for
 from ..integration.test_flows import call_row, post
@@ -113,6 +114,28 @@ async def test_shared_transactions_of_two_processes_waiting_for_each_other_give_
         await other.close()
     assert {type(o) for o in outcomes} <= {str, asyncpg.LockNotAvailableError}  # not DeadlockDetectedError
     assert outcomes.count("committed") < 2
+
+
+async def test_a_call_that_exists_is_locked_until_the_first_commits_and_the_second_reads_what_it_wrote(db):
+    async with db.transaction() as session:
+        integration_id = (await integrations.add_integration(session, kind="cloudpbx", name="PBX", settings={})).id
+        await call_store.lock_call(session, integration_id, "c")  # made
+    first_holds = asyncio.Event()
+
+    async def first() -> None:
+        async with db.transaction() as session:
+            await call_store.lock_call(session, integration_id, "c")  # found
+            first_holds.set()
+            await asyncio.sleep(0.3)
+            await session.execute(update(CallRow).where(CallRow.pbx_call_id == "c").values(problem="first's"))
+
+    async def second() -> str | None:
+        await first_holds.wait()
+        async with db.transaction() as session:
+            return (await call_store.lock_call(session, integration_id, "c")).problem
+
+    _, seen = await asyncio.gather(first(), second())
+    assert seen == "first's"
 
 
 async def test_two_workers_given_events_of_the_same_calls_at_once_apply_every_one(services, postgres, tmp_path):
