@@ -46,6 +46,12 @@ def _ping_after_idle(engine: Engine, seconds: float) -> None:
             raise DisconnectionError(str(exc)) from exc  # the pool replaces it with a new connection
 
 
+def _driver(connection: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under one just checked out, read off the pool's record where `get_raw_connection`
+    would start a greenlet for it (each costs some 10 us: CPython maps a new frame stack for it, and unmaps it)."""
+    return connection.sync_connection.connection.driver_connection
+
+
 @dataclass
 class _AsyncpgTransaction:
     """A PostgreSQL transaction that is asyncpg's own, begun at once, so `execute_hot` can run statements on the
@@ -60,7 +66,7 @@ class _AsyncpgTransaction:
     @classmethod
     async def begin(cls, engine: AsyncEngine) -> _AsyncpgTransaction:
         connection = await engine.connect()
-        driven = cls(engine, connection, (await connection.get_raw_connection()).driver_connection)
+        driven = cls(engine, connection, _driver(connection))
         try:
             driven.transaction = driven.driver.transaction()  # raises at once on a connection found closed
             await driven.transaction.start()
@@ -116,14 +122,19 @@ class PostgresReader:
     @classmethod
     @asynccontextmanager
     async def connect(cls, engine: AsyncEngine) -> AsyncIterator[PostgresReader]:
-        async with engine.connect() as connection:
-            reader = cls(connection, (await connection.get_raw_connection()).driver_connection)
-            try:
-                yield reader
-            except BaseException as exc:
-                if lost_connection(exc) or reader.driver.is_closed():  # asyncpg failed where SQLAlchemy did not see
-                    await connection.invalidate()
-                raise
+        connection = await engine.connect()
+        reader = cls(connection, _driver(connection))
+        try:
+            yield reader
+        except BaseException as exc:
+            if lost_connection(exc) or reader.driver.is_closed():  # asyncpg failed where SQLAlchemy did not see
+                await connection.invalidate()
+            await asyncio.shield(connection.close())  # as `async with` would: a cancelled lookup still checks in
+            raise
+        if connection.in_transaction():  # a statement SQLAlchemy ran: its rollback is a round trip
+            await connection.close()
+        else:  # the hot statements ran on the driver, outside any transaction: nothing to send
+            connection.sync_connection.close()
 
 
 class PostgresSession:

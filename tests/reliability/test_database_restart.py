@@ -130,5 +130,21 @@ async def test_bursts_of_lookups_wider_than_the_pool_wait_for_its_connections_an
             found = await asyncio.gather(*(looked_up() for _ in range(2 * POOL_SIZE)))
             assert {info.client_name for info in found} == {"Рога и копыта"}
         assert 0 < len(opened) <= POOL_SIZE
+        assert db.engine.pool.checkedout() == 0  # every one went back, with nothing sent for it
+    finally:
+        await db.close()
+
+
+async def test_a_lookup_connection_that_ran_a_statement_in_a_transaction_goes_back_rolled_back(postgres):
+    """The caller lookup's connection goes back to the pool in place (its statements ran outside any transaction);
+    one on which SQLAlchemy began a transaction is rolled back first, so the next one to take it starts clean."""
+    db = Database(postgres)
+    try:
+        async with db.connect() as connection:
+            assert await connection.scalar(text("SELECT 1")) == 1  # SQLAlchemy begins a transaction for it
+            assert connection.in_transaction()
+        assert db.engine.pool.checkedout() == 0
+        async with db.connect() as connection:
+            assert not connection.driver.is_in_transaction()
     finally:
         await db.close()
