@@ -71,7 +71,7 @@ def found_or_made(after=None):
 
 
 @functools.cache
-def _find_or_make():
+def _lock_call_postgres():
     found, made = found_or_made()
     return union_all(select(*found.c), select(*made.c))
 
@@ -150,7 +150,7 @@ async def lock_call(session: AsyncSession, integration_id: int, key: str) -> Loc
     database is locked whole anyway); on PostgreSQL `found_or_made`.
     """
     new = {"integration_id": integration_id, "pbx_call_id": key, "call_key": key, "updated_at": utcnow()} | _NEW_CALL
-    statement = _find_or_make() if round_trips_cost(session) else built_once(session, _lock_call)
+    statement = _lock_call_postgres() if round_trips_cost(session) else built_once(session, _lock_call)
     [row] = await execute_hot(session, statement, new)
     return _locked(*row)
 
