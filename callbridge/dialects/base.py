@@ -89,7 +89,9 @@ async def read_fields(request: Request, *, max_files: int) -> tuple[dict[str, li
     pasted URL may put some, the token even); and the uploaded files (spooled to disk, counted by the app's body
     limit)."""
     fields, files = await _body_fields(request, max_files=max_files)
-    return form_fields(request.url.query, strict=False) | fields, files
+    if query := request.scope.get("query_string"):  # read off the scope: `request.url` would build the whole URL
+        fields = form_fields(query.decode(errors="replace"), strict=False) | fields
+    return fields, files
 
 
 async def _body_fields(request: Request, max_files: int) -> tuple[dict[str, list[str]], list[tuple[str, UploadFile]]]:

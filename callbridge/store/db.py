@@ -8,7 +8,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,7 +24,15 @@ from sqlalchemy.ext.asyncio import (
 from .. import metrics
 from .codec import JSON_CODEC
 from .commits import StoreBusy
-from .postgres import PostgresReader, PostgresSession, _AsyncpgTransaction, _ping_after_idle, _SharedTransactions
+from .postgres import (
+    LOCK_TIMEOUT_MS,
+    SHARED_POOL_SIZE,
+    PostgresReader,
+    PostgresSession,
+    _AsyncpgTransaction,
+    _ping_after_idle,
+    _SharedTransactions,
+)
 from .sqlite import SqliteSession, _GroupCommit, _inline_engine, _sqlite_events
 
 log = logging.getLogger("callbridge.store")
@@ -36,11 +44,16 @@ PING_AFTER_IDLE = 2.0  # seconds a pooled PostgreSQL connection may sit unused b
 POOL_SIZE = 20
 
 
-def make_engine(url: str, ping_after_idle: float = PING_AFTER_IDLE) -> AsyncEngine:
-    """An async engine; SQLite gets WAL and a busy timeout, PostgreSQL a pool of `POOL_SIZE`, the connection used
-    last first (the ones a quiet hour leaves idle are the ones checked)."""
+def make_engine(
+    url: str, ping_after_idle: float = PING_AFTER_IDLE, pool_size: int = POOL_SIZE, lock_timeout_ms: int = 0
+) -> AsyncEngine:
+    """An async engine; SQLite gets WAL and a busy timeout, PostgreSQL a pool of `pool_size`, the connection used
+    last first (the ones a quiet hour leaves idle are the ones checked), each connection waiting `lock_timeout_ms`
+    for a lock at most if given."""
     if make_url(url).get_backend_name() != "sqlite":
-        engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=0, pool_use_lifo=True, **JSON_CODEC)
+        settings = {"server_settings": {"lock_timeout": str(lock_timeout_ms)}} if lock_timeout_ms else {}
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_use_lifo=True,
+                                     connect_args=settings, **JSON_CODEC)  # fmt: skip
         _ping_after_idle(engine.sync_engine, ping_after_idle)
         return engine
     engine = create_async_engine(url, **JSON_CODEC)
@@ -69,7 +82,10 @@ class Database:
             self._shared: _SharedTransactions | None = None
         else:
             self._inline_engine = self._writer = None
-            self._shared = _SharedTransactions(self.engine)
+            # a pool of their own, set up to wait `LOCK_TIMEOUT_MS` for a lock (no SET in each transaction)
+            shared = make_engine(url, ping_after_idle, SHARED_POOL_SIZE, lock_timeout_ms=LOCK_TIMEOUT_MS)
+            self._pools = (self.engine, shared)
+            self._shared = _SharedTransactions(shared, self._pools)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -87,27 +103,15 @@ class Database:
         with self._inline_engine.connect() as connection:
             yield SqliteSession(connection)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresSession | SqliteSession]:
+    def transaction(self) -> AbstractAsyncContextManager[PostgresSession | SqliteSession]:
         """A session whose work is committed on exit and rolled back on error."""
-        if self._writer is None:
-            async with self._postgres_transaction() as session:
-                yield session
-            return
-        async with self._writer.transaction() as session:
-            yield session
+        return self._postgres_transaction() if self._writer is None else self._writer.transaction()
 
-    @asynccontextmanager
-    async def shared_transaction(self) -> AsyncIterator[PostgresSession | SqliteSession]:
+    def shared_transaction(self) -> AbstractAsyncContextManager[PostgresSession | SqliteSession]:
         """A transaction that may share its commit with others under way in this process (`_SharedTransactions`):
         if any of them fails, all do (`SharedTransactionFailed`), and each is to be run again alone, in
         `transaction`. For work that is run often and can be run again; on SQLite, the same as `transaction`."""
-        if self._shared is None:
-            async with self.transaction() as session:
-                yield session
-            return
-        async with self._shared.transaction() as session:
-            yield session
+        return self.transaction() if self._shared is None else self._shared.transaction()
 
     async def shared_or_alone(self, work: Callable[[PostgresSession | SqliteSession], Awaitable[T]]) -> T:
         """`work` in a shared transaction; if that fails (this work, or another sharing its commit), once more
@@ -126,7 +130,7 @@ class Database:
     @asynccontextmanager
     async def _postgres_transaction(self) -> AsyncIterator[PostgresSession]:
         """The transaction is asyncpg's own (`_AsyncpgTransaction`), so `execute_hot` runs statements on the driver."""
-        driven = await _AsyncpgTransaction.begin(self.engine)
+        driven = await _AsyncpgTransaction.begin(self.engine, self._pools)
         session = driven.session()
         try:
             yield session
@@ -188,6 +192,8 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._shared is not None:
+            await self._shared.engine.dispose()
         if self._writer is not None:
             self._writer.close()
         if self._inline_engine is not None:

@@ -58,15 +58,16 @@ class _AsyncpgTransaction:
     driver from the first. Sessions join it (asyncpg turns the adapter's own transaction, begun if a session runs
     a statement, into a savepoint) and commit before it does."""
 
-    engine: AsyncEngine
+    pools: tuple[AsyncEngine, ...]  # the database's pools, which a lost connection renews
     connection: AsyncConnection
     driver: asyncpg.Connection
     transaction: asyncpg.transaction.Transaction | None = None
 
     @classmethod
-    async def begin(cls, engine: AsyncEngine) -> _AsyncpgTransaction:
+    async def begin(cls, engine: AsyncEngine, pools: tuple[AsyncEngine, ...]) -> _AsyncpgTransaction:
+        """On a connection of `engine`, one of `pools`."""
         connection = await engine.connect()
-        driven = cls(engine, connection, _driver(connection))
+        driven = cls(pools, connection, _driver(connection))
         try:
             driven.transaction = driven.driver.transaction()  # raises at once on a connection found closed
             await driven.transaction.start()
@@ -99,12 +100,13 @@ class _AsyncpgTransaction:
 
     async def _drop(self, lost: bool) -> None:
         """A connection lost, or cancelled mid-statement, under asyncpg, where SQLAlchemy did not see it: closed at
-        once and never reused; a lost one (mostly a restart, which took the pooled ones too) renews the pool, as
-        SQLAlchemy does when it sees a disconnect."""
+        once and never reused; a lost one (mostly a restart, which took the pooled ones too) renews the pools, as
+        SQLAlchemy does with its own when it sees a disconnect."""
         self.driver.terminate()
         await self.connection.invalidate()
         if lost:
-            await self.engine.dispose(close=False)
+            for pool in self.pools:
+                await pool.dispose(close=False)
 
 
 class PostgresReader:
@@ -194,6 +196,7 @@ MAX_SHARED = 32  # PostgreSQL transactions sharing a commit at most: all run aga
 
 
 LOCK_TIMEOUT_MS = 100  # a shared transaction waiting longer for a lock fails, and each of its own runs again alone
+SHARED_POOL_SIZE = 4  # their connections: one for the transaction being run, the rest for those committing
 
 
 class _SharedTransactions(_SharedCommits):
@@ -207,18 +210,14 @@ class _SharedTransactions(_SharedCommits):
 
     limit = MAX_SHARED
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, pools: tuple[AsyncEngine, ...]) -> None:
+        """`engine`, one of the database's `pools`: its connections wait `LOCK_TIMEOUT_MS` for a lock at most (shares
+        of two processes may wait for each other, which PostgreSQL looks into only after a second)."""
         super().__init__()
-        self._engine = engine
+        self.engine, self._pools = engine, pools
 
     async def _begin(self, _deadline: float | None) -> _AsyncpgTransaction:
-        driven = await _AsyncpgTransaction.begin(self._engine)
-        try:  # shares of two processes may wait for each other, which PostgreSQL looks into only after a second
-            await driven.driver.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
-        except BaseException as exc:
-            await driven.end(exc)
-            raise
-        return driven
+        return await _AsyncpgTransaction.begin(self.engine, self._pools)
 
     @asynccontextmanager
     async def _member(self, group: _Group) -> AsyncIterator[PostgresSession]:
