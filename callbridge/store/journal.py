@@ -83,11 +83,14 @@ async def journal(
 
 
 async def journal_many(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
-    """Keep many requests in one statement; a repeat only raises the first one's count."""
+    """Keep many requests in one statement; a repeat only raises the first one's count. They are written in the
+    order of their keys: two processes' batches holding the same repeated lookups lock them in the same order, so
+    neither waits for the other in a cycle (PostgreSQL would break the deadlock after a second, failing one)."""
     now = utcnow()
+    rows = sorted(entries, key=lambda e: (e["integration_id"], e["dedupe_key"]))
     await execute_hot(session, built_once(session, _journal_repeats),
                       [{"received_at": now, "repeats": 0, "error": None, "call_key": None, "reply": None} | e
-                       for e in entries])  # fmt: skip
+                       for e in rows])  # fmt: skip
 
 
 def _journal_repeats(insert):
