@@ -19,7 +19,7 @@ from .store import journal as journal_store
 from .store import lookup_source as source_store
 from .store import webhooks as webhook_store
 from .store.journal import dedupe_key
-from .store.tables import Integration, LookupSource, Webhook
+from .store.tables import Integration, LookupSource, Webhook, utcnow
 
 if TYPE_CHECKING:  # the dialects are handed in: nothing below them imports one
     from .dialects.base import Dialect
@@ -48,13 +48,14 @@ class LookupJournal:
     """
 
     def __init__(self) -> None:
-        self._pending: list[tuple[int, dict[str, str], dict[str, Any], str | None, str | None, str | None]] = []
+        self._pending: list[tuple[int, dict[str, str], dict[str, Any], str | None, str | None, str | None, Any]] = []
 
     def add(self, integration_id: int, params: dict[str, str], reply: dict[str, Any], *, command: str | None,
             call_key: str | None, error: str | None = None) -> None:  # fmt: skip
         """Keep a request that was answered (`command` and `call_key` as the dialect names them), with what went
-        wrong while answering it (the lookup source failed), which the call then shows."""
-        self._pending.append((integration_id, params, reply, command, call_key, error))
+        wrong while answering it (the lookup source failed), which the call then shows; received now, whenever it
+        is written."""
+        self._pending.append((integration_id, params, reply, command, call_key, error, utcnow()))
 
     async def flush(self, db: Database) -> int:
         """Journal what was answered since the last flush; if the store refuses (busy, down), it is kept for the
@@ -83,8 +84,9 @@ class LookupJournal:
                         "reply": reply,
                         "status": "answered",
                         "error": error,
+                        "received_at": received_at,
                     }
-                    for integration_id, params, reply, command, call_key, error in batch
+                    for integration_id, params, reply, command, call_key, error, received_at in batch
                 ],
             )
 

@@ -84,8 +84,9 @@ async def journal(
 
 async def journal_many(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
     """Keep many requests in one statement; a repeat only raises the first one's count. They are written in the
-    order of their keys: two processes' batches holding the same repeated lookups lock them in the same order, so
-    neither waits for the other in a cycle (PostgreSQL would break the deadlock after a second, failing one)."""
+    order of their keys, so their ids are too (give each its `received_at` to keep the order they came in): two
+    processes' batches holding the same repeated lookups lock them in the same order, and neither waits for the
+    other in a cycle (PostgreSQL would break the deadlock after a second, failing one)."""
     now = utcnow()
     rows = sorted(entries, key=lambda e: (e["integration_id"], e["dedupe_key"]))
     await execute_hot(session, built_once(session, _journal_repeats),
