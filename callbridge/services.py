@@ -48,14 +48,16 @@ class LookupJournal:
     """
 
     def __init__(self) -> None:
-        self._pending: list[tuple[int, dict[str, str], dict[str, Any], str | None, str | None, str | None, Any]] = []
+        self._pending: list[dict[str, Any]] = []  # journal rows, but for their keys (hashed when written)
 
     def add(self, integration_id: int, params: dict[str, str], reply: dict[str, Any], *, command: str | None,
             call_key: str | None, error: str | None = None) -> None:  # fmt: skip
         """Keep a request that was answered (`command` and `call_key` as the dialect names them), with what went
         wrong while answering it (the lookup source failed), which the call then shows; received now, whenever it
         is written."""
-        self._pending.append((integration_id, params, reply, command, call_key, error, utcnow()))
+        self._pending.append({"integration_id": integration_id, "command": (command or "")[:32] or None,
+                              "call_key": (call_key or "")[:200] or None, "params": params, "reply": reply,
+                              "status": "answered", "error": error, "received_at": utcnow()})  # fmt: skip
 
     async def flush(self, db: Database) -> int:
         """Journal what was answered since the last flush; if the store refuses (busy, down), it is kept for the
@@ -63,32 +65,13 @@ class LookupJournal:
         batch, self._pending = self._pending, []
         if batch:
             try:
-                await self._write(db, batch)
+                async with db.transaction() as session:
+                    await journal_store.journal_many(session, [r | {"dedupe_key": dedupe_key(r["params"])}
+                                                               for r in batch])  # fmt: skip
             except BaseException:
                 self._pending[:0] = batch
                 raise
         return len(batch)
-
-    @staticmethod
-    async def _write(db: Database, batch: list) -> None:
-        async with db.transaction() as session:
-            await journal_store.journal_many(
-                session,
-                [
-                    {
-                        "integration_id": integration_id,
-                        "dedupe_key": dedupe_key(params),
-                        "command": (command or "")[:32] or None,
-                        "call_key": (call_key or "")[:200] or None,
-                        "params": params,
-                        "reply": reply,
-                        "status": "answered",
-                        "error": error,
-                        "received_at": received_at,
-                    }
-                    for integration_id, params, reply, command, call_key, error, received_at in batch
-                ],
-            )
 
 
 @dataclass

@@ -61,9 +61,6 @@ def make_engine(
     return engine
 
 
-# What asyncpg raises when the connection itself failed (or was left mid-statement), rather than a statement.
-
-
 class Database:
     """Sessions for reading, and transactions for writing; on SQLite, which has one writer, they take turns and
     share commits (`_GroupCommit`)."""
@@ -80,6 +77,7 @@ class Database:
             writes = self._inline_engine.execution_options(writes=True)
             self._writer: _GroupCommit | None = _GroupCommit(writes, wait_seconds)
             self._shared: _SharedTransactions | None = None
+            self._pools: tuple[AsyncEngine, ...] = (self.engine,)
         else:
             self._inline_engine = self._writer = None
             # a pool of their own, set up to wait `LOCK_TIMEOUT_MS` for a lock (no SET in each transaction)
@@ -191,9 +189,8 @@ class Database:
                     await connection.commit()
 
     async def close(self) -> None:
-        await self.engine.dispose()
-        if self._shared is not None:
-            await self._shared.engine.dispose()
+        for pool in self._pools:
+            await pool.dispose()
         if self._writer is not None:
             self._writer.close()
         if self._inline_engine is not None:
