@@ -128,15 +128,16 @@ async def retry(services: Services, request_id: int) -> OutboxRequest | None:
 
 async def _deliver(services: Services, now: datetime, request_id: int | None = None) -> int:
     """Claim the due requests (or the one given) and make them side by side: one slow peer holds up no other."""
-    paused = [] if request_id is not None else services.paused_webhooks()
+    receivers = []
     if request_id is None:
         async with services.db.read() as session:  # a read first: on SQLite a claim takes the write lock
-            if not await outbox_store.any_due(session, now, paused):
+            receivers = await outbox_store.receivers(session, services.paused_webhooks())
+            if not await outbox_store.any_due(session, now, receivers):
                 return 0
     async with services.db.transaction() as session:
         lease = timedelta(seconds=services.settings.outbox_lease_seconds)
         claimed = await outbox_store.claim(session, now, lease, limit=CLAIMED_AT_ONCE, request_id=request_id,
-                                           paused_webhooks=paused)  # fmt: skip
+                                           receivers=receivers)  # fmt: skip
     by_receiver: dict[int | None, list[OutboxRequest]] = {}
     for request in claimed:
         by_receiver.setdefault(request.webhook_id, []).append(request)

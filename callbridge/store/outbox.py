@@ -59,34 +59,35 @@ def _pending(now: datetime):
     return select(OutboxRequest).where(OutboxRequest.status == "pending", OutboxRequest.next_attempt_at <= now)
 
 
-async def _due(session: AsyncSession, now: datetime, paused_webhooks: list[int]) -> list:
-    """A query of due requests per receiver (the PBXs', then each webhook's but the paused ones), oldest first:
-    each reads only the index range of its own receiver, so a paused receiver's queue, however long, is not read."""
-    webhooks = [i for i in await session.scalars(select(Webhook.id)) if i not in paused_webhooks]
+async def receivers(session: AsyncSession, paused_webhooks: list[int]) -> list[int | None]:
+    """Whose due requests a drain looks at: the PBXs' (None), then each webhook's but the paused ones."""
+    return [None, *(i for i in await session.scalars(select(Webhook.id)) if i not in paused_webhooks)]
+
+
+def _due(now: datetime, receivers: list[int | None]) -> list:
+    """A query of due requests per receiver, oldest first: each reads only the index range of its own receiver, so
+    a paused receiver's queue, however long, is not read."""
     due = _pending(now)
     return [due.where(OutboxRequest.webhook_id.is_(None) if receiver is None else OutboxRequest.webhook_id == receiver)
-            .order_by(OutboxRequest.next_attempt_at) for receiver in [None, *webhooks]]  # fmt: skip
+            .order_by(OutboxRequest.next_attempt_at) for receiver in receivers]  # fmt: skip
 
 
-async def any_due(session: AsyncSession, now: datetime, paused_webhooks: list[int] = ()) -> bool:
+async def any_due(session: AsyncSession, now: datetime, receivers: list[int | None]) -> bool:
     """Whether a claim would find anything, asked in a read: on SQLite a claim takes the one write lock."""
-    for query in await _due(session, now, paused_webhooks):
+    for query in _due(now, receivers):
         if await session.scalar(query.with_only_columns(OutboxRequest.id).limit(1)) is not None:
             return True
     return False
 
 
 async def claim(
-    session: AsyncSession, now: datetime, lease: timedelta, *, limit: int = 10, request_id: int | None = None,
-    paused_webhooks: list[int] = (),
+    session: AsyncSession, now: datetime, lease: timedelta, *, receivers: list[int | None], limit: int = 10,
+    request_id: int | None = None,
 ) -> list[OutboxRequest]:
-    """Due requests (up to `limit` of each receiver's, or the one given), leased to the caller: SKIP LOCKED on
-    PostgreSQL, so workers never wait for each other or take the same row; SQLite has one writer and needs no row
-    locks. Deliveries to the `paused_webhooks` wait."""
-    if request_id is not None:
-        queries = [_pending(now).where(OutboxRequest.id == request_id)]
-    else:
-        queries = await _due(session, now, paused_webhooks)
+    """Due requests (up to `limit` of each of the `receivers`', or the one given), leased to the caller: SKIP LOCKED
+    on PostgreSQL, so workers never wait for each other or take the same row; SQLite has one writer and needs no row
+    locks."""
+    queries = [_pending(now).where(OutboxRequest.id == request_id)] if request_id is not None else _due(now, receivers)
     claimed = [request for query in queries
                for request in await session.scalars(query.limit(limit).with_for_update(skip_locked=True))]  # fmt: skip
     for request in claimed:
