@@ -94,6 +94,7 @@ class Services:
     # (kept past that moment until the receiver answers: the next batch sends one delivery first)
     source_answers: dict[str, tuple[float, Any]] = field(default_factory=dict)  # phone -> (until, lookup answer)
     background: set[asyncio.Task] = field(default_factory=set)  # work started after an answer, held till done
+    event_batches: Any = None  # flows.batches.EventBatches of this process, made on first use (PostgreSQL)
 
     async def rules(self, integration_id: int) -> automation.Rules:
         return (await self._integration(integration_id))[2]

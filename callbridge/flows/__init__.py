@@ -1,6 +1,7 @@
 """The one orchestrator, a module per path through the house: events, lookup, requests to PBXs, integrations."""
 
 from .. import outbox
+from .batches import ingest
 from .events import (
     BackfillReport,
     CallSummary,
@@ -13,7 +14,6 @@ from .events import (
     close_stale_calls,
     existing_employees,
     group_members,
-    ingest,
     reject,
     replay,
     rerun_rules,

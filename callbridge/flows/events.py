@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import automation, metrics, webhooks
 from ..domain import engine
-from ..domain.calls import CallEvent, CallResult, CallState, EventKind
+from ..domain.calls import Call, CallEvent, CallResult, CallState, EventKind
 from ..domain.pbx import Events, PbxError, WireError
 from ..services import Services
 from ..store import StoreBusy, crm, directory, integrations
@@ -29,8 +29,8 @@ class Outcome:
     call_ids: tuple[int, ...] = ()
 
 
-async def ingest(services: Services, integration_id: int, params: dict[str, str], command: Events) -> Outcome:
-    """Journal a PBX request and apply its events, in one transaction.
+async def ingest_one(services: Services, integration_id: int, params: dict[str, str], command: Events) -> Outcome:
+    """Journal a PBX request and apply its events, in one transaction (`batches.ingest` puts most in a batch).
 
     A 2xx goes out only after this commits, so an acknowledged request is always journaled and
     applied. It shares its commit with the requests under way with it, and runs again alone if that fails
@@ -77,11 +77,11 @@ async def ingest(services: Services, integration_id: int, params: dict[str, str]
         return Outcome(entry.id, duplicate=True)
     metrics.REQUESTS.labels("applied").inc()
     metrics.EVENTS.inc(len(command.events))
-    await _committed(services, messages)
+    await committed(services, messages)
     return Outcome(entry.id, call_ids=tuple(call_ids))
 
 
-async def _committed(services: Services, messages: list[dict[str, Any]]) -> None:
+async def committed(services: Services, messages: list[dict[str, Any]]) -> None:
     """What follows a call's committed change: its cards to the browsers, and the outbox looks for the webhook
     deliveries it may have queued, unless their receivers are down (looking before the commit would find none)."""
     for message in messages:
@@ -124,12 +124,25 @@ async def _apply(
 async def _fold(
     services: Services, session, integration_id: int, locked: call_store.LockedCall, event: CallEvent
 ) -> list[dict[str, Any]]:
-    """Fold one event into a locked call: engine, store, recordings, CRM rules; returns the live messages."""
-    row_id = locked.id
+    """Fold one event into a locked call and save it (`after_saving` does the rest); returns the live messages."""
     updated, effects = engine.apply(locked.call, event)
     if updated == locked.call:
         return []
     view = await call_store.save_call(session, locked, updated)
+    return await after_saving(services, session, integration_id, locked, updated, effects, view)
+
+
+async def after_saving(
+    services: Services,
+    session,
+    integration_id: int,
+    locked: call_store.LockedCall,
+    updated: Call,
+    effects: list[engine.Effect],
+    view: call_store.CallView,
+) -> list[dict[str, Any]]:
+    """What follows a call's change once it is saved: CRM rules, webhooks, recordings; returns the live messages."""
+    row_id = locked.id
     rules = await services.rules(integration_id)
     made: list[tuple[str, dict[str, int]]] | None = [] if await services.webhooks() else None
     view = await _reconcile(session, rules, view, made)
@@ -224,7 +237,7 @@ async def close_stale_calls(services: Services, now: datetime) -> int:
             end = CallEvent(kind=EventKind.END, call_key=key, at=call.last_at)
             messages = await _fold(services, session, integration_id, locked, end)
         closed += 1
-        await _committed(services, messages)
+        await committed(services, messages)
     return closed
 
 
@@ -320,7 +333,7 @@ async def replay(
         if not isinstance(command, Events):
             report.unchanged += 1
             continue
-        outcome = await ingest(services, integration.id, entry.params, command)
+        outcome = await ingest_one(services, integration.id, entry.params, command)
         if outcome.failed:
             report.failing.append((entry.id, outcome.failed))
         elif outcome.duplicate:
@@ -358,7 +371,7 @@ async def backfill(services: Services, integration_id: int, period: str = "today
         except WireError as exc:
             report.refused.append(f"{str(row)[:80]}: {exc}")
             continue
-        outcome = await ingest(services, integration.id, params, command)
+        outcome = await ingest_one(services, integration.id, params, command)
         if outcome.failed:
             report.refused.append(f"{command.call_key}: {outcome.failed}")
         elif outcome.duplicate:

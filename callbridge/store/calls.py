@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, and_, bindparam, cast, exists, func, literal_column, or_, select, union_all, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -14,6 +15,8 @@ from sqlalchemy.orm import aliased
 from ..domain.calls import Call, CallState, LegState
 from ..domain.ids import own_id
 from . import directory
+from .codec import _dumps
+from .postgres import PostgresSession
 from .statements import built_once, execute_hot, round_trips_cost
 from .tables import CallRow, LegRow, utcnow
 
@@ -177,12 +180,47 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
     """Write the call's facts and its derived view (what queries and the API read)."""
     row_id = locked.id
     legs = {"row_id": row_id}
-    for i, leg in enumerate(call.legs):
+    for i, leg in enumerate(_legs(call)):
+        legs |= {f"{name}{i}": value for name, value in leg.items()}
+    shown = _shown(call)
+    update_call = shown | _kept(call) | {"row_id": row_id, "number": call.phone, "updated_at": utcnow()}
+    if call.legs and round_trips_cost(session):
+        [(client_id, employee_id, named)] = await execute_hot(session, _save_call(len(call.legs)), update_call | legs)
+        named = named.items()  # JSON, decoded by the codec SQLAlchemy sets on each asyncpg connection
+    else:
+        named = await execute_hot(session, built_once(session, _put_legs(len(call.legs))), legs) if call.legs else []
+        [(client_id, employee_id)] = await execute_hot(session, UPDATE_CALL, update_call)
+    return _view(locked, shown, client_id, employee_id, named)
+
+
+async def save_calls(session: PostgresSession, calls: list[tuple[LockedCall, Call]]) -> list[CallView]:
+    """PostgreSQL: `save_call` of many calls in one statement (`SAVE_CALLS`), in the order given."""
+    rows = [_shown(call) | _kept(call) | {"row_id": locked.id} for locked, call in calls]
+    legs = [{"call_id": locked.id} | leg for locked, call in calls for leg in _legs(call)]
+    saved = await session.driver.fetch(SAVE_CALLS, *_columns(rows, SAVE_CALLS_COLUMNS),
+                                       *_columns(legs, SAVE_LEGS_COLUMNS), utcnow())  # fmt: skip
+    found = {row_id: (client_id, employee_id, (named or {}).items()) for row_id, client_id, employee_id, named in saved}
+    return [_view(locked, shown, *found[locked.id]) for (locked, _), shown in zip(calls, rows, strict=True)]
+
+
+def _legs(call: Call) -> list[dict]:
+    """The columns of each of the call's legs; `key` and `own` name its employee (`employee_named`)."""
+    legs = []
+    for leg in call.legs:
         state = call.leg_state(leg)
         ended = leg.closed_at or (call.ended_at if state is not LegState.RINGING else None)
-        legs |= {f"key{i}": leg.employee, f"own{i}": own_id(leg.employee), f"state{i}": state.value,
-                 f"rang_at{i}": leg.rang_at, f"answered_at{i}": leg.answered_at, f"ended_at{i}": ended}  # fmt: skip
-    written = dict(
+        legs.append({"key": leg.employee, "own": own_id(leg.employee), "state": state.value, "rang_at": leg.rang_at,
+                     "answered_at": leg.answered_at, "ended_at": ended})  # fmt: skip
+    return legs
+
+
+_SHOWN = ("direction", "phone", "virtual_number", "state", "result", "started_at", "ended_at", "talk_seconds",
+          "recording_url")
+
+
+def _shown(call: Call) -> dict:
+    """The call's columns the CRM rules and the live cards read (`CallView`)."""
+    return dict(
         direction=call.direction.value if call.direction else None,
         phone=call.phone,
         virtual_number=call.virtual_number,
@@ -193,10 +231,12 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
         talk_seconds=call.talk_seconds,
         recording_url=call.recording_url,
     )
+
+
+def _kept(call: Call) -> dict:
+    """The rest of the call's columns: its owner (whose key names its employee) and its facts."""
     owner = call.answered_by or call.last_rung or (call.legs[0].employee if call.legs else None)
-    update_call = written | dict(
-        row_id=row_id,
-        number=call.phone,
+    return dict(
         owner=owner,
         owner_own=own_id(owner) if owner else None,
         answered_at=call.answered_at,
@@ -205,17 +245,70 @@ async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> Ca
         tags=list(call.tags),
         fields=call.fields,
         facts=call.model_dump(mode="json"),
-        updated_at=utcnow(),
     )
-    if call.legs and round_trips_cost(session):
-        [(client_id, employee_id, named)] = await execute_hot(session, _save_call(len(call.legs)), update_call | legs)
-        named = named.items()  # JSON, decoded by the codec SQLAlchemy sets on each asyncpg connection
-    else:
-        named = await execute_hot(session, built_once(session, _put_legs(len(call.legs))), legs) if call.legs else []
-        [(client_id, employee_id)] = await execute_hot(session, UPDATE_CALL, update_call)
-    return CallView(id=row_id, client_id=client_id, employee_id=employee_id, deal_id=locked.deal_id,
+
+
+def _view(locked: LockedCall, shown: dict, client_id: int | None, employee_id: int | None, named) -> CallView:
+    """The call as written: `shown` (or a row with more columns) and what the statement returned."""
+    return CallView(id=locked.id, client_id=client_id, employee_id=employee_id, deal_id=locked.deal_id,
                     problem=locked.problem, leg_employees={key: e for key, e in named if e is not None},
-                    **written)  # fmt: skip
+                    **{name: shown[name] for name in _SHOWN})  # fmt: skip
+
+
+def _columns(rows: list[dict], columns: dict[str, str]) -> list[list]:
+    """Rows as one list per column, for `unnest`; JSON columns as their text."""
+    return [[_dumps(r[name]) if kind == "json" else r[name] for r in rows] for name, kind in columns.items()]
+
+
+def _unnest(columns: dict[str, str], first: int) -> str:
+    """`unnest` of a list parameter per column (JSON ones as text, cast where they are written), from `$first`."""
+    kinds = ["text" if kind == "json" else kind for kind in columns.values()]
+    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(kinds, start=first))
+    return f"unnest({arrays}) AS given({', '.join(columns)})"
+
+
+def _given(expression) -> str:
+    """A Core expression of the `given` rows' columns (`literal_column("given.<name>")`) as PostgreSQL SQL."""
+    return str(expression.compile(dialect=postgresql.dialect()))
+
+
+def _employee_named(key: str, own: str) -> str:
+    return _given(directory.employee_named(literal_column(key), literal_column(own)))
+
+
+SAVE_CALLS_COLUMNS = {"row_id": "int", "direction": "text", "phone": "text", "virtual_number": "text", "state": "text",
+                      "result": "text", "owner": "text", "owner_own": "int", "started_at": "timestamptz",
+                      "answered_at": "timestamptz", "ended_at": "timestamptz", "wait_seconds": "int",
+                      "talk_seconds": "int", "recording_url": "text", "recording_expected": "bool", "tags": "json",
+                      "fields": "json", "facts": "json"}  # fmt: skip
+SAVE_LEGS_COLUMNS = {"call_id": "int", "key": "text", "own": "int", "state": "text", "rang_at": "timestamptz",
+                     "answered_at": "timestamptz", "ended_at": "timestamptz"}  # fmt: skip
+_LEGS_AT = len(SAVE_CALLS_COLUMNS) + 1
+# The calls' legs upserted and the calls updated, as `_save_call` does for one: each returns its client, its
+# employee and its legs' employees by key (JSON). The legs are written in key order, so two batches never wait
+# for each other's legs in a cycle.
+SAVE_CALLS = f"""
+WITH legs AS (
+  INSERT INTO call_legs (call_id, employee_key, employee_id, state, rang_at, answered_at, ended_at)
+  SELECT given.call_id, given.key, {_employee_named("given.key", "given.own")}, given.state, given.rang_at,
+    given.answered_at, given.ended_at
+  FROM {_unnest(SAVE_LEGS_COLUMNS, _LEGS_AT)} ORDER BY given.call_id, given.key
+  ON CONFLICT (call_id, employee_key) DO UPDATE SET employee_id = excluded.employee_id, state = excluded.state,
+    rang_at = excluded.rang_at, answered_at = excluded.answered_at, ended_at = excluded.ended_at
+  RETURNING call_id, employee_key, employee_id
+)
+UPDATE calls SET direction = given.direction, phone = given.phone, virtual_number = given.virtual_number,
+  state = given.state, result = given.result, employee_id = {_employee_named("given.owner", "given.owner_own")},
+  client_id = {_given(directory.client_of_number(literal_column("given.phone")))}, started_at = given.started_at,
+  answered_at = given.answered_at, ended_at = given.ended_at, wait_seconds = given.wait_seconds,
+  talk_seconds = given.talk_seconds, recording_url = given.recording_url,
+  recording_expected = given.recording_expected, sequence = calls.sequence + 1, tags = given.tags::json,
+  fields = given.fields::json, facts = given.facts::json, updated_at = ${_LEGS_AT + len(SAVE_LEGS_COLUMNS)}::timestamptz
+FROM {_unnest(SAVE_CALLS_COLUMNS, 1)}
+WHERE calls.id = given.row_id
+RETURNING calls.id, calls.client_id, calls.employee_id,
+  (SELECT json_object_agg(legs.employee_key, legs.employee_id) FROM legs WHERE legs.call_id = calls.id)
+"""
 
 
 async def open_calls_idle_since(

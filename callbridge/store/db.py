@@ -25,8 +25,8 @@ from .. import metrics
 from .codec import JSON_CODEC
 from .commits import StoreBusy
 from .postgres import (
-    LOCK_TIMEOUT_MS,
     SHARED_POOL_SIZE,
+    SHARED_SETTINGS,
     PostgresReader,
     PostgresSession,
     _AsyncpgTransaction,
@@ -45,15 +45,14 @@ POOL_SIZE = 20
 
 
 def make_engine(
-    url: str, ping_after_idle: float = PING_AFTER_IDLE, pool_size: int = POOL_SIZE, lock_timeout_ms: int = 0
+    url: str, ping_after_idle: float = PING_AFTER_IDLE, pool_size: int = POOL_SIZE, settings: dict | None = None
 ) -> AsyncEngine:
     """An async engine; SQLite gets WAL and a busy timeout, PostgreSQL a pool of `pool_size`, the connection used
-    last first (the ones a quiet hour leaves idle are the ones checked), each connection waiting `lock_timeout_ms`
-    for a lock at most if given."""
+    last first (the ones a quiet hour leaves idle are the ones checked), each connection opened with the server
+    `settings` given."""
     if make_url(url).get_backend_name() != "sqlite":
-        settings = {"server_settings": {"lock_timeout": str(lock_timeout_ms)}} if lock_timeout_ms else {}
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_use_lifo=True,
-                                     connect_args=settings, **JSON_CODEC)  # fmt: skip
+                                     connect_args={"server_settings": settings or {}}, **JSON_CODEC)  # fmt: skip
         _ping_after_idle(engine.sync_engine, ping_after_idle)
         return engine
     engine = create_async_engine(url, **JSON_CODEC)
@@ -80,8 +79,7 @@ class Database:
             self._pools: tuple[AsyncEngine, ...] = (self.engine,)
         else:
             self._inline_engine = self._writer = None
-            # a pool of their own, set up to wait `LOCK_TIMEOUT_MS` for a lock (no SET in each transaction)
-            shared = make_engine(url, ping_after_idle, SHARED_POOL_SIZE, lock_timeout_ms=LOCK_TIMEOUT_MS)
+            shared = make_engine(url, ping_after_idle, SHARED_POOL_SIZE, SHARED_SETTINGS)  # a pool of their own
             self._pools = (self.engine, shared)
             self._shared = _SharedTransactions(shared, self._pools)
 

@@ -220,7 +220,12 @@ async def phones_of(session: AsyncSession, client_ids: Iterable[int]) -> dict[in
 
 
 # The client who owns the number given as `number`, as a value inside another statement (the call's update).
-CLIENT_OF_NUMBER = select(ClientPhone.client_id).where(ClientPhone.e164 == bindparam("number")).scalar_subquery()
+def client_of_number(number):
+    """The client who owns a number, as a value inside another statement."""
+    return select(ClientPhone.client_id).where(ClientPhone.e164 == number).scalar_subquery()
+
+
+CLIENT_OF_NUMBER = client_of_number(bindparam("number"))
 
 
 async def count_clients(session: AsyncSession) -> int:

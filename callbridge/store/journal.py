@@ -14,6 +14,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .calls import _NEW_CALL, LockedCall, _locked, found_or_made, lock_call
+from .codec import _dumps
+from .postgres import PostgresSession
 from .statements import built_once, execute_hot, round_trips_cost
 from .tables import CallRow, InboundRequest, utcnow
 
@@ -80,6 +82,55 @@ async def journal(
         update(InboundRequest).where(InboundRequest.id == entry_id).values(repeats=InboundRequest.repeats + 1)
     )
     return JournalEntry(entry_id, previous)
+
+
+async def journal_and_lock_many(
+    session: PostgresSession, requests: list[dict[str, Any]]
+) -> dict[str, tuple[int, LockedCall]]:
+    """PostgreSQL: many new requests journaled as applied, and their calls locked (made if new), in one statement
+    (`JOURNAL_AND_LOCK_MANY`); each request's journal id and call, by its dedupe key. A request journaled before
+    (a repeat) is left out, neither counted nor locked: it goes the way of one request (`journal`). Their calls
+    must differ."""
+    columns = [[r[name] for r in requests] for name in _MANY_COLUMNS]
+    rows = await session.driver.fetch(JOURNAL_AND_LOCK_MANY, *columns, [_dumps(r["params"]) for r in requests],
+                                      utcnow())  # fmt: skip
+    return {key: (entry_id, _locked(*call)) for key, entry_id, *call in rows}
+
+
+_MANY_COLUMNS = {"integration_id": "int", "dedupe_key": "text", "command": "text", "call_key": "text",
+                 "received_at": "timestamptz"}  # fmt: skip
+_MANY_ARRAYS = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate([*_MANY_COLUMNS.values(), "text"], start=1))
+_NOW = len(_MANY_COLUMNS) + 2
+# The requests are journaled, and their calls locked or made, in key order: two processes' batches holding the same
+# calls take their locks in the same order, and neither waits for the other in a cycle.
+JOURNAL_AND_LOCK_MANY = f"""
+WITH entry AS (
+  INSERT INTO inbound_requests (integration_id, received_at, dedupe_key, command, call_key, params, reply, status,
+                                error, repeats)
+  SELECT integration_id, received_at, dedupe_key, command, call_key, params::json, NULL, 'applied', NULL, 0
+  FROM unnest({_MANY_ARRAYS}) AS given({", ".join(_MANY_COLUMNS)}, params)
+  ORDER BY integration_id, dedupe_key
+  ON CONFLICT (integration_id, dedupe_key) DO NOTHING
+  RETURNING id, integration_id, dedupe_key, call_key
+), found AS (
+  SELECT calls.id, calls.facts, calls.deal_id, calls.problem, calls.integration_id, calls.pbx_call_id FROM calls
+  WHERE (calls.integration_id, calls.pbx_call_id) IN (SELECT integration_id, call_key FROM entry)
+  ORDER BY calls.integration_id, calls.pbx_call_id FOR NO KEY UPDATE OF calls
+), made AS (
+  INSERT INTO calls (integration_id, pbx_call_id, state, facts, tags, fields, recording_expected, sequence,
+                     updated_at)
+  SELECT entry.integration_id, entry.call_key, 'ringing', '{{}}', '[]', '{{}}', false, 0,  -- as _NEW_CALL
+    ${_NOW}::timestamptz
+  FROM entry WHERE NOT EXISTS (SELECT FROM found
+                               WHERE found.integration_id = entry.integration_id AND found.pbx_call_id = entry.call_key)
+  ORDER BY entry.integration_id, entry.call_key
+  ON CONFLICT (integration_id, pbx_call_id) DO UPDATE SET pbx_call_id = calls.pbx_call_id
+  RETURNING calls.id, calls.facts, calls.deal_id, calls.problem, calls.integration_id, calls.pbx_call_id
+)
+SELECT entry.dedupe_key, entry.id, call.id, call.facts, call.deal_id, call.problem
+FROM entry JOIN (SELECT * FROM found UNION ALL SELECT * FROM made) AS call
+  ON call.integration_id = entry.integration_id AND call.pbx_call_id = entry.call_key
+"""
 
 
 async def journal_many(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
