@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -135,7 +135,12 @@ class EventBatches:
         views = await call_store.save_calls(session, [(locked, updated) for _, locked, updated, _ in changed]) \
             if changed else []
         messages = []
+        unknown: set[str] = set()  # the numbers of calls saved with no client: their CRM rules may make one
         for (request, locked, updated, effects), view in zip(changed, views, strict=True):
+            if view.client_id is None and view.phone:
+                if view.phone in unknown:  # as if saved after the rules of the batch's earlier calls, as alone
+                    view = replace(view, client_id=await call_store.take_number_owner(session, view.id, view.phone))
+                unknown.add(view.phone)
             messages += await events.after_saving(self._services, session, request.integration_id, locked, updated,
                                                   effects, view)  # fmt: skip
         return applied, messages

@@ -203,6 +203,13 @@ async def save_calls(session: PostgresSession, calls: list[tuple[LockedCall, Cal
     return [_view(locked, shown, *found[locked.id]) for (locked, _), shown in zip(calls, rows, strict=True)]
 
 
+async def take_number_owner(session: AsyncSession, call_id: int, phone: str) -> int | None:
+    """The call's client set again to whoever owns its number now, as saving it does: for a call saved in a batch
+    before the CRM rules of another call from the same number made a client for it."""
+    owner = update(CALLS).where(CALLS.c.id == call_id).values(client_id=directory.client_of_number(phone))
+    return await session.scalar(owner.returning(CALLS.c.client_id))
+
+
 def _legs(call: Call) -> list[dict]:
     """The columns of each of the call's legs; `key` and `own` name its employee (`employee_named`)."""
     legs = []

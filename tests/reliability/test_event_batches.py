@@ -7,14 +7,17 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from callbridge import flows
-from callbridge.domain.calls import CallEvent, EventKind
+from callbridge.automation import Rules
+from callbridge.domain.calls import CallEvent, Direction, EventKind
 from callbridge.domain.pbx import Events
 from callbridge.flows import events as event_flows
 from callbridge.store import calls as call_store
 from callbridge.store import directory, integrations
 from callbridge.store import journal as journal_store
+from callbridge.store.tables import ClientPhone
 
 CALLS = [f"c{n}" for n in range(12)]
 
@@ -97,3 +100,29 @@ async def test_a_request_journaled_as_failed_is_applied_when_it_comes_again(serv
         (kept,) = await journal_store.journal_of_call(session, batched, "f1")
         call = await call_store.get_call(session, await call_store.find_call(session, batched, "f1"))
     assert kept.status == "applied" and call.state == "ringing"
+
+
+async def test_calls_of_one_unknown_number_in_a_batch_get_the_one_client_its_rules_make(services, pbxs):
+    """The first call's rules make a lead for the number; the second call, saved in the same batch before that,
+    is linked to it as if saved after, instead of its rules making a second one (which the database refuses)."""
+    batched, _ = pbxs
+    await flows.set_rules(services, batched, Rules(leads_for_missed_unknown=True))
+    unknown, at = "+79990001122", datetime.now(UTC)
+
+    async def wave(kind: EventKind, employee: str) -> None:
+        posted = []
+        for key in ("u1", "u2"):
+            event = CallEvent(kind=kind, call_key=key, at=at, employee=employee or None, phone=unknown,
+                              direction=Direction.IN)
+            params = {"k": kind.value, "key": key, "employee": employee, "at": at.isoformat()}
+            posted.append(flows.ingest(services, batched, params, Events("event", key, [event])))
+        assert not any(outcome.failed for outcome in await asyncio.gather(*posted))
+
+    await wave(EventKind.RING, "andy")
+    await wave(EventKind.END, "")  # both missed at once: a lead for the number
+    async with services.db.read() as session:
+        calls = [await call_store.get_call(session, await call_store.find_call(session, batched, key))
+                 for key in ("u1", "u2")]  # fmt: skip
+        owners = list(await session.scalars(select(ClientPhone.client_id).where(ClientPhone.e164 == unknown)))
+    assert [(c.result, c.problem) for c in calls] == [("missed", None), ("missed", None)]
+    assert owners == [calls[0].client_id] == [calls[1].client_id]
