@@ -15,9 +15,8 @@ from sqlalchemy.orm import aliased
 from ..domain.calls import Call, CallState, LegState
 from ..domain.ids import own_id
 from . import directory
-from .codec import _dumps
 from .postgres import PostgresSession
-from .statements import built_once, execute_hot, round_trips_cost
+from .statements import built_once, columns_of, execute_hot, round_trips_cost, unnest
 from .tables import CallRow, LegRow, utcnow
 
 # The statements run on every PBX event address the tables (SQLAlchemy Core), not the mapped classes: the ORM's
@@ -197,8 +196,8 @@ async def save_calls(session: PostgresSession, calls: list[tuple[LockedCall, Cal
     """PostgreSQL: `save_call` of many calls in one statement (`SAVE_CALLS`), in the order given."""
     rows = [_shown(call) | _kept(call) | {"row_id": locked.id} for locked, call in calls]
     legs = [{"call_id": locked.id} | leg for locked, call in calls for leg in _legs(call)]
-    saved = await session.driver.fetch(SAVE_CALLS, *_columns(rows, SAVE_CALLS_COLUMNS),
-                                       *_columns(legs, SAVE_LEGS_COLUMNS), utcnow())  # fmt: skip
+    saved = await session.driver.fetch(SAVE_CALLS, *columns_of(rows, SAVE_CALLS_COLUMNS),
+                                       *columns_of(legs, SAVE_LEGS_COLUMNS), utcnow())  # fmt: skip
     found = {row_id: (client_id, employee_id, (named or {}).items()) for row_id, client_id, employee_id, named in saved}
     return [_view(locked, shown, *found[locked.id]) for (locked, _), shown in zip(calls, rows, strict=True)]
 
@@ -262,18 +261,6 @@ def _view(locked: LockedCall, shown: dict, client_id: int | None, employee_id: i
                     **{name: shown[name] for name in _SHOWN})  # fmt: skip
 
 
-def _columns(rows: list[dict], columns: dict[str, str]) -> list[list]:
-    """Rows as one list per column, for `unnest`; JSON columns as their text."""
-    return [[_dumps(r[name]) if kind == "json" else r[name] for r in rows] for name, kind in columns.items()]
-
-
-def _unnest(columns: dict[str, str], first: int) -> str:
-    """`unnest` of a list parameter per column (JSON ones as text, cast where they are written), from `$first`."""
-    kinds = ["text" if kind == "json" else kind for kind in columns.values()]
-    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(kinds, start=first))
-    return f"unnest({arrays}) AS given({', '.join(columns)})"
-
-
 def _given(expression) -> str:
     """A Core expression of the `given` rows' columns (`literal_column("given.<name>")`) as PostgreSQL SQL."""
     return str(expression.compile(dialect=postgresql.dialect()))
@@ -299,7 +286,7 @@ WITH legs AS (
   INSERT INTO call_legs (call_id, employee_key, employee_id, state, rang_at, answered_at, ended_at)
   SELECT given.call_id, given.key, {_employee_named("given.key", "given.own")}, given.state, given.rang_at,
     given.answered_at, given.ended_at
-  FROM {_unnest(SAVE_LEGS_COLUMNS, _LEGS_AT)} ORDER BY given.call_id, given.key
+  FROM {unnest(SAVE_LEGS_COLUMNS, _LEGS_AT)} ORDER BY given.call_id, given.key
   ON CONFLICT (call_id, employee_key) DO UPDATE SET employee_id = excluded.employee_id, state = excluded.state,
     rang_at = excluded.rang_at, answered_at = excluded.answered_at, ended_at = excluded.ended_at
   RETURNING call_id, employee_key, employee_id
@@ -311,7 +298,7 @@ UPDATE calls SET direction = given.direction, phone = given.phone, virtual_numbe
   talk_seconds = given.talk_seconds, recording_url = given.recording_url,
   recording_expected = given.recording_expected, sequence = calls.sequence + 1, tags = given.tags::json,
   fields = given.fields::json, facts = given.facts::json, updated_at = ${_LEGS_AT + len(SAVE_LEGS_COLUMNS)}::timestamptz
-FROM {_unnest(SAVE_CALLS_COLUMNS, 1)}
+FROM {unnest(SAVE_CALLS_COLUMNS, 1)}
 WHERE calls.id = given.row_id
 RETURNING calls.id, calls.client_id, calls.employee_id,
   (SELECT json_object_agg(legs.employee_key, legs.employee_id) FROM legs WHERE legs.call_id = calls.id)

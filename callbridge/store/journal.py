@@ -14,9 +14,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .calls import _NEW_CALL, LockedCall, _locked, found_or_made, lock_call
-from .codec import _dumps
 from .postgres import PostgresSession
-from .statements import built_once, execute_hot, round_trips_cost
+from .statements import built_once, columns_of, execute_hot, round_trips_cost, unnest
 from .tables import CallRow, InboundRequest, utcnow
 
 JOURNAL = InboundRequest.__table__
@@ -91,16 +90,13 @@ async def journal_and_lock_many(
     (`JOURNAL_AND_LOCK_MANY`); each request's journal id and call, by its dedupe key. A request journaled before
     (a repeat) is left out, neither counted nor locked: it goes the way of one request (`journal`). Their calls
     must differ."""
-    columns = [[r[name] for r in requests] for name in _MANY_COLUMNS]
-    rows = await session.driver.fetch(JOURNAL_AND_LOCK_MANY, *columns, [_dumps(r["params"]) for r in requests],
-                                      utcnow())  # fmt: skip
+    rows = await session.driver.fetch(JOURNAL_AND_LOCK_MANY, *columns_of(requests, _MANY_COLUMNS), utcnow())
     return {key: (entry_id, _locked(*call)) for key, entry_id, *call in rows}
 
 
 _MANY_COLUMNS = {"integration_id": "int", "dedupe_key": "text", "command": "text", "call_key": "text",
-                 "received_at": "timestamptz"}  # fmt: skip
-_MANY_ARRAYS = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate([*_MANY_COLUMNS.values(), "text"], start=1))
-_NOW = len(_MANY_COLUMNS) + 2
+                 "received_at": "timestamptz", "params": "json"}  # fmt: skip
+_NOW = len(_MANY_COLUMNS) + 1
 # The requests are journaled, and their calls locked or made, in key order: two processes' batches holding the same
 # calls take their locks in the same order, and neither waits for the other in a cycle.
 JOURNAL_AND_LOCK_MANY = f"""
@@ -108,7 +104,7 @@ WITH entry AS (
   INSERT INTO inbound_requests (integration_id, received_at, dedupe_key, command, call_key, params, reply, status,
                                 error, repeats)
   SELECT integration_id, received_at, dedupe_key, command, call_key, params::json, NULL, 'applied', NULL, 0
-  FROM unnest({_MANY_ARRAYS}) AS given({", ".join(_MANY_COLUMNS)}, params)
+  FROM {unnest(_MANY_COLUMNS, 1)}
   ORDER BY integration_id, dedupe_key
   ON CONFLICT (integration_id, dedupe_key) DO NOTHING
   RETURNING id, integration_id, dedupe_key, call_key

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import (
     AsyncSession,
 )
 
+from .codec import _dumps
 from .postgres import PostgresReader, PostgresSession
 from .sqlite import SqliteSession
 
@@ -87,3 +88,19 @@ def round_trips_cost(session) -> bool:
     """Whether each statement costs a round trip to a database server, so that statements that can be one are
     worth merging (PostgreSQL; SQLite runs them in this process)."""
     return session.bind.dialect.name != "sqlite"
+
+
+# ---- PostgreSQL statements of many rows: one list parameter per column, read back as rows by `unnest` ----------
+
+
+def columns_of(rows: list[dict], columns: dict[str, str]) -> list[list]:
+    """Rows as one list per column of `columns` (name: PostgreSQL type, or "json"), JSON ones as their text."""
+    return [[_dumps(r[name]) if kind == "json" else r[name] for r in rows] for name, kind in columns.items()]
+
+
+def unnest(columns: dict[str, str], first: int) -> str:
+    """The rows `columns_of` sent, from parameter `$first` on, as the set `given` (JSON columns come as text: cast
+    them where they are written)."""
+    kinds = ["text" if kind == "json" else kind for kind in columns.values()]
+    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(kinds, start=first))
+    return f"unnest({arrays}) AS given({', '.join(columns)})"
