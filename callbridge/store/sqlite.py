@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
@@ -113,7 +115,7 @@ class SqliteSession:
             savepoint.commit()
 
 
-def _sqlite_pragmas(busy_timeout_ms: int):
+def _sqlite_pragmas(busy_timeout_ms: int, autocheckpoint: int | None = None):
     def on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself (SQLAlchemy's pysqlite recipe)
         cursor = dbapi_connection.cursor()
@@ -121,6 +123,8 @@ def _sqlite_pragmas(busy_timeout_ms: int):
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        if autocheckpoint is not None:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
         cursor.close()
 
     return on_connect
@@ -137,15 +141,82 @@ def _sqlite_begin(connection) -> None:
 
 
 def _inline_engine(url: str) -> Engine:
-    """The synchronous SQLite engine `SqliteSession` runs on the loop's thread; it never waits for a lock."""
+    """The synchronous SQLite engine `SqliteSession` runs on the loop's thread; it never waits for a lock, and
+    leaves the WAL's checkpoints to `_Checkpoints` (SQLite's own at four times its cap, should that thread fall
+    behind)."""
     engine = create_engine(make_url(url).set(drivername="sqlite"), **JSON_CODEC)
-    _sqlite_events(engine, busy_timeout_ms=0)
+    _sqlite_events(engine, busy_timeout_ms=0, autocheckpoint=4 * WAL_CAP_PAGES)
     return engine
 
 
-def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
-    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+def _sqlite_events(engine: Engine, busy_timeout_ms: int, autocheckpoint: int | None = None) -> None:
+    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, autocheckpoint))
     event.listen(engine, "begin", _sqlite_begin)
+
+
+WAL_CAP_PAGES = 4_000  # the WAL's length (4 KiB pages) at which the writer has it start again
+CHECKPOINT_SECONDS = 0.05  # how soon after a write the checkpoint thread copies the WAL into the database
+
+
+class _Checkpoints:
+    """The WAL copied into the database file on a thread of its own, soon after each write.
+
+    Left to itself, SQLite's writer does it after the commit that makes the WAL 1,000 pages long (every ~30 groups
+    of PBX events): a pause of several milliseconds on the loop's thread, for two fsyncs and every page it copies.
+    Here the writer only says it wrote (`wrote`), and a passive checkpoint on this thread's connection copies what
+    is committed while the loop goes on (sqlite3 lets go of the GIL).
+
+    SQLite starts the WAL again from its first page at a writer's BEGIN when all of it is copied, which under
+    writes that never pause may not happen. When the WAL reaches `WAL_CAP_PAGES` the thread stops and the writer
+    checkpoints at its next commit, as SQLite's own would, but copying only the pages written since the thread's
+    last pass; its next BEGIN starts the WAL again."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._wrote = threading.Event()
+        self._writers_turn = False  # the WAL reached the cap: the writer checkpoints at its next commit
+        self._done = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None  # started by the first write
+
+    def wrote(self, writer: sqlite3.Connection) -> None:
+        """After the writer's commit."""
+        if self._writers_turn:
+            self._writers_turn = False
+            with suppress(sqlite3.Error):  # another process checkpoints: the next pass will do
+                writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._done.set()
+        if self._wrote.is_set():
+            return
+        self._wrote.set()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="callbridge-checkpoints", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._closing:
+                self._wrote.wait()
+                time.sleep(CHECKPOINT_SECONDS)  # a burst of writes is copied once
+                self._wrote.clear()
+                try:
+                    _, length, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:  # another process checkpoints, or the file is gone: next time
+                    continue
+                if length >= WAL_CAP_PAGES:
+                    self._writers_turn = True
+                    self._done.wait()
+                    self._done.clear()
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._closing = True
+            self._wrote.set()
+            self._done.set()
+            self._thread.join(5)
 
 
 class _GroupCommit(_SharedCommits):
@@ -164,6 +235,8 @@ class _GroupCommit(_SharedCommits):
         self._engine = engine
         self.wait_seconds = wait_seconds
         self._connection: Connection | None = None  # the one writer's, kept from one group to the next
+        path = engine.url.database
+        self._checkpoints = _Checkpoints(path) if path and path != ":memory:" else None
 
     async def _begin(self, deadline: float | None) -> Connection:
         if self._connection is None or self._connection.invalidated:
@@ -209,6 +282,8 @@ class _GroupCommit(_SharedCommits):
                 group.transaction.close()
         else:
             group.committed.set_result(None)
+            if self._checkpoints is not None:
+                self._checkpoints.wrote(group.transaction.connection.driver_connection)
 
     def close(self) -> None:
         if self._open is not None:
@@ -216,6 +291,9 @@ class _GroupCommit(_SharedCommits):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+            self._checkpoints = None
 
 
 async def _begin_immediate(driver: sqlite3.Connection, deadline: float | None) -> None:

@@ -4,7 +4,9 @@ freezing the loop (a caller lookup still answers), and a lock that is never rele
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -15,7 +17,8 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from callbridge.config import sqlite_url
-from callbridge.store import Database, StoreBusy, directory, integrations
+from callbridge.store import Database, StoreBusy, directory, integrations, journal
+from callbridge.store.sqlite import WAL_CAP_PAGES
 from callbridge.store.tables import Integration, UTCDateTime
 
 
@@ -125,6 +128,39 @@ async def test_a_nested_block_that_fails_undoes_only_its_own_writes(database):
         await directory.add_employee(session, name="also kept", pbx_login="also")
     async with database.read() as session:
         assert sorted(e.name for e in await directory.list_employees(session)) == ["also kept", "kept"]
+
+
+async def test_the_wal_is_copied_into_the_database_while_the_loop_is_busy(database):
+    """The writer leaves checkpoints to a thread of its own: what it committed reaches the database file while the
+    loop's thread does something else entirely (here it sleeps), long before the WAL is long enough for SQLite's
+    own checkpoint (1,000 pages by default)."""
+    database, path = database
+    await add_employee(database, "first")
+    time.sleep(1.0)  # noqa: ASYNC251 - settles what came before
+    before = os.path.getsize(path)
+    async with database.transaction() as session:
+        for i in range(500):  # ~40 pages
+            await directory.add_employee(session, name=f"employee {i} " + "x" * 200, pbx_login=f"e{i}")
+    time.sleep(1.0)  # noqa: ASYNC251 - the loop is blocked: only another thread can copy the WAL now
+    assert os.path.getsize(path) > before
+
+
+async def test_the_wal_stays_bounded_under_writes_that_never_pause(database):
+    """The thread's checkpoints copy what is committed, but SQLite starts the WAL again only when all of it is
+    copied at a writer's BEGIN; with a write after another that may never be, and the writer's own checkpoint at
+    `WAL_CAP_PAGES` must keep the file from growing with every write."""
+    database, path = database
+    async with database.transaction() as session:
+        integration = (await integrations.add_integration(session, kind="cloudpbx", name="pbx", settings={})).id
+    page = 4096 + 24  # a WAL frame
+    for n in range(120):  # ~48 MB in all, three times the cap, at ~40 MB/s (the most PBX events have written)
+        async with database.transaction() as session:
+            await journal.journal_many(session, [
+                {"integration_id": integration, "dedupe_key": f"{n}-{i}", "command": "event",
+                 "params": {"x": "y" * 40_000}, "status": "applied"} for i in range(10)])  # fmt: skip
+        await asyncio.sleep(0.01)
+    # the file keeps the longest the WAL has been: the cap and what was written while the thread looked
+    assert os.path.getsize(path + "-wal") <= 2 * WAL_CAP_PAGES * page  # SQLite's own checkpoint would allow 4x
 
 
 ZONES = [UTC, timezone(timedelta(hours=3)), timezone(timedelta(hours=-11))]
