@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -129,8 +130,9 @@ class Call(BaseModel):
     legs: tuple[Leg, ...] = ()
 
     # ---- derived view -------------------------------------------------------------------------
+    # (the ones every other derived value asks for are kept once computed: the call is frozen)
 
-    @property
+    @cached_property
     def started_at(self) -> datetime | None:
         """When the call began; for a call known only from its end, the end minus its length."""
         if self.first_at is not None:
@@ -139,7 +141,7 @@ class Call(BaseModel):
             return self.ended_at - timedelta(seconds=self.total_given)
         return self.ended_at
 
-    @property
+    @cached_property
     def answered(self) -> bool:
         """Said by the PBX, or shown by someone picking up, or by time spent talking."""
         return (
@@ -149,7 +151,7 @@ class Call(BaseModel):
             or any(leg.answered for leg in self.legs)
         )
 
-    @property
+    @cached_property
     def answered_at(self) -> datetime | None:
         times = [leg.answered_at for leg in self.legs if leg.answered_at] + [self.picked_up_at]
         return min((t for t in times if t), default=None)
@@ -163,7 +165,7 @@ class Call(BaseModel):
         timed = [leg for leg in answered if leg.answered_at] or answered
         return min(timed, key=lambda leg: (leg.answered_at or 0, leg.employee)).employee
 
-    @property
+    @cached_property
     def state(self) -> CallState:
         if self.ended_at is not None:
             return CallState.ENDED

@@ -43,6 +43,9 @@ def _locking(insert_call):
 
 
 _LOCKED = (CALLS.c.id, CALLS.c.facts, CALLS.c.deal_id, CALLS.c.problem)  # what `_locked` makes a LockedCall of
+_FIND_LOCKED = select(*_LOCKED).where(
+    CALLS.c.integration_id == bindparam("integration_id"), CALLS.c.pbx_call_id == bindparam("call_key")
+)
 
 
 def _lock_call(insert):
@@ -57,9 +60,7 @@ def found_or_made(after=None):
     itself, which writes a version of the row, and the event's own update of it would then check every foreign key
     again (PostgreSQL checks them on a row its own transaction wrote). A call not found is inserted with that upsert,
     which also settles a race with another transaction inserting it."""
-    found = select(*_LOCKED).where(
-        CALLS.c.integration_id == bindparam("integration_id"), CALLS.c.pbx_call_id == bindparam("call_key")
-    )
+    found = _FIND_LOCKED
     if after is not None:
         found = found.where(exists(after.select()))
     found = found.with_for_update(of=CALLS, key_share=True).cte("found")  # FOR NO KEY UPDATE: as the update locks
@@ -147,13 +148,15 @@ class CallView:
 async def lock_call(session: AsyncSession, integration_id: int, key: str) -> LockedCall:
     """The call, creating an empty row if needed, locked until commit.
 
-    One statement, which takes the row lock, so two workers racing on one call's events take turns instead of
-    creating it twice: on SQLite an insert that, when the call exists, "updates" it to itself and returns it (the
-    database is locked whole anyway); on PostgreSQL `found_or_made`.
-    """
+    On PostgreSQL one statement, which takes the row lock, so two workers racing on one call's events take turns
+    instead of creating it twice (`found_or_made`). SQLite's writer holds the whole database already: the call is
+    read, and inserted if it is not there (the upsert that did both wrote the row again, and its index entry)."""
     new = {"integration_id": integration_id, "pbx_call_id": key, "call_key": key, "updated_at": utcnow()} | _NEW_CALL
-    statement = _lock_call_postgres() if round_trips_cost(session) else built_once(session, _lock_call)
-    [row] = await execute_hot(session, statement, new)
+    if round_trips_cost(session):
+        [row] = await execute_hot(session, _lock_call_postgres(), new)
+        return _locked(*row)
+    found = await execute_hot(session, _FIND_LOCKED, {"integration_id": integration_id, "call_key": key})
+    [row] = found or await execute_hot(session, built_once(session, _lock_call), new)
     return _locked(*row)
 
 
