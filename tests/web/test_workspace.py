@@ -268,6 +268,10 @@ async def test_every_page_fits_a_phone(browser, workspace):
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (path, width)  # no sideways scrolling: wide tables scroll inside themselves
         assert await page.is_visible("header nav a[href='/settings']") and await page.is_visible("header form button")
+        if path == call:  # a PBX request's parameters are read across the screen, not down a column of letters
+            box = await page.locator("table.requests td:has(code)").first.bounding_box()
+            assert box["width"] > 300, box
+            assert "применён" in await page.inner_text("table.requests")  # its status in words
     await snap(page, "settings-phone")  # the last page of the loop, the widest
 
 
