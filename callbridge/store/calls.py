@@ -52,30 +52,20 @@ def _lock_call(insert):
     return _locking(insert(CALLS)).returning(*_LOCKED)
 
 
-def found_or_made(after=None):
-    """PostgreSQL: the CTEs `found`, the call locked if it exists, and `made`, the call inserted if not (`_LOCKED`
-    of either). With `after` (a CTE), only if that returns a row.
+@functools.cache
+def _lock_call_postgres():
+    """PostgreSQL: the call locked if it exists (`found`), else inserted (`made`), in one statement.
 
     A call that exists is locked with a select, which writes nothing; the upsert of `_locking` "updates" the row to
     itself, which writes a version of the row, and the event's own update of it would then check every foreign key
     again (PostgreSQL checks them on a row its own transaction wrote). A call not found is inserted with that upsert,
     which also settles a race with another transaction inserting it."""
-    found = _FIND_LOCKED
-    if after is not None:
-        found = found.where(exists(after.select()))
-    found = found.with_for_update(of=CALLS, key_share=True).cte("found")  # FOR NO KEY UPDATE: as the update locks
+    found = _FIND_LOCKED.with_for_update(of=CALLS, key_share=True).cte("found")  # FOR NO KEY UPDATE: as updates lock
     typed = {"call_key": CALLS.c.pbx_call_id.type} | {name: CALLS.c[name].type for name in _NEW_CALL}
     new = [bindparam("integration_id")] + [cast(bindparam(name, type_=t), t) for name, t in typed.items()]
     unseen = select(*new, bindparam("updated_at")).where(~exists(found.select()))
-    if after is not None:
-        unseen = unseen.select_from(after)
     columns = ["integration_id", "pbx_call_id", *_NEW_CALL, "updated_at"]
-    return found, _locking(pg_insert(CALLS).from_select(columns, unseen)).returning(*_LOCKED).cte("made")
-
-
-@functools.cache
-def _lock_call_postgres():
-    found, made = found_or_made()
+    made = _locking(pg_insert(CALLS).from_select(columns, unseen)).returning(*_LOCKED).cte("made")
     return union_all(select(*found.c), select(*made.c))
 
 
@@ -99,15 +89,6 @@ def _put_legs(count: int):
         ).returning(LEGS.c.employee_key, LEGS.c.employee_id)
 
     return build
-
-
-@functools.cache
-def _save_call(count: int):
-    """PostgreSQL: the legs' upsert and the call's update in one statement (a round trip less, as in
-    `_journal_and_lock`); the legs' employees come back as JSON."""
-    legs = _put_legs(count)(pg_insert).cte("legs")
-    named = select(func.json_object_agg(legs.c.employee_key, legs.c.employee_id)).scalar_subquery()
-    return UPDATE_CALL.add_cte(legs).returning(named)
 
 
 # ---- calls --------------------------------------------------------------------------------------
@@ -149,7 +130,7 @@ async def lock_call(session: AsyncSession, integration_id: int, key: str) -> Loc
     """The call, creating an empty row if needed, locked until commit.
 
     On PostgreSQL one statement, which takes the row lock, so two workers racing on one call's events take turns
-    instead of creating it twice (`found_or_made`). SQLite's writer holds the whole database already: the call is
+    instead of creating it twice (`_lock_call_postgres`). SQLite's writer holds the whole database already: the call is
     read, and inserted if it is not there (the upsert that did both wrote the row again, and its index entry)."""
     new = {"integration_id": integration_id, "pbx_call_id": key, "call_key": key, "updated_at": utcnow()} | _NEW_CALL
     if round_trips_cost(session):
@@ -180,18 +161,17 @@ async def find_call(session: AsyncSession, integration_id: int, key: str) -> int
 
 async def save_call(session: AsyncSession, locked: LockedCall, call: Call) -> CallView:
     """Write the call's facts and its derived view (what queries and the API read)."""
+    if round_trips_cost(session):
+        [view] = await save_calls(session, [(locked, call)])  # the legs with the call: a round trip less
+        return view
     row_id = locked.id
     legs = {"row_id": row_id}
     for i, leg in enumerate(_legs(call)):
         legs |= {f"{name}{i}": value for name, value in leg.items()}
     shown = _shown(call)
     update_call = shown | _kept(call) | {"row_id": row_id, "number": call.phone, "updated_at": utcnow()}
-    if call.legs and round_trips_cost(session):
-        [(client_id, employee_id, named)] = await execute_hot(session, _save_call(len(call.legs)), update_call | legs)
-        named = named.items()  # JSON, decoded by the codec SQLAlchemy sets on each asyncpg connection
-    else:
-        named = await execute_hot(session, built_once(session, _put_legs(len(call.legs))), legs) if call.legs else []
-        [(client_id, employee_id)] = await execute_hot(session, UPDATE_CALL, update_call)
+    named = await execute_hot(session, built_once(session, _put_legs(len(call.legs))), legs) if call.legs else []
+    [(client_id, employee_id)] = await execute_hot(session, UPDATE_CALL, update_call)
     return _view(locked, shown, client_id, employee_id, named)
 
 
@@ -281,7 +261,7 @@ SAVE_CALLS_COLUMNS = {"row_id": "int", "direction": "text", "phone": "text", "vi
 SAVE_LEGS_COLUMNS = {"call_id": "int", "key": "text", "own": "int", "state": "text", "rang_at": "timestamptz",
                      "answered_at": "timestamptz", "ended_at": "timestamptz"}  # fmt: skip
 _LEGS_AT = len(SAVE_CALLS_COLUMNS) + 1
-# The calls' legs upserted and the calls updated, as `_save_call` does for one: each returns its client, its
+# The calls' legs upserted and the calls updated, as `save_call` does on SQLite: each returns its client, its
 # employee and its legs' employees by key (JSON). The legs are written in key order, so two batches never wait
 # for each other's legs in a cycle.
 SAVE_CALLS = f"""

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal_column, or_, select, union_all, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import func, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .calls import _NEW_CALL, LockedCall, _locked, found_or_made, lock_call
+from .calls import LockedCall, _locked, lock_call
 from .postgres import PostgresSession
 from .statements import built_once, columns_of, execute_hot, round_trips_cost, unnest
 from .tables import CallRow, InboundRequest, utcnow
@@ -35,17 +33,6 @@ class JournalEntry:
     locked: LockedCall | None = None  # a new request's call, when `journal` was asked to lock it
 
 
-@functools.cache
-def _journal_and_lock():
-    """PostgreSQL: a request journaled and, if it is new, its call locked (`found_or_made`), in one statement (a
-    round trip less on every event, and the transactions that share a commit run one after another)."""
-    entry = _journal(pg_insert).values({c.name: bindparam(c.name, type_=c.type) for c in JOURNAL.c if c.name != "id"})
-    entry = entry.cte("entry")
-    found, made = found_or_made(after=entry)
-    entry_id = select(entry.c.id).scalar_subquery()
-    return union_all(select(entry_id, *found.c), select(entry_id, *made.c))
-
-
 async def journal(
     session: AsyncSession,
     *,
@@ -59,15 +46,15 @@ async def journal(
     reply: dict[str, Any] | None = None,
     lock: bool = False,
 ) -> JournalEntry:
-    """Keep an inbound request; a repeat is counted on the first one and its earlier status returned. With `lock`,
-    a new request's call (`call_key`) is locked too, as `lock_call` does."""
+    """Keep an inbound request; a repeat is counted on the first one and its earlier status returned. With `lock`
+    (a request to apply, journaled as applied), a new request's call (`call_key`) is locked too, as `lock_call`
+    does; on PostgreSQL in the same statement (`journal_and_lock_many` of one: a round trip less)."""
     row = dict(integration_id=integration_id, dedupe_key=dedupe_key, command=command, call_key=call_key,
                params=params, reply=reply, status=status, error=error, received_at=utcnow(), repeats=0)  # fmt: skip
     if lock and round_trips_cost(session):
-        new_call = _NEW_CALL | {"updated_at": row["received_at"]}
-        if locked := await execute_hot(session, _journal_and_lock(), row | new_call):
-            [(entry_id, *call)] = locked
-            return JournalEntry(entry_id, None, _locked(*call))
+        if new := await journal_and_lock_many(session, [row]):
+            entry_id, locked = new[dedupe_key]
+            return JournalEntry(entry_id, None, locked)
     elif inserted := await execute_hot(session, built_once(session, _journal), row):
         return JournalEntry(inserted[0][0], None, await lock_call(session, integration_id, call_key) if lock else None)
     entry_id, previous = (
