@@ -88,7 +88,7 @@ async def _fetch(services: Services, source: LookupSource, phone: str, call_key,
     content = body(phone, call_key, integration_id)
     headers = webhooks.signed_headers([source.secret], f"msg_lookup_{time.time_ns()}", content)
     try:
-        response = await services.http_client().post(source.url, content=content.encode(), headers=headers)
+        response = await services.http_client(max_answer=MAX_ANSWER + 1).post(source.url, content=content.encode(), headers=headers)
     except outbound.Refused as exc:
         raise SourceFailed(f"the lookup source is refused: {exc}") from None
     except httpx.HTTPError as exc:
@@ -97,7 +97,9 @@ async def _fetch(services: Services, source: LookupSource, phone: str, call_key,
         return None
     if response.status_code != 200:
         raise SourceFailed(f"the lookup source answered {response.status_code}")
-    return _answer(response.content[:MAX_ANSWER])
+    if len(response.content) > MAX_ANSWER:
+        raise SourceFailed(f"the lookup source's answer is longer than {MAX_ANSWER} bytes")
+    return _answer(response.content)
 
 
 def _answer(raw: bytes) -> Answer | None:

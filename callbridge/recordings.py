@@ -109,9 +109,10 @@ async def _download(services: Services, recording: Recording) -> tuple[str, str,
     partial = files.spool(str(recording.call_id))
     async with services.db.read() as session:
         integration = await services.integration(await recording_store.integration_of(session, recording.call_id))
-    http = services.http_client(integration.settings if integration else None)
+    limit = services.settings.recording_max_bytes
+    http = services.http_client(integration.settings if integration else None, max_answer=limit + 1)
     try:
-        size, head = await _stream_to(http, recording, partial, services.settings.recording_max_bytes)
+        size, head = await _stream_to(http, recording, partial, limit)
         kind = audio_type(head)
         if kind is None:
             raise FetchError("the link did not give an audio file (mp3, mp4, wav, ogg)", final=True)

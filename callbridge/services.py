@@ -86,7 +86,7 @@ class Services:
     lookups: LookupJournal = field(default_factory=LookupJournal)
     rate: RateLimiter = field(default_factory=RateLimiter)
     _pool: httpx.AsyncHTTPTransport | None = None  # one connection pool under every client's outbound policy
-    _clients: dict[frozenset[str], httpx.AsyncClient] = field(default_factory=dict)
+    _clients: dict[tuple[frozenset[outbound.Endpoint], int], httpx.AsyncClient] = field(default_factory=dict)
     _integrations: dict[int, tuple[float, Integration | None, automation.Rules]] = field(default_factory=dict)
     _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)  # webhooks, lookup source: (until, it)
     outbox_due: asyncio.Event = field(default_factory=asyncio.Event)  # set: the outbox worker looks now
@@ -161,18 +161,20 @@ class Services:
         )
         return cached
 
-    def http_client(self, integration: Mapping[str, Any] | None = None) -> httpx.AsyncClient:
+    def http_client(
+        self, integration: Mapping[str, Any] | None = None, max_answer: int = outbound.ANSWER_CAP
+    ) -> httpx.AsyncClient:
         """An HTTP client under the outbound policy, trusting the addresses an admin set in these integration
-        settings (the PBX's API)."""
-        trusted = outbound.admin_hosts(integration or {})
-        client = self._clients.get(trusted)
+        settings (the PBX's API), reading at most `max_answer` bytes of an answer."""
+        key = (outbound.admin_hosts(integration or {}), max_answer)
+        client = self._clients.get(key)
         if client is None:
             if self._pool is None:
                 self._pool = httpx.AsyncHTTPTransport()
             policy = outbound.OutboundPolicy(self.settings.outbound_allow)
-            transport = outbound.PolicyTransport(policy, self._pool, trusted)
-            client = self._clients[trusted] = httpx.AsyncClient(transport=transport,
-                                                                 timeout=self.settings.pbx_timeout_seconds)  # fmt: skip
+            transport = outbound.PolicyTransport(policy, self._pool, key[0], max_answer)
+            client = self._clients[key] = httpx.AsyncClient(transport=transport,
+                                                            timeout=self.settings.pbx_timeout_seconds)  # fmt: skip
         return client
 
     async def close(self) -> None:

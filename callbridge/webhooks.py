@@ -36,6 +36,7 @@ EVENT_TYPES = ("call.ringing", "call.answered", "call.ended", "call.missed", "ca
 TEST = "webhook.test"  # what `webhook test` sends
 SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)  # seconds before each retry (Standard Webhooks / Svix)
 TIMEOUT = 15.0  # a 2xx within this counts
+ANSWER_EXCERPT = 4_000  # bytes of a receiver's answer read: its status counts, and an excerpt of an error page
 GIVE_UP_AFTER = timedelta(days=5)  # a receiver failing this long in a row is switched off
 ROTATION_OVERLAP = timedelta(hours=24)  # the old secret still signs beside the new one this long
 PAUSE_WHEN_DOWN = 5.0  # seconds a receiver that failed is left alone (the schedule's first step)
@@ -167,7 +168,7 @@ def secrets_of(webhook: Webhook) -> list[str]:
 async def _post(services: Services, webhook: Webhook, message_id: str, body: str) -> httpx.Response:
     headers = signed_headers(secrets_of(webhook), message_id, body)
     try:
-        response = await services.http_client().post(webhook.url, content=body.encode(), headers=headers,
+        response = await services.http_client(max_answer=ANSWER_EXCERPT).post(webhook.url, content=body.encode(), headers=headers,
                                                      timeout=TIMEOUT)  # fmt: skip
     except outbound.Refused as exc:  # an address callbridge does not fetch from: an admin must allow it
         raise PbxError(str(exc)[:300]) from None
@@ -177,7 +178,7 @@ async def _post(services: Services, webhook: Webhook, message_id: str, body: str
     if 200 <= response.status_code < 300:
         return response
     retryable = response.status_code >= 500 or response.status_code in RETRYABLE
-    raise PbxError(f"the receiver answered {response.status_code}: {response.text.strip()[:200]}",
+    raise PbxError(f"the receiver answered {response.status_code}: {outbound.excerpt(response.text)}",
                    retryable=retryable, retry_after=_retry_after(response),
                    response_code=response.status_code)  # fmt: skip
 

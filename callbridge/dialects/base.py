@@ -193,9 +193,9 @@ async def post_form(http: httpx.AsyncClient, settings: dict[str, Any], data: dic
 
 def _error_text(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("error") or response.text)[:300]
+        return outbound.excerpt(str(response.json().get("error") or response.text))
     except (ValueError, AttributeError):
-        return response.text.strip()[:300] or response.reason_phrase
+        return outbound.excerpt(response.text) or response.reason_phrase
 
 
 def stored_settings(settings: BaseModel) -> dict[str, Any]:

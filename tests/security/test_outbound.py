@@ -76,7 +76,7 @@ async def test_a_redirect_to_an_internal_address_is_refused():
     with serve_app(internal_service(hits)) as internal:
         port = internal.rsplit(":", 1)[1]
         link = f"http://localhost:{port}/bounce?to=http://127.0.0.1:{port}/admin/dump.mp3"
-        transport = outbound.PolicyTransport(outbound.OutboundPolicy(), httpx.AsyncHTTPTransport(), ["localhost"])
+        transport = outbound.PolicyTransport(outbound.OutboundPolicy(), httpx.AsyncHTTPTransport(), [("localhost", int(port))])
         async with httpx.AsyncClient(transport=transport, follow_redirects=True) as http:
             with pytest.raises(outbound.Refused, match="loopback"):
                 await http.get(link)
@@ -92,8 +92,9 @@ async def test_the_allow_list_lets_an_admin_fetch_from_the_lan(services, databas
     assert served.status_code == 200 and served.content == mp3()
 
 
-async def test_the_integrations_own_pbx_host_is_trusted_on_any_port(services, database_url, tmp_path):
-    """An on-premise PBX: its API address was set by an admin, and its recordings come from the same host."""
+async def test_the_integrations_own_pbx_address_is_trusted(services, database_url, tmp_path):
+    """An on-premise PBX: its API address was set by an admin, and its recordings come from the same host and port
+    (another port of that host is not trusted: tests/security/test_peer_answers.py)."""
     hits: list[str] = []
     with serve_app(internal_service(hits)) as pbx:
         config = settings_for(database_url, tmp_path, keep_recordings=True, outbound_allow="")
@@ -103,7 +104,7 @@ async def test_the_integrations_own_pbx_host_is_trusted_on_any_port(services, da
 
             async with services.db.transaction() as session:
                 await integrations.update_integration(
-                    session, install.integration_id, settings={"pbx_url": "http://127.0.0.1:1/api", "pbx_token": "t"}
+                    session, install.integration_id, settings={"pbx_url": f"{pbx}/api", "pbx_token": "t"}
                 )
             await asyncio.sleep(0.6)  # the integration cache
             async with (
