@@ -233,3 +233,22 @@ async def test_the_json_api_answers_bodies_that_are_not_what_they_say_with_a_4xx
 
     await asyncio.to_thread(post)
     api.close()
+
+
+@pytest.mark.parametrize("size", [60_000, 1_000_000])
+async def test_a_hostile_template_body_is_refused_while_the_server_goes_on(install, services, size):
+    """Non-JSON that the UIS template repair used to take quadratic time on (a colon after a colon, no end): 48 kB
+    held the loop 27 s. Now one linear pass below the limit, and refused outright above it; /healthz answers
+    meanwhile."""
+    from callbridge.store import integrations
+
+    async with services.db.transaction() as session:
+        row = await integrations.add_integration(session, kind="uis", name="UIS", settings={})
+    hostile = ('{"a":' + 'x:' * (size // 2)).encode()[:size]
+    async with httpx.AsyncClient(base_url=install.url, timeout=10) as http:
+        posted = asyncio.create_task(http.post(f"/hooks/uis/{row.id}/{row.token}", content=hostile,
+                                               headers={"content-type": "application/json"}))  # fmt: skip
+        await asyncio.sleep(0.05)
+        assert (await http.get("/healthz", timeout=5)).status_code == 200
+        answer = await posted
+    assert answer.status_code == 400 and "JSON" in answer.text

@@ -81,21 +81,60 @@ def read_json(body: bytes) -> dict[str, Any]:
     return data
 
 
-_GAP = re.compile(r":\s*(?=[,}])")
-_BARE = re.compile(r'(:\s*)([^\s",{}\[\]][^",{}\[\]]*?)(\s*)(?=[,}])')
+REPAIR_LIMIT = 64_000  # characters: a template a person wrote is a few hundred; longer non-JSON is refused as it is
+_LITERAL = re.compile(r"true|false|null|-?\d+(\.\d+)?")
 
 
 def _repaired(text: str) -> Any:
-    def quote(match: re.Match) -> str:
-        value = match.group(2)
-        if value in ("true", "false", "null") or re.fullmatch(r"-?\d+(\.\d+)?", value):
-            return match.group(0)
-        return f"{match.group(1)}{json.dumps(value)}{match.group(3)}"
-
+    """One pass over the text outside strings: after a colon, a gap before `,` or `}` becomes null and a bare value
+    (anything up to `,` or `}` without quotes or brackets) becomes a string, unless it is a JSON literal."""
+    if len(text) > REPAIR_LIMIT:
+        raise WireError(f"the body is not JSON, and at over {REPAIR_LIMIT} characters not a template to repair")
+    out, start, i, n = [], 0, 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == '"':
+            i = _string_end(text, i + 1)
+            continue
+        i += 1
+        if char != ":":
+            continue
+        value_at = i
+        while value_at < n and text[value_at] in " \t\r\n":
+            value_at += 1
+        end = value_at
+        while end < n and text[end] not in '",{}[]':
+            end += 1
+        if end == n or text[end] not in ",}":
+            i = max(i, value_at if end == value_at else end)
+            continue
+        value = text[value_at:end].rstrip()
+        if not value:
+            out += [text[start:i], " null"]
+            start = i = value_at
+        elif not _LITERAL.fullmatch(value):
+            out += [text[start:value_at], json.dumps(value)]
+            start = i = value_at + len(value)
+        else:
+            i = end
+    out.append(text[start:])
     try:
-        return safejson.loads(_BARE.sub(quote, _GAP.sub(": null", text)))
+        return safejson.loads("".join(out))
     except safejson.JsonRefused as exc:
         raise WireError(f"the body is not JSON even after repair: {exc}") from None
+
+
+def _string_end(text: str, i: int) -> int:
+    """Where the JSON string that starts before `i` ends (past its closing quote), escapes skipped."""
+    n = len(text)
+    while i < n:
+        if text[i] == "\\":
+            i += 2
+        elif text[i] == '"':
+            return i + 1
+        else:
+            i += 1
+    return n
 
 
 def flatten(data: Mapping[str, Any]) -> dict[str, str]:

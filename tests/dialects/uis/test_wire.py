@@ -137,6 +137,26 @@ def test_repair_turns_bare_words_into_strings_and_gaps_into_null():
     assert data == {"direction": "in", "employee_id": None, "n": 12, "ok": True, "t": "2026-11-24 12:00:00"}
 
 
+TEXT = st.characters(blacklist_categories=("Cs", "Cc"))
+BARE = st.text(st.characters(blacklist_characters='",{}[]\\', blacklist_categories=("Cs", "Cc")), min_size=1,
+               max_size=20).map(str.strip).filter(lambda v: v and v not in ("true", "false", "null") and not
+                                                  v.lstrip("-").replace(".", "", 1).isdigit())  # fmt: skip
+PLACEHOLDER = st.one_of(
+    BARE.map(lambda v: (f" {v}", v)),  # a value put in without quotes
+    st.just(("", None)),  # an empty variable
+    st.text(TEXT, max_size=20).map(lambda v: (json.dumps(v, ensure_ascii=False), v)),  # a quoted one, as written
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True), PLACEHOLDER, min_size=1, max_size=8))
+def test_a_template_with_placeholders_left_bare_or_empty_is_read_back(values):
+    """What UIS makes of `"key":{{variable}}`: each value put in as it is (a string without quotes, nothing for an
+    empty variable); quoted strings, colons and commas inside them included, stay as they were."""
+    body = "{" + ", ".join(f'"{key}":{written}' for key, (written, _) in values.items()) + "}"
+    assert wire.read_json(body.encode()) == {key: value for key, (_, value) in values.items()}
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_any_body_parses_or_is_refused_cleanly(body):
