@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     secret_key_file: str = ""  # where a generated key is kept; empty: beside the SQLite file, or ./ on PostgreSQL
     login_failures_per_login: int = 10  # failed sign-ins per 15 minutes before that login waits
     login_failures_per_address: int = 50  # ... and before that client address waits
-    trusted_proxies: str = ""  # addresses whose X-Forwarded-For/-Proto are believed (comma-separated, or *)
+    trusted_proxies: str = ""  # addresses whose X-Forwarded-For/-Proto are believed (comma-separated; not *)
     outbound_allow: str = ""  # hosts and CIDRs callbridge may fetch from although private (comma-separated)
     metrics_token: SecretStr = SecretStr("")  # if set, /metrics wants `Authorization: Bearer <it>`
     header_timeout_seconds: float = 10.0  # a client must send its request's headers within this
@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = 120.0  # a request under way belongs to its node this long (longer than any
     # PBX or webhook timeout); a node that dies holding it, another node takes it over after this
     workers: int = 1  # server processes sharing the database (serve --workers sets it); rate limits are shared
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _no_wildcard(cls, value: str) -> str:
+        if "*" in value:
+            raise ValueError(
+                "`*` would believe an X-Forwarded-For any client writes (sign-in throttling counts that address): "
+                "list the proxies' addresses, e.g. CALLBRIDGE_TRUSTED_PROXIES=127.0.0.1"
+            )
+        return value
 
 
 def sqlite_url(path: str) -> str:

@@ -36,7 +36,6 @@ class RedactSecrets(logging.Filter):
             record.exc_text = self.clean(logging.Formatter().formatException(record.exc_info))
         return True
 
-
     def _arg(self, value: object) -> object:
         if isinstance(value, str):
             return self.clean(value).translate(_CONTROL)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from ..config import Settings
@@ -25,7 +26,12 @@ AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 def cli_settings(database_url: str | None) -> Settings:
-    return Settings(database_url=database_url) if database_url else Settings()
+    """The settings from the environment and .env, or the CLI's error naming the one that is wrong."""
+    try:
+        return Settings(database_url=database_url) if database_url else Settings()
+    except ValidationError as exc:
+        wrong = (f"CALLBRIDGE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise fail("; ".join(wrong)) from None
 
 
 def run(database_url: str | None, work: Callable[[Services], Awaitable[T]], settings: Settings | None = None) -> T:

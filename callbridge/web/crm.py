@@ -16,9 +16,9 @@ from ..store import calls as call_store
 from ..store import recordings as recording_store
 from ..store.tables import utcnow
 from . import auth
-from .pages import IdPath, back, checked_form, date_param, render, services_of
+from .pages import WORKSPACE, IdPath, back, checked_form, date_param, error_page, render, services_of
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(**WORKSPACE)
 
 
 # ---- clients, deals, tasks ----------------------------------------------------------------------
@@ -134,6 +134,7 @@ async def task_done(task_id: IdPath, request: Request):
 
 
 SORTS = ("name", "calls", "missed_rate", "avg_wait", "avg_talk")
+MAX_DAYS = 366
 
 
 @router.get("/analytics")
@@ -148,6 +149,8 @@ async def analytics_page(request: Request):
         days = {"today": 1, "7": 7}.get(period, 30)
         period, since, until = (period if period in ("today", "7") else "30"), today - timedelta(days=days - 1), today
     until = max(until or today, since)
+    if (until - since).days >= MAX_DAYS:  # the figures are counted from every call of the period
+        return error_page(request, 400, "analytics_range_too_long")
     start, end = (datetime.combine(d, datetime.min.time(), zone) for d in (since, until + timedelta(days=1)))
     async with services.db.read() as session:
         figures = await analytics.figures(session, start, end, zone)

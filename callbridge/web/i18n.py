@@ -45,11 +45,13 @@ def translations(lang: str) -> Translations:
 
 
 def translate(key: str, lang: str, **values) -> str:
-    """The text for `key` in `lang`; the key itself when there is none (so a gap shows, not breaks)."""
+    """The text for `key` in `lang`; the key itself when there is none (so a gap shows, not breaks). Only a catalog's
+    own text is a format string: a key that is not one is shown as it is, whatever braces it holds."""
     catalog = _catalogs().get(lang, _catalogs()[DEFAULT])[0]
     message = catalog.get(key)
-    text = message.string if message is not None and isinstance(message.string, str) else key
-    return text.format(**values) if values else text
+    if message is None or not isinstance(message.string, str):
+        return key
+    return message.string.format_map({name: str(value) for name, value in values.items()}) if values else message.string
 
 
 def plural(key: str, count: int, lang: str) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from pathlib import Path as FilePath
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from .. import flows, recordings
+from .. import flows, recordings, safejson
 from ..domain.ids import MAX_ID, parse_id
 from ..domain.pbx import PbxError
 from ..domain.phones import display, normalize
@@ -26,7 +26,19 @@ from ..store.tables import utcnow
 from . import auth, export
 from .i18n import LANGUAGES, amount, explain, moment, translate, translations
 
-router = APIRouter(include_in_schema=False)
+def readable_query(request: Request) -> None:
+    """Every page's query string as text a database can search for: a NUL (PostgreSQL refuses it in any string) or
+    a lone surrogate is a 400 before the page runs."""
+    for name, value in request.query_params.multi_items():
+        try:
+            safejson.check_text(name)
+            safejson.check_text(value)
+        except safejson.JsonRefused:
+            raise HTTPException(400, "the query string holds characters no text has") from None
+
+
+WORKSPACE = {"include_in_schema": False, "dependencies": [Depends(readable_query)]}  # every page router's
+router = APIRouter(**WORKSPACE)
 templates = Jinja2Templates(directory=str(FilePath(__file__).with_name("templates")))
 templates.env.add_extension("jinja2.ext.i18n")
 PAGE = 50
@@ -70,7 +82,10 @@ NOT_PAGES = ("/api", "/hooks", "/static", "/docs", "/redoc", "/openapi.json", "/
 
 
 def error_page(request: Request, status: int, key: str, detail: str | None = None) -> HTMLResponse:
-    """An error as a page people read: in their language, the technical detail one click away."""
+    """An error as a page people read: in their language, the technical detail one click away (a detail that is a
+    catalog key is said in words instead)."""
+    if detail and translate(detail, lang_of(request)) != detail:
+        key, detail = detail, None
     words = translate(key, lang_of(request))
     return render(request, "error.html", status_code=status, message=words if words != key else
                   translate("http_error", lang_of(request)), detail=detail)  # fmt: skip
@@ -85,7 +100,12 @@ async def checked_form(request: Request) -> dict[str, str]:
 
 
 def back(request: Request, fallback: str = "/calls") -> RedirectResponse:
-    return RedirectResponse(request.headers.get("referer") or fallback, status_code=303)
+    """Back to the page the form was on: the Referer's path when it is this site's, never another host."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc != request.url.netloc:
+        return RedirectResponse(fallback, status_code=303)
+    target = referer.path + (f"?{referer.query}" if referer.query else "")
+    return RedirectResponse(auth.local_path(target, fallback), status_code=303)
 
 
 # ---- signing in ---------------------------------------------------------------------------------
@@ -249,7 +269,7 @@ async def dial(request: Request):
     if not auth.csrf_ok(request, request.headers.get("x-csrf-token")):
         return JSONResponse({"error": "reload the page"}, status_code=403)
     try:
-        phone = (await request.json()).get("phone", "")
+        phone = safejson.loads(await request.body()).get("phone", "")
     except (ValueError, AttributeError):  # not JSON, or not an object
         return JSONResponse({"error": translate("bad_request", lang_of(request))}, status_code=400)
     lang = lang_of(request)
@@ -320,11 +340,19 @@ async def comment(call_id: IdPath, request: Request):
 # ---- helpers ------------------------------------------------------------------------------------
 
 
+EARLIEST, LATEST = date(1970, 1, 1), date(2999, 12, 31)  # any call's day, with room on both sides of the calendar
+
+
 def date_param(raw: str | None) -> date | None:
+    """A day from the query string: none when unreadable (the filter is then off), a 400 past the bounds (the
+    calendar's edges overflow in time zone arithmetic)."""
     try:
-        return date.fromisoformat(raw) if raw else None
+        day = date.fromisoformat(raw) if raw else None
     except ValueError:
         return None
+    if day is not None and not EARLIEST <= day <= LATEST:
+        raise HTTPException(400, "date_out_of_range")
+    return day
 
 
 def with_query(query, **changes) -> str:

@@ -6,7 +6,6 @@ Forms are generated from each dialect's settings model and the rules model, so n
 from __future__ import annotations
 
 from typing import Literal, get_args, get_origin
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -22,9 +21,9 @@ from ..store import directory, integrations
 from ..store import outbox as outbox_store
 from ..store import webhooks as webhook_store
 from . import auth
-from .pages import IdPath, checked_form, lang_of, render, services_of
+from .pages import WORKSPACE, IdPath, checked_form, lang_of, render, services_of
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(**WORKSPACE)
 
 
 
@@ -36,6 +35,8 @@ async def settings_page(request: Request):
 
 async def _settings_view(request: Request, new_key: str | None = None, new_secret: str | None = None) -> HTMLResponse:
     services = services_of(request)
+    note = request.session.pop("note", None)
+    note = note if isinstance(note, dict) else {}
     async with services.db.read() as session:
         rows = await integrations.list_integrations(session)
         people = await directory.list_employees(session)
@@ -51,8 +52,8 @@ async def _settings_view(request: Request, new_key: str | None = None, new_secre
                   setting_fields=lambda dialect: setting_fields(dialect, lang_of(request)), rule_kinds=RULE_KINDS,
                   rule_choices=RULE_CHOICES,
                   outbox=requests, api_keys=api_keys,
-                  message=request.query_params.get("message"), field=request.query_params.get("field"),
-                  problem=request.query_params.get("value", ""), new_key=new_key, webhooks=hooks,
+                  message=note.get("message"), field=note.get("field"), problem=note.get("value", ""),
+                  new_key=new_key, webhooks=hooks,
                   event_types=webhooks.EVENT_TYPES, new_secret=new_secret)  # fmt: skip
 
 
@@ -70,10 +71,10 @@ async def add_integration(request: Request):
     except ValidationError as exc:  # said beside the first field that is wrong, with the kept values
         error = exc.errors()[0]
         where = error["loc"][0] if error["loc"] else "name"
-        return _settings_message("rule_invalid", field=f"new:{dialect.kind}:{where}", value=error["msg"])
+        return _settings_message(request, "rule_invalid", field=f"new:{dialect.kind}:{where}", value=error["msg"])
     _row, problem = await flows.add_integration(services, dialect.kind, name=form.get("name") or dialect.title,
                                                 settings=settings)  # fmt: skip
-    return _settings_message(problem or "saved")
+    return _settings_message(request, problem or "saved")
 
 
 @router.post("/settings/integrations/{integration_id}/{action}")
@@ -90,9 +91,9 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
             await flows.set_enabled(services, integration_id, False)
         elif action == "sync":
             report = await flows.sync_accounts(services, integration_id)
-            return _settings_message(f"+{report.created} / {report.linked} / {report.unchanged}")
+            return _settings_message(request, f"+{report.created} / {report.linked} / {report.unchanged}")
         elif action == "check":
-            return _settings_message(await flows.check_integration(services, integration_id))
+            return _settings_message(request, await flows.check_integration(services, integration_id))
         elif action == "rules":
             rules = await _rules_from(request, form, await services.rules(integration_id), services)
             if isinstance(rules, RedirectResponse):
@@ -101,8 +102,8 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
         else:
             raise HTTPException(404, "no such action")
     except (PbxError, ValidationError, ValueError, LookupError) as exc:
-        return _settings_message(str(exc))
-    return _settings_message("saved")
+        return _settings_message(request, str(exc))
+    return _settings_message(request, "saved")
 
 
 @router.post("/settings/outbox/{request_id}/retry")
@@ -112,7 +113,7 @@ async def retry_request(request_id: IdPath, request: Request):
     retried = await outbox.retry(services_of(request), request_id)
     if retried is None:
         raise HTTPException(404, "no such request")
-    return _settings_message(retried.error if retried.status != "done" and retried.error else "saved")
+    return _settings_message(request, retried.error if retried.status != "done" and retried.error else "saved")
 
 
 @router.post("/settings/employees/{employee_id}")
@@ -124,10 +125,10 @@ async def edit_employee(employee_id: IdPath, request: Request):
         for name, longest in EMPLOYEE_FIELDS.items():  # said beside the field, and nothing saved
             where = f"employee:{employee_id}:{name}"
             if values[name] and len(values[name]) > longest:
-                return _settings_message("too_long", field=where, value=str(longest))
+                return _settings_message(request, "too_long", field=where, value=str(longest))
             holder = await directory.holder_of(session, name, values[name], employee_id) if name != "clid" else None
             if values[name] and holder is not None:
-                return _settings_message("taken_by", field=where, value=holder.name)
+                return _settings_message(request, "taken_by", field=where, value=holder.name)
     values["away"] = "away" in form
     if form.get("role") in auth.ROLES:
         values["role"] = form["role"]
@@ -135,7 +136,7 @@ async def edit_employee(employee_id: IdPath, request: Request):
         values["password_hash"] = auth.hash_password(form["password"])
     async with services_of(request).db.transaction() as session:
         await directory.update_employee(session, employee_id, **values)
-    return _settings_message("saved")
+    return _settings_message(request, "saved")
 
 
 @router.post("/settings/keys")
@@ -154,7 +155,7 @@ async def revoke_api_key(key_id: IdPath, request: Request):
     await checked_form(request)
     async with services_of(request).db.transaction() as session:
         await integrations.revoke_api_key(session, key_id)
-    return _settings_message("saved")
+    return _settings_message(request, "saved")
 
 
 @router.post("/settings/webhooks")
@@ -163,7 +164,7 @@ async def add_webhook(request: Request):
     url = (await checked_form(request)).get("url", "").strip()
     form = await request.form()  # read once, checked above: the event types are a list
     if not url.startswith(("https://", "http://")) or len(url) > 2000:
-        return _settings_message("webhook_url_invalid")
+        return _settings_message(request, "webhook_url_invalid")
     events = [e for e in form.getlist("events") if e in webhooks.EVENT_TYPES] or None
     created = await webhooks.add(services_of(request), url, events, None)
     return await _settings_view(request, new_secret=created.secret)  # shown once, in this answer only
@@ -178,7 +179,7 @@ async def webhook_action(webhook_id: IdPath, action: str, request: Request):
         delivery = await webhooks.send_test(services, webhook_id)
         if delivery is None:
             raise HTTPException(404, "no such webhook")
-        return _settings_message("test_delivered" if delivery.status == "done" else delivery.error or "failed")
+        return _settings_message(request, "test_delivered" if delivery.status == "done" else delivery.error or "failed")
     if action == "rotate":
         rotated = await webhooks.rotate(services, webhook_id)
         if rotated is None:
@@ -192,15 +193,17 @@ async def webhook_action(webhook_id: IdPath, action: str, request: Request):
         raise HTTPException(404, "no such action")
     if not found:
         raise HTTPException(404, "no such webhook")
-    return _settings_message("saved")
+    return _settings_message(request, "saved")
 
 
 EMPLOYEE_FIELDS = {"extension": 32, "pbx_login": 100, "clid": 32}  # what an admin types, and its longest
 
 
-def _settings_message(message: str, **where: str) -> RedirectResponse:
-    """Back to the settings page with a message: at the top, or beside the field `where` names."""
-    return RedirectResponse("/settings?" + urlencode({"message": message} | where), status_code=303)
+def _settings_message(request: Request, message: str, **where: str) -> RedirectResponse:
+    """Back to the settings page with a message: at the top, or beside the field `where` names. The message rides in
+    the signed session, read once: what a link's query string says is never shown (nor used as a format string)."""
+    request.session["note"] = {"message": message[:500]} | {name: value[:500] for name, value in where.items()}
+    return RedirectResponse("/settings", status_code=303)
 
 
 async def _rules_from(request: Request, form: dict[str, str], rules: Rules, services) -> Rules | RedirectResponse:
@@ -222,7 +225,7 @@ async def _rules_from(request: Request, form: dict[str, str], rules: Rules, serv
                     continue
                 e164 = normalize(str(number), services.settings.default_region)
                 if e164 is None or parse_id(str(owner)) is None:
-                    return _settings_message("owner_row_invalid", field=f"{integration}:{name}", value=str(number))
+                    return _settings_message(request, "owner_row_invalid", field=f"{integration}:{name}", value=str(number))
                 owners[e164] = parse_id(str(owner))
             current[name] = owners
         else:
@@ -231,7 +234,7 @@ async def _rules_from(request: Request, form: dict[str, str], rules: Rules, serv
         return Rules.model_validate(current)
     except ValidationError as exc:
         error = exc.errors()[0]
-        return _settings_message("rule_invalid", field=f"{integration}:{error['loc'][0]}", value=error["msg"])
+        return _settings_message(request, "rule_invalid", field=f"{integration}:{error['loc'][0]}", value=error["msg"])
 
 
 def _rule_kind(name: str, annotation) -> str:
