@@ -67,12 +67,18 @@ def sqlite_url(path: str) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite database URL (none for PostgreSQL or an in-memory database)."""
+    if database_url.startswith("sqlite") and ":///" in database_url:
+        database = database_url.split(":///", 1)[1].split("?", 1)[0]
+        if database and database != ":memory:":
+            return Path(database)
+    return None
+
+
 def key_file(settings: Settings) -> Path:
     """Where this install keeps its generated session key: beside its data."""
     if settings.secret_key_file:
         return Path(settings.secret_key_file)
-    if settings.database_url.startswith("sqlite") and ":///" in settings.database_url:
-        database = settings.database_url.split(":///", 1)[1].split("?", 1)[0]
-        if database and database != ":memory:":
-            return Path(database).parent / ".callbridge-secret"
-    return Path(".callbridge-secret")
+    database = sqlite_path(settings.database_url)
+    return database.parent / ".callbridge-secret" if database else Path(".callbridge-secret")

@@ -46,7 +46,7 @@ class Folder:
         self.path = Path(path)
 
     def spool(self, name: str) -> Path:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)  # calls' words: the owner's alone
         return self.path / f".{name}.part"
 
     async def keep(self, name: str, spooled: Path, content_type: str) -> None:

@@ -60,7 +60,10 @@ async def list_webhooks(services: Services):
 async def add_webhook(body: WebhookIn, services: Services):
     """A receiver of signed events; its `secret` is shown here and on rotation only."""
     await _integration_exists(services, body.integration_id)
-    return await webhooks.add(services, str(body.url), body.events, body.integration_id)
+    try:
+        return await webhooks.add(services, str(body.url), body.events, body.integration_id)
+    except webhooks.TooManyWebhooks as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookOut)

@@ -4,6 +4,7 @@ parts take a second or two to import, and `callbridge --help` should answer at o
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import typer
@@ -64,3 +65,6 @@ app = typer.Typer(cls=LazyCommands, help="callbridge: the CRM side of your cloud
 @app.callback()
 def main() -> None:
     """callbridge: the CRM side of your cloud PBX."""
+    # what any command makes (the SQLite database with its -wal and -shm, recordings, the session key) is its
+    # owner's alone: tokens, PBX passwords, webhook secrets and calls' recordings are in there
+    os.umask(0o077)

@@ -4,6 +4,7 @@ server's parts it uses when it runs, so that its `--help` answers at once."""
 from __future__ import annotations
 
 import asyncio
+import stat
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -57,6 +58,10 @@ def serve(
         recording_files(settings)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    for shared in shared_with_others(settings):
+        fix = f"chmod {'700' if shared.is_dir() else '600'} {shared}"
+        why = "it holds tokens, passwords or calls"
+        raise fail(f"{shared} can be read by other users of this machine, and {why}: run `{fix}`, then start again")
     run(database_url, lambda s: asyncio.sleep(0), settings)  # migrate once, before any worker starts
     if demo:
         console.print(run(database_url, demo_data.load, settings))
@@ -76,6 +81,17 @@ def serve(
                        "CALLBRIDGE_OUTBOX_APART": str(settings.outbox_apart),
                        "CALLBRIDGE_PUBLIC_URL": settings.public_url, metrics.SHARED: figures}
         uvicorn.run("callbridge.app:create_app", factory=True, workers=workers, **options)
+
+
+def shared_with_others(settings) -> list[Path]:
+    """The SQLite files and the recordings folder that users other than their owner may read or enter."""
+    from ..config import sqlite_path
+
+    database = sqlite_path(settings.database_url)
+    paths = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm")] if database else []
+    if not settings.recordings_url:
+        paths.append(Path(settings.recordings_dir))
+    return [path for path in paths if path.exists() and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)]
 
 
 def reachable(host: str) -> str:

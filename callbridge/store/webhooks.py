@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .tables import OutboxAttempt, OutboxRequest, Webhook
@@ -16,6 +16,10 @@ async def add_webhook(session: AsyncSession, **values: Any) -> Webhook:
     session.add(webhook)
     await session.flush()
     return webhook
+
+
+async def count_webhooks(session: AsyncSession) -> int:
+    return await session.scalar(select(func.count()).select_from(Webhook)) or 0
 
 
 async def get_webhook(session: AsyncSession, webhook_id: int) -> Webhook | None:

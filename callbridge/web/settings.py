@@ -166,7 +166,10 @@ async def add_webhook(request: Request):
     if not url.startswith(("https://", "http://")) or len(url) > 2000:
         return _settings_message(request, "webhook_url_invalid")
     events = [e for e in form.getlist("events") if e in webhooks.EVENT_TYPES] or None
-    created = await webhooks.add(services_of(request), url, events, None)
+    try:
+        created = await webhooks.add(services_of(request), url, events, None)
+    except webhooks.TooManyWebhooks:
+        return _settings_message(request, "webhooks_too_many", value=str(webhooks.MAX_WEBHOOKS))
     return await _settings_view(request, new_secret=created.secret)  # shown once, in this answer only
 
 
