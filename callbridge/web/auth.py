@@ -62,8 +62,9 @@ def _dummy() -> str:
 
 
 class SignInGuard:
-    """Checks passwords without stalling calls, and throttles failed sign-ins per login and per client address
-    (a moving window kept in this process)."""
+    """Checks passwords without stalling calls, and throttles failed sign-ins per login from one client address and
+    per client address (a moving window kept in this process). A login is never locked for everyone: a stranger's
+    failures from elsewhere do not keep its owner, at an address in good standing, from signing in."""
 
     def __init__(self, per_login: int, per_address: int, minutes: int = 15) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
@@ -76,12 +77,12 @@ class SignInGuard:
         return await asyncio.get_running_loop().run_in_executor(_hashing, _matches, employee, password)
 
     async def allowed(self, login: str, address: str) -> bool:
-        return await self._limiter.test(self._login, "login", login.lower()) and await self._limiter.test(
+        return await self._limiter.test(self._login, "login", login.lower(), address) and await self._limiter.test(
             self._address, "address", address
         )
 
     async def failed(self, login: str, address: str) -> None:
-        await self._limiter.hit(self._login, "login", login.lower())
+        await self._limiter.hit(self._login, "login", login.lower(), address)
         await self._limiter.hit(self._address, "address", address)
 
 

@@ -22,7 +22,7 @@ from callbridge.web.auth import KeyFileError, SignInGuard, hash_password, secret
 
 from ..conftest import settings_for
 from ..helpers import running_server
-from .conftest import make_install, sign_in
+from .conftest import PASSWORD, make_install, sign_in
 
 
 def forged_cookie(key: str, session: dict) -> str:
@@ -116,6 +116,24 @@ async def test_wrong_passwords_are_throttled_per_login_with_a_message(install):
     assert blocked.status_code == 429 and "Слишком много" in blocked.text
     _, other = await sign_in(install.url, "maria")  # another login from the same address still signs in
     assert other.status_code == 303
+
+
+async def test_a_stranger_cannot_lock_an_owner_out(services, database_url, tmp_path):
+    """Ten wrong passwords for `admin` from anywhere locked admin out for everyone; now only for that address."""
+    settings = settings_for(database_url, tmp_path, trusted_proxies="127.0.0.1", outbound_allow="")
+    with running_server(settings) as url:
+        await make_install(services, url)
+
+        async def attempt(address: str, password: str) -> int:
+            async with httpx.AsyncClient(base_url=url, headers={"x-forwarded-for": address}) as client:
+                page = await client.get("/login")
+                csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+                form = {"csrf": csrf, "login": "admin", "password": password}
+                return (await client.post("/login", data=form)).status_code
+
+        stranger = [await attempt("203.0.113.9", "guess") for _ in range(12)]
+        assert stranger[-1] == 429 and await attempt("203.0.113.9", PASSWORD) == 429
+        assert await attempt("198.51.100.7", PASSWORD) == 303  # the owner, from their own address
 
 
 async def test_passwords_are_hashed_below_the_servers_cpu_priority():
