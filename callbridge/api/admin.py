@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -10,14 +11,17 @@ from .. import flows, outbox
 from ..automation import Rules
 from ..store import integrations
 from ..store import outbox as outbox_store
+from ..store.tables import Integration
 from .routes import IdPath, IdQuery, Limit, Services, StrictJsonRoute, require_key
 from .schemas import (
     ApiKeyCreated,
     ApiKeyIn,
     ApiKeyOut,
     IntegrationOut,
+    IntegrationSecrets,
     OutboxAttemptOut,
     OutboxOut,
+    RotationIn,
 )
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)], route_class=StrictJsonRoute)
@@ -36,11 +40,41 @@ async def list_integrations(services: Services):
             kind=i.kind,
             name=i.name,
             enabled=i.enabled,
-            token=i.token,
-            inbound_url=flows.inbound_url(services, i),
+            inbound_url=flows.inbound_url(services, i, masked=True),
         )  # fmt: skip
         for i in rows
     ]
+
+
+def _secrets(services: Services, integration: Integration) -> IntegrationSecrets:
+    until = integration.previous_token_until
+    return IntegrationSecrets(
+        id=integration.id,
+        token=integration.token,
+        inbound_url=flows.inbound_url(services, integration),
+        previous_token_valid_until=until if until and until > datetime.now(UTC) else None,
+    )
+
+
+@router.post("/integrations/{integration_id}/reveal", response_model=IntegrationSecrets, tags=["integrations"])
+async def reveal_token(integration_id: IdPath, services: Services):
+    """The integration's token and inbound URL in full (a read-only key is refused: a token forges PBX events)."""
+    async with services.db.read() as session:
+        integration = await integrations.get_integration(session, integration_id)
+    if integration is None:
+        raise HTTPException(404, "no such integration")
+    return _secrets(services, integration)
+
+
+@router.post("/integrations/{integration_id}/rotate", response_model=IntegrationSecrets, tags=["integrations"])
+async def rotate_token(integration_id: IdPath, services: Services, body: RotationIn | None = None):
+    """A new token (and URL secret); the old one is still accepted for `grace_hours` (24 by default) while the
+    PBX is told. Calls and the journal keep their history."""
+    grace = timedelta(hours=(body or RotationIn()).grace_hours)
+    try:
+        return _secrets(services, await flows.rotate_token(services, integration_id, grace))
+    except LookupError:
+        raise HTTPException(404, "no such integration") from None
 
 
 @router.get("/integrations/{integration_id}/automation", response_model=Rules, tags=["integrations"])

@@ -140,8 +140,22 @@ class IntegrationOut(BaseModel):
     kind: str
     name: str
     enabled: bool
+    inbound_url: str = Field(description="where the PBX posts; a secret it carries (UIS, helpdesk) shown as `***`")
+
+
+class IntegrationSecrets(BaseModel):
+    """What a PBX authenticates with: shown when revealed or rotated, by a key that may write, never in a list."""
+
+    id: int
+    token: str = Field(description="the token the PBX sends (`crm_token`, `planfix_token`), or the URL's secret")
     inbound_url: str
-    token: str
+    previous_token_valid_until: datetime | None = Field(
+        None, description="after a rotation, the token before it is still accepted until then"
+    )
+
+
+class RotationIn(BaseModel):
+    grace_hours: float = Field(24.0, ge=0, le=24 * 30, description="how long the old token is still accepted")
 
 
 class ClientIn(BaseModel):
@@ -302,8 +316,10 @@ class WebhookOut(ORM):
 
 
 class WebhookCreated(WebhookOut):
-    secret: str = Field(description="verify signatures with it (Standard Webhooks, `whsec_` + base64); shown on "
-                        "creation and rotation only")
+    secret: str = Field(
+        description="verify signatures with it (Standard Webhooks, `whsec_` + base64); shown on "
+        "creation and rotation only"
+    )
 
 
 class DeliveryAttemptOut(ORM):
@@ -332,8 +348,10 @@ class WebhookEvent(BaseModel):
 
     type: EventType
     timestamp: datetime
-    data: dict[str, Any] = Field(description="call events: the call as `GET /api/calls/{id}` returns it, with its "
-                                 "`sequence`; task events: the task; client events: the client")
+    data: dict[str, Any] = Field(
+        description="call events: the call as `GET /api/calls/{id}` returns it, with its "
+        "`sequence`; task events: the task; client events: the client"
+    )
 
 
 class LookupSourceIn(BaseModel):

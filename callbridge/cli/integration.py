@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -271,6 +272,30 @@ def integration_sync(integration_id: int, database_url: DatabaseUrl = None) -> N
     except PbxError as exc:
         raise fail(str(exc)) from None
     console.print(f"linked {report.linked}, created {report.created}, unchanged {report.unchanged}")
+
+
+@integration_app.command("rotate")
+def integration_rotate(
+    integration_id: int,
+    grace_hours: Annotated[float, typer.Option(min=0, max=720, help="how long the old token still works")] = 24,
+    as_json: AsJson = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Give the integration a new token (and URL secret); the old one still works for --grace-hours."""
+
+    async def work(services: Services) -> dict[str, Any]:
+        rotated = await flows.rotate_token(services, integration_id, timedelta(hours=grace_hours))
+        return _integration_view(services, rotated)
+
+    try:
+        view = run(database_url, work)
+    except LookupError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(view))
+        return
+    console.print(f"Paste into the PBX cabinet:\n  URL:   {view['inbound_url']}\n  token: {view['token']}")
+    console.print(f"The old token still works for {grace_hours:g} h; calls and the journal are kept.")
 
 
 def _integration_view(services: Services, integration) -> dict[str, Any]:

@@ -69,12 +69,15 @@ async def handle(hook: TokenHook, integration_id: str, request: Request) -> JSON
 
 
 def authentic(kind: str, integration: Integration | None, token: object) -> bool:
-    """The integration exists, is of this dialect, is on, and the token is its own (constant time)."""
-    return (
-        integration is not None
-        and integration.kind == kind
-        and integration.enabled
-        and token_matches(token, integration.token)
+    """The integration exists, is of this dialect, is on, and the token is its own (constant time), or the one it
+    had before a rotation while that is still accepted."""
+    if integration is None or integration.kind != kind or not integration.enabled:
+        return False
+    if token_matches(token, integration.token):
+        return True
+    until = integration.previous_token_until
+    return bool(integration.previous_token and until and until > datetime.now(UTC)) and token_matches(
+        token, integration.previous_token or ""
     )
 
 

@@ -3,6 +3,7 @@ a connection check, its rules. The CLI and the settings page both come here."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import automation, outbox
@@ -14,10 +15,34 @@ from ..store.tables import Integration
 from .requests import _request
 
 
-def inbound_url(services: Services, integration: Integration) -> str:
-    """The URL to paste into the PBX cabinet."""
-    path = services.dialects[integration.kind].inbound_path(integration.id, integration.token)
+MASK = "***"
+ROTATION_GRACE = timedelta(hours=24)  # how long the token before a rotation is still accepted, unless told
+
+
+def inbound_url(services: Services, integration: Integration, *, masked: bool = False) -> str:
+    """The URL to paste into the PBX cabinet; `masked`, with the secret some dialects carry in it as `***` (what
+    a list or a read shows: the secret is shown when made, rotated or revealed)."""
+    token = MASK if masked else integration.token
+    path = services.dialects[integration.kind].inbound_path(integration.id, token)
     return services.settings.public_url.rstrip("/") + path
+
+
+async def rotate_token(services: Services, integration_id: int, grace: timedelta = ROTATION_GRACE) -> Integration:
+    """A new token (and with it the secret in a UIS or helpdesk URL); the old one is still accepted for `grace`, so
+    the PBX can be told without losing a call. History stays: calls and the journal name the integration, not its
+    token. LookupError if there is no such integration."""
+    async with services.db.transaction() as session:
+        integration = await integrations.get_integration(session, integration_id)
+        if integration is None:
+            raise LookupError(f"integration {integration_id} does not exist")
+        previous = integration.token
+        await integrations.update_integration(
+            session, integration_id, token=integrations.new_secret(), previous_token=previous,
+            previous_token_until=datetime.now(UTC) + grace,
+        )  # fmt: skip
+        rotated = await integrations.get_integration(session, integration_id, fresh=True)
+    services.forget(integration_id)
+    return rotated or integration
 
 
 async def check_integration(services: Services, integration_id: int) -> str:

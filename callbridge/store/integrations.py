@@ -35,8 +35,9 @@ async def add_integration(
     return integration
 
 
-async def get_integration(session: AsyncSession, integration_id: int) -> Integration | None:
-    return await session.get(Integration, integration_id)
+async def get_integration(session: AsyncSession, integration_id: int, *, fresh: bool = False) -> Integration | None:
+    """The integration (`fresh`: read again, not the copy this session already holds)."""
+    return await session.get(Integration, integration_id, populate_existing=fresh)
 
 
 async def list_integrations(session: AsyncSession, kind: str | None = None) -> list[Integration]:

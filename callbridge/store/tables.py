@@ -72,6 +72,8 @@ class Integration(Base):
     kind: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(200))
     token: Mapped[str] = mapped_column(String(128), unique=True)
+    previous_token: Mapped[str | None] = mapped_column(String(128))  # still accepted after a rotation, until:
+    previous_token_until: Mapped[datetime | None]
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     automation: Mapped[dict[str, Any]] = mapped_column(default=dict)  # see automation.Rules
     enabled: Mapped[bool] = mapped_column(default=True)

@@ -5,6 +5,7 @@ Forms are generated from each dialect's settings model and the rules model, so n
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal, get_args, get_origin
 
 from fastapi import APIRouter, HTTPException, Request
@@ -33,7 +34,11 @@ async def settings_page(request: Request):
     return await _settings_view(request)
 
 
-async def _settings_view(request: Request, new_key: str | None = None, new_secret: str | None = None) -> HTMLResponse:
+async def _settings_view(
+    request: Request, new_key: str | None = None, new_secret: str | None = None, revealed: int | None = None
+) -> HTMLResponse:
+    """The page; `revealed` names the one integration whose token and URL are shown in full (after an admin asked,
+    or rotated it), every other one's are masked."""
     services = services_of(request)
     note = request.session.pop("note", None)
     note = note if isinstance(note, dict) else {}
@@ -44,7 +49,8 @@ async def _settings_view(request: Request, new_key: str | None = None, new_secre
         api_keys = await integrations.list_api_keys(session)
         hooks = await webhook_store.list_webhooks(session)
     views = [
-        {"row": i, "url": flows.inbound_url(services, i), "dialect": services.dialects.get(i.kind),
+        {"row": i, "url": flows.inbound_url(services, i, masked=i.id != revealed), "revealed": i.id == revealed,
+         "dialect": services.dialects.get(i.kind),
          "rules": Rules.model_validate(i.automation)}
         for i in rows
     ]  # fmt: skip
@@ -92,6 +98,15 @@ async def integration_action(integration_id: IdPath, action: str, request: Reque
         elif action == "sync":
             report = await flows.sync_accounts(services, integration_id)
             return _settings_message(request, f"+{report.created} / {report.linked} / {report.unchanged}")
+        elif action == "reveal":
+            return await _settings_view(request, revealed=integration_id)
+        elif action == "rotate":
+            hours = float(form.get("grace_hours") or 24)
+            if not 0 <= hours <= 24 * 30:
+                raise ValueError("grace_hours")
+            await flows.rotate_token(services, integration_id, timedelta(hours=hours))
+            request.session["note"] = {"message": "token_rotated", "value": f"{hours:g}"}
+            return await _settings_view(request, revealed=integration_id)
         elif action == "check":
             return _settings_message(request, await flows.check_integration(services, integration_id))
         elif action == "rules":

@@ -68,6 +68,12 @@ setInterval(() => {
   }
 }, 1000);
 
+// A form that changes what others rely on (a PBX's token, say) asks first, in the words the page gives it.
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+}, true);
+
 document.addEventListener("submit", async (event) => {
   const form = event.target.closest("form.comment");
   if (!form) return;
