@@ -82,7 +82,9 @@ def _settled_collector() -> Iterator[None]:
 
 def build_services(settings: Settings) -> Services:
     database = Database(settings.database_url, wait_seconds=settings.store_wait_seconds)
-    return Services(db=database, settings=settings, dialects=DIALECTS, recording_files=recording_files(settings))
+    files = recording_files(settings)
+    bus = LiveBus(max_streams=settings.live_streams)
+    return Services(db=database, settings=settings, dialects=DIALECTS, recording_files=files, bus=bus)
 
 
 async def _server_bus(services: Services) -> LiveBus:
@@ -90,7 +92,7 @@ async def _server_bus(services: Services) -> LiveBus:
     requests once it hears the others (a browser it serves sees every card), or after 10 s, still reconnecting."""
     if services.db.is_sqlite:
         return services.bus
-    bus = PostgresBus(services.settings.database_url)
+    bus = PostgresBus(services.settings.database_url, max_streams=services.settings.live_streams)
     bus.start()
     try:
         await asyncio.wait_for(bus.connected.wait(), 10.0)

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = 10.0  # a client must send its request's headers within this
     body_timeout_seconds: float = 20.0  # and must not pause longer than this while sending the body
     max_connections: int = 4096  # open connections per server process; past it new requests get 503
+    live_streams_per_employee: int = 8  # a workspace's card streams (tabs) per employee; the oldest closes past it
+    live_streams_per_key: int = 32  # /api/live streams per API key; the oldest closes past it
+    live_stream_seconds: float = 3600.0  # a stream then ends, and EventSource connects again
+    live_recheck_seconds: float = 10.0  # a stream's credential is read again this often (it ends within this)
     store_wait_seconds: float = 10.0  # a write waits this long for another process's lock on the SQLite file, then
     # the request gets 503 (PBXs send it again): nothing is acknowledged that is not written
     lookup_deadline_ms: int = 300  # past it the PBX is told "unknown" (or the default route): a call never waits
@@ -51,6 +55,11 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = 120.0  # a request under way belongs to its node this long (longer than any
     # PBX or webhook timeout); a node that dies holding it, another node takes it over after this
     workers: int = 1  # server processes sharing the database (serve --workers sets it); rate limits are shared
+
+    @property
+    def live_streams(self) -> int:
+        """Live streams a process holds at most: a quarter of its connections, the rest stay the PBXs'."""
+        return max(1, self.max_connections // 4)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -17,7 +17,7 @@ from ..dialects.base import utc
 from ..domain.ids import MAX_ID
 from ..domain.pbx import PbxError
 from ..domain.phones import normalize
-from ..live import event_stream, for_employee
+from ..live import Holder, event_stream, for_employee
 from ..services import Services
 from ..store import StoreBusy, crm, directory, integrations
 from ..store import calls as call_store
@@ -71,6 +71,7 @@ async def require_key(
         raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
     if key.read_only and request.method not in ("GET", "HEAD"):
         raise HTTPException(403, "this API key is read-only")
+    request.state.api_key = (key.id, credentials.credentials)
     noted: dict[int, float] = request.app.state.key_uses  # key id -> when this process last wrote its use
     if noted.get(key.id, 0.0) < time.monotonic() - _USE_NOTED_EVERY:
         noted[key.id] = time.monotonic()
@@ -384,7 +385,17 @@ async def list_tasks(
 async def live(request: Request, services: Services, employee_id: IdQuery = None):
     """Server-Sent Events: call-card messages (CardShown, CardHidden, CallAnswered, CallEnded, ...).
 
-    With `employee_id`, only what that employee should see: cards addressed to them or to everyone.
+    With `employee_id`, only what that employee should see: cards addressed to them or to everyone. A key holds at
+    most CALLBRIDGE_LIVE_STREAMS_PER_KEY streams (the oldest ends); a stream ends within seconds of its key's
+    revocation, and after CALLBRIDGE_LIVE_STREAM_SECONDS (connect again: EventSource does by itself).
     """
+    key_id, raw = request.state.api_key
 
-    return event_stream(services.bus, for_employee(employee_id))
+    async def still_valid() -> bool:
+        async with services.db.read() as session:
+            return await integrations.api_key(session, raw) is not None
+
+    settings = services.settings
+    holder = Holder(f"key:{key_id}", settings.live_streams_per_key, still_valid, settings.live_stream_seconds,
+                    settings.live_recheck_seconds)
+    return event_stream(services.bus, for_employee(employee_id), holder)

@@ -154,7 +154,8 @@ async def after_saving(
         if isinstance(effect, engine.RecordingReady) and (services.settings.keep_recordings or effect.temporary):
             await recording_store.queue(session, row_id, effect.url, effect.temporary)
         message = {"type": type(effect).__name__, "call_id": row_id, "integration_id": integration_id}
-        message |= vars(effect)  # flat, frozen: no need for `asdict`'s deep copy
+        if not isinstance(effect, engine.RecordingReady):  # its link may be presigned: kept here, served by us
+            message |= vars(effect)  # flat, frozen: no need for `asdict`'s deep copy
         if isinstance(effect, engine.CardShown | engine.CardHidden):
             message["recipients"] = await automation.card_recipients(session, rules, view, effect.employee)
         messages.append(message)

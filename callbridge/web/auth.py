@@ -14,6 +14,7 @@ import os
 import secrets
 import stat
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -115,6 +116,19 @@ async def signed_in(request: Request) -> dict:
         raise LoginRequired()
     request.state.user = {"id": employee.id, "name": employee.name, "role": employee.role}
     return request.state.user
+
+
+def session_check(request: Request) -> Callable[[], Awaitable[bool]]:
+    """A check, for a connection held open, that the session it was opened with still stands: the same employee,
+    active, with the same session version and role (read from the store each time it is asked)."""
+    known, role, services = dict(request.session["user"]), request.state.user["role"], request.app.state.services
+
+    async def still_stands() -> bool:
+        async with services.db.read() as session:
+            employee = await directory.get_employee(session, known["id"])
+        return bool(employee and employee.active and employee.session_version == known["v"] and employee.role == role)
+
+    return still_stands
 
 
 async def require_role(request: Request, *roles: str) -> dict:

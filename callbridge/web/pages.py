@@ -16,7 +16,7 @@ from .. import flows, recordings, safejson
 from ..domain.ids import MAX_ID, parse_id
 from ..domain.pbx import PbxError
 from ..domain.phones import display, normalize
-from ..live import event_stream, for_employee
+from ..live import Holder, event_stream, for_employee
 from ..services import Services
 from ..store import calls as call_store
 from ..store import directory
@@ -289,9 +289,14 @@ async def dial(request: Request):
 
 @router.get("/live/stream")
 async def live_stream(request: Request):
-    """The signed-in employee's call-card messages (Server-Sent Events)."""
+    """The signed-in employee's call-card messages (Server-Sent Events), while the session stands: a logout
+    everywhere, a new password or role, a deactivation ends the stream within seconds."""
     user = await auth.signed_in(request)
-    return event_stream(services_of(request).bus, for_employee(user["id"]))
+    settings = services_of(request).settings
+    per_employee, lifetime = settings.live_streams_per_employee, settings.live_stream_seconds
+    check = auth.session_check(request)
+    holder = Holder(f"employee:{user['id']}", per_employee, check, lifetime, settings.live_recheck_seconds)
+    return event_stream(services_of(request).bus, for_employee(user["id"]), holder)
 
 
 @router.get("/cards/{call_id}")
