@@ -38,6 +38,7 @@ from .dialects.base import token_matches
 from .guard import BodyLimits, SecurityHeaders
 from .live import LiveBus, PostgresBus
 from .recording_files import recording_files
+from .server import GuardedHttp
 from .services import Services
 from .store import Database, StoreBusy
 from .web import crm as web_crm
@@ -55,7 +56,7 @@ class PbxLane:
 
     def __init__(self, app: ASGIApp, routes: list[BaseRoute], handlers: dict) -> None:
         self.app = app
-        self.prefixes = tuple(route.path.split("{")[0] for route in routes)
+        self.prefixes = lane_prefixes(routes)
         self.lane = AsyncExitStackMiddleware(ExceptionMiddleware(Router(routes=routes), handlers=handlers))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,6 +64,11 @@ class PbxLane:
             await self.lane(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def lane_prefixes(routes: list[BaseRoute]) -> tuple[str, ...]:
+    """The paths the PBXs' requests start with: their routes' paths up to the first parameter."""
+    return tuple(route.path.split("{")[0] for route in routes)  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -152,8 +158,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="static")
     key = secret_key(settings.secret_key.get_secret_value(), key_file(settings))
     app.add_middleware(SessionMiddleware, secret_key=key, same_site="lax", session_cookie="callbridge_session")
-    app.add_middleware(PbxLane, routes=[r for d in DIALECTS.values() for r in d.router.routes],
-                       handlers=app.exception_handlers)  # fmt: skip
+    pbx_routes = [r for d in DIALECTS.values() for r in d.router.routes]
+    app.add_middleware(PbxLane, routes=pbx_routes, handlers=app.exception_handlers)
+    GuardedHttp.pbx_paths = lane_prefixes(pbx_routes)  # the server keeps connections for them
     uploads = {d.uploads_under: settings.recording_max_bytes + 1_000_000 for d in DIALECTS.values() if d.uploads_under}
     app.add_middleware(BodyLimits, default=settings.max_body_bytes, uploads=uploads)
     app.add_middleware(SecurityHeaders)

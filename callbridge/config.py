@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     outbound_allow: str = ""  # hosts and CIDRs callbridge may fetch from although private (comma-separated)
     metrics_token: SecretStr = SecretStr("")  # if set, /metrics wants `Authorization: Bearer <it>`
     header_timeout_seconds: float = 10.0  # a client must send its request's headers within this
-    body_timeout_seconds: float = 20.0  # and must not pause longer than this while sending the body
+    body_timeout_seconds: float = 20.0  # and must not pause longer than this while sending the body,
+    body_min_rate_bytes: int = 10_000  # nor, past that grace, send it slower than this many bytes a second
     max_connections: int = 4096  # open connections per server process; past it new requests get 503
     live_streams_per_employee: int = 8  # a workspace's card streams (tabs) per employee; the oldest closes past it
     live_streams_per_key: int = 32  # /api/live streams per API key; the oldest closes past it

@@ -33,7 +33,7 @@ from .postgres import (
     _ping_after_idle,
     _SharedTransactions,
 )
-from .sqlite import SqliteSession, _GroupCommit, _inline_engine, _sqlite_events
+from .sqlite import SqliteSession, _GroupCommit, _inline_engine, _sqlite_events, owner_only
 
 log = logging.getLogger("callbridge.store")
 T = TypeVar("T")
@@ -72,6 +72,7 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         if self.is_sqlite:
+            owner_only(url)
             self._inline_engine: Engine | None = _inline_engine(url)
             writes = self._inline_engine.execution_options(writes=True)
             self._writer: _GroupCommit | None = _GroupCommit(writes, wait_seconds)

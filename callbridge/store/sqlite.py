@@ -4,6 +4,7 @@ behind each other committed together (group commit), each in a savepoint of its 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
@@ -113,6 +114,18 @@ class SqliteSession:
             raise
         if (savepoint := self._savepoints.pop()) is not None:
             savepoint.commit()
+
+
+def owner_only(url: str) -> None:
+    """Make a SQLite database file that does not exist yet readable by its owner only, before SQLite makes it as the
+    umask says: SQLite gives its -wal and -shm files the database file's permissions."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except (FileExistsError, FileNotFoundError):  # there already, or no folder for it: SQLite says so itself
+        pass
 
 
 def _sqlite_pragmas(busy_timeout_ms: int, autocheckpoint: int | None = None):

@@ -46,3 +46,18 @@ def test_serve_refuses_files_others_can_read(tmp_path):
         assert refused.returncode == 1 and fix in refused.stderr and shared.name + "`" in refused.stderr, refused.stderr
         assert "Traceback" not in refused.stderr
         shared.chmod(0o700 if shared.is_dir() else 0o600)
+
+
+async def test_a_database_made_by_any_process_is_owner_only(tmp_path):
+    """Not only the CLI's: the store makes the SQLite file itself, before SQLite would make it as the umask says."""
+    from callbridge.store.db import Database
+
+    database = tmp_path / "elsewhere.db"
+    db = Database(sqlite_url(database))
+    await db.migrate()
+    async with db.transaction() as session:
+        from callbridge.store import integrations
+
+        await integrations.add_integration(session, kind="planfix", name="x", settings={})
+    assert not others_may_read(database) and not others_may_read(Path(f"{database}-wal"))
+    await db.close()

@@ -12,7 +12,8 @@ import httpx
 from callbridge import redact
 from callbridge.store import integrations
 
-from ..helpers import serve_process
+from ..conftest import settings_for
+from ..helpers import running_server, serve_process
 from .conftest import make_install
 
 
@@ -112,3 +113,61 @@ async def test_clients_that_send_a_byte_at_a_time_are_cut_off(services, database
     assert served == [200] * 5  # meanwhile the server answers everyone else
     assert all(seconds < 10 for seconds, _ in cut), sorted(seconds for seconds, _ in cut)[-5:]
     assert all(answer.startswith(b"HTTP/1.1 408") for _, answer in cut), {answer[:30] for _, answer in cut}
+
+
+async def trickle(url: str, request: bytes, stop: float, source: str = "127.0.0.1") -> tuple[float, bytes]:
+    """Sends the request's headers whole, then its body a byte every half second (from `source`, a loopback
+    address of the attacker's); returns when the server closed it, and what it answered."""
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        reader, writer = await asyncio.open_connection(host, int(port), local_addr=(source, 0))
+    except OSError:
+        return 0.0, b"refused"
+    head, body = request.split(b"\r\n\r\n", 1)
+    started, answer = time.monotonic(), b""
+    try:
+        writer.write(head + b"\r\n\r\n")
+        for byte in body:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            try:
+                answer += await asyncio.wait_for(reader.read(1000), 0.5)
+            except TimeoutError:
+                continue
+            if not answer or time.monotonic() > stop:
+                break
+            answer += await reader.read()
+            break
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+    return time.monotonic() - started, answer
+
+
+async def test_a_body_that_trickles_is_cut_and_one_address_cannot_take_every_connection(
+    services, database_url, tmp_path
+):
+    """A byte every half second re-armed the body's pause timeout for ever; 4,200 such bodies from one address made
+    PBX lookups answer 503. Here 250 from one address (127.0.0.2) against 200 connections: the address holds at most
+    an eighth of them, a body must average 10 kB/s after its 2 s of grace, and the PBX (127.0.0.1) is answered."""
+    settings = settings_for(database_url, tmp_path, max_connections=200, body_timeout_seconds=2, outbound_allow="")
+    with running_server(settings) as url:
+        install = await make_install(services, url)
+        post = (f"POST /hooks/planfix/{install.integration_id} HTTP/1.1\r\nHost: x\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\n").encode()  # fmt: skip
+        request = post + b"cmd=contact&" + b"x" * 100
+        stop = time.monotonic() + 30
+        attack = [asyncio.create_task(trickle(url, request, stop, "127.0.0.2")) for _ in range(250)]
+        await asyncio.sleep(1.0)
+        async with httpx.AsyncClient(timeout=10) as pbx:
+            lookup = await pbx.post(f"{url}/hooks/planfix/{install.integration_id}", data={
+                "cmd": "contact", "phone": "79101234567", "planfix_token": install.token})  # fmt: skip
+            assert (await pbx.get(f"{url}/healthz")).status_code == 200
+        cut = await asyncio.gather(*attack)
+    assert lookup.status_code == 200 and lookup.json()["contact_name"] == "Иванов", lookup.text
+    # refused at once: a 503, or a reset that beat it (the server closes with the attacker's bytes unread)
+    busy = [answer for seconds, answer in cut if answer.startswith(b"HTTP/1.1 503") or (not answer and seconds < 1)]
+    timed_out = [seconds for seconds, answer in cut if answer.startswith(b"HTTP/1.1 408")]
+    assert len(busy) >= 250 - 200 // 8 and len(timed_out) == 250 - len(busy)  # each held one was cut
+    assert max(timed_out) < 10, sorted(timed_out)[-3:]  # a byte every 0.5 s: about the 2 s of grace, not for ever
