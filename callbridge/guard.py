@@ -27,9 +27,10 @@ _DOCS = ("/docs", "/redoc")
 
 
 class BodyLimits:
-    """A body limit on every route, a larger one under the paths that take uploads. A declared Content-Length over
-    the limit is refused before the app runs; one within it is all the server lets through (HTTP/1.1 framing), so
-    only a body of undeclared length (chunked) needs counting as it arrives: Starlette's body limit does that."""
+    """A body limit on every route, a larger one for multipart bodies under the paths that take uploads (only a
+    file part is ever large; a form or JSON body there has the default limit). A declared Content-Length over the
+    limit is refused before the app runs; one within it is all the server lets through (HTTP/1.1 framing), so only
+    a body of undeclared length (chunked) needs counting as it arrives: Starlette's body limit does that."""
 
     def __init__(self, app: ASGIApp, default: int, uploads: dict[str, int]) -> None:
         self._app = app
@@ -40,7 +41,8 @@ class BodyLimits:
         if scope["type"] != "http":
             return await self._app(scope, receive, send)
         path = scope["path"]
-        limit, counting = next((pair for prefix, pair in self._uploads if path.startswith(prefix)), self._default)
+        uploads = self._uploads if _multipart(scope) else ()
+        limit, counting = next((pair for prefix, pair in uploads if path.startswith(prefix)), self._default)
         declared = _content_length(scope)
         if declared is None:
             return await counting(scope, receive, send)
@@ -48,6 +50,10 @@ class BodyLimits:
             # the rest of the body is read and dropped by the server, so the client can read this answer
             return await PlainTextResponse("Content Too Large", 413)(scope, receive, send)
         await self._app(scope, receive, send)
+
+
+def _multipart(scope: Scope) -> bool:
+    return any(name == b"content-type" and value.lower().startswith(b"multipart/") for name, value in scope["headers"])
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -188,7 +188,7 @@ def event_stream(bus: LiveBus, wanted: Wanted, holder: Holder) -> Response:
         loop = asyncio.get_running_loop()
         ends, recheck = loop.time() + holder.lifetime, loop.time() + holder.recheck
         async with bus.subscribe(wanted, holder.name, holder.per_holder) as queue:
-            yield "retry: 3000\n: connected\n\n"
+            yield ": connected\nretry: 3000\n\n"
             while True:
                 wait = min(KEEP_ALIVE_SECONDS, recheck - loop.time(), ends - loop.time())
                 try:

@@ -83,6 +83,21 @@ async def read_params(request: Request) -> dict[str, str]:
     return {name: ",".join(values) for name, values in fields.items()}
 
 
+FIELD_MAX = 64_000  # bytes of one multipart field that is not a file: PBXs' fields are words and numbers
+EXCERPT_MAX = 2_000  # characters of one value the journal keeps of a request
+
+
+def journal_excerpt(params: dict[str, str], limit: int = EXCERPT_MAX) -> dict[str, str]:
+    """What the journal keeps of a request's parameters: every one, each value at most `limit` characters, a cut
+    one marked with how much was left out (a stranger's megabytes are not kept verbatim)."""
+    kept = {}
+    for name, value in params.items():
+        if len(value) > limit:
+            value = f"{value[:limit]}… [{len(value) - limit} more characters not kept]"
+        kept[name[:200]] = value
+    return kept
+
+
 async def read_fields(request: Request, *, max_files: int) -> tuple[dict[str, list[str]], list[tuple[str, UploadFile]]]:
     """Every field of a form-encoded, multipart or JSON body (PBXs send all three) as a list of strings (repeated
     form fields and JSON arrays alike), over the fields of the URL's query string (where a script or an admin's
@@ -98,7 +113,7 @@ async def _body_fields(request: Request, max_files: int) -> tuple[dict[str, list
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         try:
-            form = await request.form(max_files=max_files, max_fields=500)
+            form = await request.form(max_files=max_files, max_fields=500, max_part_size=FIELD_MAX)
         except HTTPException as exc:  # a broken body; a body over the limit stays the app's 413
             if exc.status_code == 413:
                 raise

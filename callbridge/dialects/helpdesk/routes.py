@@ -19,7 +19,7 @@ from ...domain.pbx import Events, WireError
 from ...services import Services
 from ...store.tables import Integration
 from .. import hooks
-from ..base import read_fields
+from ..base import journal_excerpt, read_fields
 from . import wire
 
 KIND = "helpdesk"
@@ -132,7 +132,7 @@ async def _identify(
 
 
 def _flat(form: dict[str, list[str]]) -> dict[str, str]:
-    return {name: ",".join(values) for name, values in form.items()}
+    return journal_excerpt({name: ",".join(values) for name, values in form.items()})
 
 
 def _reply(call: wire.CallRequest, summary: flows.CallSummary, key: str, uploaded: bool) -> dict[str, Any]:

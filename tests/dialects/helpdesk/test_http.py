@@ -292,3 +292,21 @@ async def test_a_call_for_no_one_in_particular_shows_its_card_to_everyone(world,
     shown = [m for m in seen if m["type"] == "CardShown"]
     assert len(shown) == 1 and shown[0]["employee"] is None and shown[0]["recipients"] is None
     assert [m["result"] for m in seen if m["type"] == "CallEnded"] == ["missed"]  # the card goes away
+
+
+async def test_only_the_audio_file_may_be_large(world, services):
+    """The recording allowance (200 MB) covered the whole request: 40 MB of form or of unknown fields were read into
+    memory and journaled verbatim (the database 80 MB larger, the call's API answer 40 MB)."""
+    channel, create = world["channel"], sample("create_call.form") | {"pbx_call_id": "big"}
+    as_form = await channel.http.post(channel.url, data=create | {"junk": "x" * 3_000_000})
+    assert as_form.status_code == 413  # not multipart: the default body limit
+    as_json = await channel.http.post(channel.url, json=create | {"junk": "x" * 3_000_000})
+    assert as_json.status_code == 413
+    huge_field = await channel.send(create | {"junk": "x" * 3_000_000})
+    assert huge_field.status_code == 400  # a multipart field that is not a file: 64 kB at most
+    kept = await channel.send(create | {"notes": "y" * 50_000}, files={"audio_record": ("a.mp3", mp3(3), "audio/mpeg")})
+    assert kept.status_code == 200, kept.text
+    call = (await world["api"].get(f"/api/calls/{kept.json()['data']['call_id']}")).json()
+    (entry,) = [r for r in call["events"] if "notes" in r["params"]]
+    assert entry["params"]["notes"].endswith("[48000 more characters not kept]") and len(entry["params"]["notes"]) < 2100
+    assert call["recording_status"] == "kept"
