@@ -319,6 +319,14 @@ async def add_phone(session: AsyncSession, client_id: int, e164: str) -> None:
     await session.flush()
 
 
+async def get_deal(session: AsyncSession, deal_id: int) -> Deal | None:
+    return await session.get(Deal, deal_id)
+
+
+async def get_task(session: AsyncSession, task_id: int) -> Task | None:
+    return await session.get(Task, task_id)
+
+
 async def set_deal_status(session: AsyncSession, deal_id: int, status: str) -> None:
     deal = await session.get(Deal, deal_id)
     if deal is not None:

@@ -15,7 +15,7 @@ from ..store import analytics, crm, directory
 from ..store import calls as call_store
 from ..store import recordings as recording_store
 from ..store.tables import utcnow
-from . import auth
+from . import access, auth
 from .pages import WORKSPACE, IdPath, back, checked_form, date_param, error_page, render, services_of
 
 router = APIRouter(**WORKSPACE)
@@ -57,7 +57,7 @@ async def create_client(request: Request):
 
 @router.get("/clients/{client_id}")
 async def client_page(client_id: IdPath, request: Request):
-    await auth.signed_in(request)
+    user = await auth.signed_in(request)
     async with services_of(request).db.read() as session:
         client = await directory.get_client(session, client_id)
         if client is None:
@@ -72,22 +72,30 @@ async def client_page(client_id: IdPath, request: Request):
         heard = [r.call_id for r in records] + [c.id for rows in deal_calls.values() for c in rows]
         kept = {i for i, r in (await recording_store.of_calls(session, heard)).items() if r.status == "kept"}
     tasks = [t for t in tasks if t.client_id == client_id]
+    mine = access.may_change_client(user, client, services_of(request).settings.shared_crm)
     return render(request, "client.html", client=client, phones=phones, deals=deals, tasks=tasks, records=records,
-                  calls=calls, people=people, deal_calls=deal_calls, kept=kept)  # fmt: skip
+                  calls=calls, people=people, deal_calls=deal_calls, kept=kept, mine=mine)  # fmt: skip
 
 
 @router.post("/clients/{client_id}")
 async def edit_client(client_id: IdPath, request: Request):
-    await auth.signed_in(request)
+    user = await auth.signed_in(request)
     form = await checked_form(request)
     services = services_of(request)
+    shared = services.settings.shared_crm
     async with services.db.transaction() as session:
         client = await directory.get_client(session, client_id)
         if client is None:
             raise HTTPException(404, "no such client")
+        responsible = await _known_employee(session, parse_id(form.get("responsible")))
+        if not access.may_make_responsible(user, client, responsible, shared):
+            raise HTTPException(403, "not_yours_client")
+        details = form.get("name", "").strip() or form.get("phone", "").strip() or form.get("deal", "").strip()
+        if details and not access.may_change_client(user, client, shared):
+            raise HTTPException(403, "not_yours_client")
         if form.get("name", "").strip():
             client.name = form["name"].strip()
-        client.responsible_id = await _known_employee(session, parse_id(form.get("responsible")))
+        client.responsible_id = responsible
         if phone := normalize(form.get("phone"), services.settings.default_region):
             try:
                 await directory.add_phone(session, client_id, phone)
@@ -100,9 +108,16 @@ async def edit_client(client_id: IdPath, request: Request):
 
 @router.post("/deals/{deal_id}/close")
 async def close_deal(deal_id: IdPath, request: Request):
-    await auth.signed_in(request)
+    user = await auth.signed_in(request)
     await checked_form(request)
-    async with services_of(request).db.transaction() as session:
+    services = services_of(request)
+    async with services.db.transaction() as session:
+        deal = await directory.get_deal(session, deal_id)
+        if deal is None:
+            raise HTTPException(404, "no such deal")
+        client = await directory.get_client(session, deal.client_id)
+        if not access.may_change_client(user, client, services.settings.shared_crm):
+            raise HTTPException(403, "not_yours_deal")
         await directory.set_deal_status(session, deal_id, "closed")
     return back(request)
 
@@ -123,9 +138,16 @@ async def tasks_page(request: Request):
 
 @router.post("/tasks/{task_id}/done")
 async def task_done(task_id: IdPath, request: Request):
-    await auth.signed_in(request)
+    user = await auth.signed_in(request)
     await checked_form(request)
-    async with services_of(request).db.transaction() as session:
+    services = services_of(request)
+    async with services.db.transaction() as session:
+        task = await directory.get_task(session, task_id)
+        if task is None:
+            raise HTTPException(404, "no such task")
+        client = await directory.get_client(session, task.client_id) if task.client_id else None
+        if not access.may_change_task(user, task, client, services.settings.shared_crm):
+            raise HTTPException(403, "not_yours_task")
         await directory.set_task_status(session, task_id, "done", utcnow())
     return back(request, "/tasks")
 

@@ -23,7 +23,7 @@ from ..store import directory
 from ..store import journal as journal_store
 from ..store import recordings as recording_store
 from ..store.tables import utcnow
-from . import auth, export
+from . import access, auth, export
 from .i18n import LANGUAGES, amount, explain, moment, translate, translations
 
 def readable_query(request: Request) -> None:
@@ -330,13 +330,20 @@ async def card(call_id: IdPath, request: Request):
 
 @router.post("/calls/{call_id}/comment")
 async def comment(call_id: IdPath, request: Request):
-    """The comment the employee writes on the call (on the card while they talk, or after)."""
-    await auth.signed_in(request)
+    """The comment the employee writes on the call (on the card while they talk, or after): theirs to write if they
+    talked (see web/access.py)."""
+    user = await auth.signed_in(request)
     form = await checked_form(request)
     text = form.get("comment", "").strip()[:MAX_COMMENT] or None
-    async with services_of(request).db.transaction() as session:
-        if not await call_store.set_comment(session, call_id, text):
+    services = services_of(request)
+    async with services.db.transaction() as session:
+        call = await call_store.get_call(session, call_id)
+        if call is None:
             raise HTTPException(404, "no such call")
+        client = await directory.get_client(session, call.client_id) if call.client_id else None
+        if not access.may_comment(user, call, client, services.settings.shared_crm):
+            raise HTTPException(403, "not_yours_call")
+        await call_store.set_comment(session, call_id, text)
     if request.headers.get("x-requested-with") == "fetch":  # the card's script: it says "saved" itself
         return JSONResponse({"comment": text})
     return back(request, f"/calls/{call_id}")
