@@ -47,6 +47,7 @@ from callbridge.app import build_services  # noqa: E402
 from callbridge.config import Settings, sqlite_url  # noqa: E402
 from callbridge.store import directory, integrations  # noqa: E402
 from callbridge.store.tables import CallRow, InboundRequest, LegRow, OutboxRequest  # noqa: E402
+from callbridge.webhooks import MAX_WEBHOOKS  # noqa: E402
 
 console = Console()
 BIN = Path(sys.executable).parent
@@ -310,6 +311,15 @@ async def webhook_rate(base: str, url: str, receiver: str, target: dict, clients
                 figures["webhook deliveries/s"] = await deliveries(url, hook["id"], "done") / (time.perf_counter()
                                                                                                - began)  # fmt: skip
             await api.delete(f"/api/webhooks/{hook['id']}")
+        # the most webhooks a company may have (MAX_WEBHOOKS), every one down: what one event's fan-out costs
+        dead = f"http://127.0.0.1:{free_port()}/gone"
+        hooks = [(await api.post("/api/webhooks", json={"url": f"{dead}/{n}"})).json() for n in range(MAX_WEBHOOKS)]
+        await asyncio.sleep(6)
+        ingest = INGEST_LUA.format(run=uuid.uuid4().hex[:6], clients=clients, **target)
+        figures[f"ingest events/s, {MAX_WEBHOOKS} webhooks"] = (await asyncio.to_thread(wrk, base, ingest, args.seconds,
+                                                                                        folder))[0]  # fmt: skip
+        for hook in hooks:
+            await api.delete(f"/api/webhooks/{hook['id']}")
     return figures
 
 
@@ -403,7 +413,10 @@ def main() -> None:
                 workers = 1 if admin is None else args.pg_workers
                 env = os.environ | {"CALLBRIDGE_DATABASE_URL": url, "CALLBRIDGE_BACKFILL_MINUTES": "0",
                                     "CALLBRIDGE_RECORDINGS_DIR": str(folder / "recordings"),
-                                    "CALLBRIDGE_OUTBOUND_ALLOW": "127.0.0.1"}  # the webhook receiver  # fmt: skip
+                                    "CALLBRIDGE_OUTBOUND_ALLOW": "127.0.0.1",  # the webhook receiver
+                                    # a thousand browsers' card streams, all from this machine and with one key
+                                    "CALLBRIDGE_MAX_CONNECTIONS_PER_ADDRESS": "4096",
+                                    "CALLBRIDGE_LIVE_STREAMS_PER_KEY": str(args.streams + 10)}  # fmt: skip
                 port = free_port()
                 label = f"{name} {size:,} clients" + (f", {workers} workers" if workers > 1 else "")
                 results[f"bare, just before {name} {size:,}"] = measure_bare(size, args, folder)
@@ -448,7 +461,7 @@ def report(results: dict[str, dict]) -> None:
                    "ingest events/s, receiver dead", "non-2xx, receiver dead", "lookup req/s, receiver dead",
                    "card p99 ms, receiver dead",
                    "ingest events/s, receiver live", "non-2xx, receiver live",
-                   "webhook deliveries/s", "journal rows"):  # fmt: skip
+                   "webhook deliveries/s", f"ingest events/s, {MAX_WEBHOOKS} webhooks", "journal rows"):  # fmt: skip
         cells = []
         bare: dict = {}
         for name, r in results.items():

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = 20.0  # and must not pause longer than this while sending the body,
     body_min_rate_bytes: int = 10_000  # nor, past that grace, send it slower than this many bytes a second
     max_connections: int = 4096  # open connections per server process; past it new requests get 503
+    max_connections_per_address: int = 512  # of them, what one client address may hold (trusted proxies excepted)
     shared_crm: bool = False  # every employee may change every client, deal, task and comment (else: their own)
     live_streams_per_employee: int = 8  # a workspace's card streams (tabs) per employee; the oldest closes past it
     live_streams_per_key: int = 32  # /api/live streams per API key; the oldest closes past it

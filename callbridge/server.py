@@ -21,7 +21,7 @@ from .config import Settings
 
 _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 5\r\ncontent-length: 0\r\n\r\n"
-PBX_SHARE = 8  # one eighth of the connections is only the PBXs' lanes'; one address may hold another eighth
+PBX_SHARE = 8  # one eighth of the connections is only the PBXs' lanes
 
 
 class GuardedHttp(HttpToolsProtocol):
@@ -111,7 +111,7 @@ def _configure(settings: Settings) -> None:
     GuardedHttp.header_timeout = settings.header_timeout_seconds
     GuardedHttp.body_timeout = settings.body_timeout_seconds
     GuardedHttp.body_min_rate = settings.body_min_rate_bytes
-    GuardedHttp.per_address = max(1, settings.max_connections // PBX_SHARE)
+    GuardedHttp.per_address = max(1, settings.max_connections_per_address)
     GuardedHttp.general_limit = max(1, settings.max_connections - settings.max_connections // PBX_SHARE)
     GuardedHttp.trusted = tuple(_networks(settings.trusted_proxies))
 

@@ -3,12 +3,14 @@ employee, the calls still owed a call back, and the PBX's own analytics fields (
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .calls import OWED
@@ -53,6 +55,15 @@ async def figures(session: AsyncSession, since: datetime, until: datetime, zone:
                CallRow.fields)
         .where(CallRow.started_at >= since, CallRow.started_at < until, CallRow.state == "ended")
     )  # fmt: skip
+    # counted on a thread of its own: a year of a busy line's calls is a second of Python the loop need not wait for
+    out = await asyncio.to_thread(_count, rows.all(), since, until, zone)
+    in_period = (CallRow.started_at >= since, CallRow.started_at < until)
+    owed = select(func.count()).select_from(CallRow).where(*in_period, OWED)
+    out.owed = int(await session.scalar(owed) or 0)
+    return out
+
+
+def _count(rows: Sequence[Row], since: datetime, until: datetime, zone: ZoneInfo) -> Figures:
     out = Figures()
     first, last = since.astimezone(zone).date(), (until - timedelta(microseconds=1)).astimezone(zone).date()
     out.per_day = {first + timedelta(days=n): [0, 0] for n in range((last - first).days + 1)}
@@ -77,7 +88,4 @@ async def figures(session: AsyncSession, since: datetime, until: datetime, zone:
     out.per_employee = dict(people)
     out.breakdown = {name: {v: [c["calls"], c["answered"]] for v, c in sorted(by.items(), key=lambda i: -i[1]["calls"])}
                      for name, by in sorted(values.items()) if len(by) <= 50}  # fmt: skip
-    in_period = (CallRow.started_at >= since, CallRow.started_at < until)
-    owed = select(func.count()).select_from(CallRow).where(*in_period, OWED)
-    out.owed = int(await session.scalar(owed) or 0)
     return out
