@@ -51,6 +51,26 @@ def _parsed(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
         return None
 
 
+MIN_PART = 3  # digits a part of a number needs to be searched for
+
+
+def number_parts(text: str, region: str = DEFAULT_REGION) -> tuple[str, ...]:
+    """The digit runs a stored E.164 number contains when it is the number a person typed part of, in any writing:
+    "555-01-02" and "5550102" -> 5550102; "8 916 555" -> 8916555, and 7916555 (the national prefix written as the
+    country code). Empty when the text holds fewer than MIN_PART digits, or letters (a name, not a number)."""
+    if any(ch.isalpha() for ch in text):
+        return ()
+    digits = _NOT_DIGIT.sub("", text)
+    if len(digits) < MIN_PART:
+        return ()
+    parts = [digits]
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    prefix = metadata.national_prefix if metadata else None
+    if prefix and not text.lstrip().startswith("+") and digits.startswith(prefix):
+        parts.append(f"{metadata.country_code}{digits[len(prefix):]}")
+    return tuple(dict.fromkeys(parts))
+
+
 def wire_digits(e164: str) -> str:
     """Digits only, as PBXs that reject a leading '+' want them."""
     return "".join(ch for ch in e164 if ch.isdigit())

@@ -304,6 +304,7 @@ async def open_calls_idle_since(
 @dataclass(frozen=True)
 class CallFilter:
     phone: str | None = None
+    number_parts: tuple[str, ...] = ()  # any of these digit runs within the number (domain.phones.number_parts)
     employee_id: int | None = None
     client_id: int | None = None
     result: str | None = None
@@ -323,6 +324,8 @@ class CallFilter:
             CallRow.state: self.state,
         }
         query = query.where(*[column == value for column, value in equal.items() if value is not None])
+        if self.number_parts:
+            query = query.where(or_(*[CallRow.phone.contains(part, autoescape=True) for part in self.number_parts]))
         if self.since is not None:
             query = query.where(CallRow.started_at >= self.since)
         if self.until is not None:

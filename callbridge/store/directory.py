@@ -293,15 +293,19 @@ async def get_client(session: AsyncSession, client_id: int) -> Client | None:
     return await session.get(Client, client_id)
 
 
-async def search_clients(session: AsyncSession, text: str, phone: str | None, limit: int = 50) -> list[Client]:
-    """Clients whose name contains the text, or who own the number."""
+async def search_clients(
+    session: AsyncSession, text: str, phone: str | None, limit: int = 50, number_parts: tuple[str, ...] = ()
+) -> list[Client]:
+    """Clients whose name contains the text (in any case, any alphabet), who own the number, or one of whose
+    numbers contains one of `number_parts`."""
     query = select(Client)
-    if phone:
-        query = query.outerjoin(ClientPhone, ClientPhone.client_id == Client.id).where(
-            or_(ClientPhone.e164 == phone, Client.name.ilike(f"%{text}%"))
-        )
+    by_name = Client.name.ilike(f"%{text}%")
+    if phone or number_parts:
+        owns = [ClientPhone.e164 == phone] if phone else []
+        owns += [ClientPhone.e164.contains(part, autoescape=True) for part in number_parts]
+        query = query.outerjoin(ClientPhone, ClientPhone.client_id == Client.id).where(or_(by_name, *owns))
     elif text:
-        query = query.where(Client.name.ilike(f"%{text}%"))
+        query = query.where(by_name)
     return list((await session.scalars(query.distinct().order_by(Client.name).limit(limit))).all())
 
 

@@ -128,6 +128,10 @@ def owner_only(url: str) -> None:
         pass
 
 
+def _lower(text: object) -> object:
+    return text.lower() if isinstance(text, str) else text
+
+
 def _sqlite_pragmas(busy_timeout_ms: int, autocheckpoint: int | None = None):
     def on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself (SQLAlchemy's pysqlite recipe)
@@ -139,6 +143,9 @@ def _sqlite_pragmas(busy_timeout_ms: int, autocheckpoint: int | None = None):
         if autocheckpoint is not None:
             cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
         cursor.close()
+        # SQLite's own lower() knows only ASCII: "Ромашка" ILIKE "ромашка" was false. Python's knows every alphabet
+        # (and gives the same for ASCII), so case-insensitive search works as on PostgreSQL
+        dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
     return on_connect
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
 from ..domain.ids import parse_id
-from ..domain.phones import normalize
+from ..domain.phones import normalize, number_parts
 from ..store import analytics, crm, directory
 from ..store import calls as call_store
 from ..store import recordings as recording_store
@@ -30,7 +30,9 @@ async def clients_page(request: Request):
     services = services_of(request)
     text = request.query_params.get("q", "").strip()
     async with services.db.read() as session:
-        found = await directory.search_clients(session, text, normalize(text, services.settings.default_region))
+        region = services.settings.default_region
+        found = await directory.search_clients(session, text, normalize(text, region),
+                                               number_parts=number_parts(text, region))  # fmt: skip
         phones = await directory.phones_of(session, [c.id for c in found])
         people = {e.id: e for e in await directory.list_employees(session)}
     return render(request, "clients.html", clients=found, phones=phones, people=people, q=text,

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from .. import flows, recordings, safejson
 from ..domain.ids import MAX_ID, parse_id
 from ..domain.pbx import PbxError
-from ..domain.phones import display, normalize
+from ..domain.phones import display, normalize, number_parts
 from ..live import Holder, event_stream, for_employee
 from ..services import Services
 from ..store import calls as call_store
@@ -216,7 +216,7 @@ def _journal_filter(services: Services, q) -> call_store.CallFilter:
     zone = ZoneInfo(services.settings.timezone)
     since, until = date_param(q.get("since")), date_param(q.get("until"))
     return call_store.CallFilter(
-        phone=normalize(q["phone"], services.settings.default_region) if q.get("phone") else None,
+        **_number_filter(q.get("phone", ""), services.settings.default_region),
         employee_id=parse_id(q.get("employee")),
         direction=q.get("direction") if q.get("direction") in ("in", "out") else None,
         result=q.get("result") or None,
@@ -224,6 +224,14 @@ def _journal_filter(services: Services, q) -> call_store.CallFilter:
         since=datetime.combine(since, datetime.min.time(), zone) if since else None,
         until=datetime.combine(until + timedelta(days=1), datetime.min.time(), zone) if until else None,
     )
+
+
+def _number_filter(text: str, region: str) -> dict:
+    """A whole number is looked up as it is (the index); a part of one, in any writing, within every number."""
+    whole = normalize(text, region) if text.strip() else None
+    if whole and whole.startswith("+") and sum(ch.isdigit() for ch in text) >= 10:  # not "555-01-02" as +7 555…
+        return {"phone": whole}
+    return {"number_parts": number_parts(text, region)} if text.strip() else {}
 
 
 @router.get("/calls/{call_id}")

@@ -1,0 +1,64 @@
+"""Search as people type: any case in any alphabet, on both databases ("ромашка" found nothing on SQLite), and any
+part of a number in any writing, in clients and the journal."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from callbridge.domain.phones import number_parts
+from callbridge.store import directory
+
+from ..security.conftest import make_install, sign_in
+
+NUMBER = "+79165550102"
+
+
+@pytest.fixture
+async def office(services, server):
+    install = await make_install(services, server)
+    async with services.db.transaction() as session:
+        await directory.add_client(session, name="ООО Ромашка", phones=[NUMBER])
+        await directory.add_client(session, name="Лютик", phones=["+79031112233"])
+    async with httpx.AsyncClient(base_url=server) as pbx:
+        for event, extra in (("INCOMING", {}), ("COMPLETED", {"status": "NoAnswer", "duration": "0"})):
+            sent = await pbx.post(f"/hooks/planfix/{install.integration_id}", data={
+                "cmd": "event", "type": "in", "event": event, "callid": "s-1", "phone": NUMBER[1:], "ext": "101",
+                "planfix_token": install.token} | extra)  # fmt: skip
+            assert sent.status_code == 200, sent.text
+    return server
+
+
+@pytest.mark.parametrize("typed", ["ромашка", "РОМАШКА", "Ромашка", "ооо ром", "555-01-02", "5550102", "8 916 555",
+                                   "+7 916 555-01-02", "(916) 555"])  # fmt: skip
+async def test_clients_are_found_as_people_type(office, typed):
+    user, _ = await sign_in(office, "maria")
+    async with aclosing(user):
+        page = (await user.get("/clients", params={"q": typed})).text
+    assert "ООО Ромашка" in page and "Лютик" not in page
+
+
+@pytest.mark.parametrize("typed", ["555-01-02", "5550102", "8 916 555", "+7 916 555-01-02", "79165550102"])
+async def test_the_journal_finds_a_part_of_a_number(office, typed):
+    user, _ = await sign_in(office, "maria")
+    async with aclosing(user):
+        found = (await user.get("/calls", params={"phone": typed})).text
+        other = (await user.get("/calls", params={"phone": "903 111"})).text
+    assert "/calls/1" in found and "/calls/1" not in other
+
+
+@given(national=st.from_regex(r"9[0-9]{9}", fullmatch=True), data=st.data())
+def test_any_part_of_a_number_in_any_writing_finds_it(national, data):
+    e164 = f"+7{national}"
+    start = data.draw(st.integers(0, len(national) - 3))
+    end = data.draw(st.integers(start + 3, len(national)))
+    part = national[start:end]
+    separators = data.draw(st.lists(st.sampled_from(["", " ", "-", "(", ")", "."]), min_size=len(part),
+                                    max_size=len(part)))  # fmt: skip
+    written = "".join(s + d for s, d in zip(separators, part, strict=True))
+    for typed in (written, "8" + written if start == 0 else written):
+        assert any(p in e164 for p in number_parts(typed)), (typed, number_parts(typed))
