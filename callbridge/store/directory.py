@@ -294,10 +294,15 @@ async def get_client(session: AsyncSession, client_id: int) -> Client | None:
 
 
 async def search_clients(
-    session: AsyncSession, text: str, phone: str | None, limit: int = 50, number_parts: tuple[str, ...] = ()
-) -> list[Client]:
-    """Clients whose name contains the text (in any case, any alphabet), who own the number, or one of whose
-    numbers contains one of `number_parts`."""
+    session: AsyncSession,
+    text: str,
+    phone: str | None,
+    limit: int = 50,
+    number_parts: tuple[str, ...] = (),
+    offset: int = 0,
+) -> tuple[list[Client], int]:
+    """A page of the clients whose name contains the text (in any case, any alphabet), who own the number, or one
+    of whose numbers contains one of `number_parts`, by name; and how many there are in all."""
     query = select(Client)
     by_name = Client.name.ilike(f"%{text}%")
     if phone or number_parts:
@@ -306,7 +311,10 @@ async def search_clients(
         query = query.outerjoin(ClientPhone, ClientPhone.client_id == Client.id).where(or_(by_name, *owns))
     elif text:
         query = query.where(by_name)
-    return list((await session.scalars(query.distinct().order_by(Client.name).limit(limit))).all())
+    matching = query.with_only_columns(Client.id).distinct().subquery()
+    total = await session.scalar(select(func.count()).select_from(matching))
+    page = query.distinct().order_by(Client.name, Client.id).limit(limit).offset(offset)
+    return list((await session.scalars(page)).all()), int(total or 0)
 
 
 async def client_names(session: AsyncSession, ids: Iterable[int]) -> dict[int, str]:

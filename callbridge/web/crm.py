@@ -16,7 +16,19 @@ from ..store import calls as call_store
 from ..store import recordings as recording_store
 from ..store.tables import utcnow
 from . import access, auth
-from .pages import WORKSPACE, IdPath, back, checked_form, date_param, error_page, render, services_of
+from .pages import (
+    PAGE,
+    WORKSPACE,
+    IdPath,
+    back,
+    checked_form,
+    date_param,
+    error_page,
+    page_of,
+    pager,
+    render,
+    services_of,
+)
 
 router = APIRouter(**WORKSPACE)
 
@@ -28,15 +40,16 @@ router = APIRouter(**WORKSPACE)
 async def clients_page(request: Request):
     await auth.signed_in(request)
     services = services_of(request)
-    text = request.query_params.get("q", "").strip()
+    q = request.query_params
+    text, page, region = q.get("q", "").strip(), page_of(q), services.settings.default_region
     async with services.db.read() as session:
-        region = services.settings.default_region
-        found = await directory.search_clients(session, text, normalize(text, region),
-                                               number_parts=number_parts(text, region))  # fmt: skip
+        found, total = await directory.search_clients(
+            session, text, normalize(text, region), PAGE, number_parts(text, region), offset=page * PAGE
+        )
         phones = await directory.phones_of(session, [c.id for c in found])
         people = {e.id: e for e in await directory.list_employees(session)}
-    return render(request, "clients.html", clients=found, phones=phones, people=people, q=text,
-                  new_phone=request.query_params.get("phone", ""))  # fmt: skip
+    return render(request, "clients.html", clients=found, phones=phones, people=people, q=text, total=total,
+                  pages=pager(q, page, total), new_phone=q.get("phone", ""))  # fmt: skip
 
 
 @router.post("/clients")
@@ -66,14 +79,13 @@ async def client_page(client_id: IdPath, request: Request):
             raise HTTPException(404, "no such client")
         phones = (await directory.phones_of(session, [client_id])).get(client_id, [])
         deals = (await directory.deals_of(session, [client_id])).get(client_id, [])
-        tasks, _ = await directory.list_tasks(session, limit=100)
+        tasks = await directory.open_tasks_of_client(session, client_id)
         records = await crm.interactions_of(session, client_id)
         deal_calls = await crm.deal_calls_of(session, client_id)
         calls, _ = await call_store.list_calls(session, call_store.CallFilter(client_id=client_id), limit=20)
         people = {e.id: e for e in await directory.list_employees(session)}
         heard = [r.call_id for r in records] + [c.id for rows in deal_calls.values() for c in rows]
         kept = {i for i, r in (await recording_store.of_calls(session, heard)).items() if r.status == "kept"}
-    tasks = [t for t in tasks if t.client_id == client_id]
     mine = access.may_change_client(user, client, services_of(request).settings.shared_crm)
     return render(request, "client.html", client=client, phones=phones, deals=deals, tasks=tasks, records=records,
                   calls=calls, people=people, deal_calls=deal_calls, kept=kept, mine=mine)  # fmt: skip
@@ -129,13 +141,15 @@ async def tasks_page(request: Request):
     user = await auth.signed_in(request)
     q = request.query_params
     mine, status = q.get("who", "mine") == "mine", q.get("status", "open")
+    page = page_of(q)
     async with services_of(request).db.read() as session:
         rows, total = await directory.list_tasks(session, status=status if status in ("open", "done") else None,
-                                                 employee_id=user["id"] if mine else None, limit=200)  # fmt: skip
+                                                 employee_id=user["id"] if mine else None, limit=PAGE,
+                                                 offset=page * PAGE)  # fmt: skip
         people = {e.id: e for e in await directory.list_employees(session)}
         names = await directory.client_names(session, {t.client_id for t in rows if t.client_id})
     return render(request, "tasks.html", tasks=rows, total=total, people=people, names=names, mine=mine, status=status,
-                  now=utcnow())  # fmt: skip
+                  now=utcnow(), pages=pager(q, page, total))  # fmt: skip
 
 
 @router.post("/tasks/{task_id}/done")

@@ -164,19 +164,15 @@ async def journal(request: Request):
     await auth.signed_in(request)
     services = services_of(request)
     q = request.query_params
-    page = min(parse_id(q.get("page")) or 0, MAX_PAGE)
+    page = page_of(q)
     async with services.db.read() as session:
         rows, total = await call_store.list_calls(session, _journal_filter(services, q), limit=PAGE, offset=page * PAGE)
         kept = await recording_store.of_calls(session, [r.id for r in rows])
         people = {e.id: e for e in await directory.list_employees(session)}
         names = await directory.client_names(session, {r.client_id for r in rows if r.client_id})
         owed = await call_store.not_called_back(session, rows)
-    last = max(0, (total - 1) // PAGE)
-    pages = {"number": page + 1, "count": last + 1,
-             "first": with_query(q, page=0) if page else None, "prev": with_query(q, page=page - 1) if page else None,
-             "next": with_query(q, page=page + 1) if page < last else None,
-             "last": with_query(q, page=last) if page < last else None}  # fmt: skip
-    return render(request, "calls.html", rows=rows, total=total, people=people, names=names, q=q, pages=pages,
+    return render(request, "calls.html", rows=rows, total=total, people=people, names=names, q=q,
+                  pages=pager(q, page, total),
                   owed=owed, live=page == 0, export=with_query(q, page=0),
                   kept={i for i, r in kept.items() if r.status == "kept"})  # fmt: skip
 
@@ -373,6 +369,20 @@ def date_param(raw: str | None) -> date | None:
     if day is not None and not EARLIEST <= day <= LATEST:
         raise HTTPException(400, "date_out_of_range")
     return day
+
+
+def page_of(q) -> int:
+    """The page a list's query string asks for (0 first), within what paging reaches."""
+    return min(parse_id(q.get("page")) or 0, MAX_PAGE)
+
+
+def pager(q, page: int, total: int, size: int = PAGE) -> dict:
+    """Links to a list's first, previous, next and last pages, and which page of how many this is."""
+    last = max(0, (total - 1) // size)
+    return {"number": page + 1, "count": last + 1,
+            "first": with_query(q, page=0) if page else None, "prev": with_query(q, page=page - 1) if page else None,
+            "next": with_query(q, page=page + 1) if page < last else None,
+            "last": with_query(q, page=last) if page < last else None}  # fmt: skip
 
 
 def with_query(query, **changes) -> str:

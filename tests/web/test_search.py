@@ -62,3 +62,26 @@ def test_any_part_of_a_number_in_any_writing_finds_it(national, data):
     written = "".join(s + d for s, d in zip(separators, part, strict=True))
     for typed in (written, "8" + written if start == 0 else written):
         assert any(p in e164 for p in number_parts(typed)), (typed, number_parts(typed))
+
+
+async def test_every_list_says_its_total_and_pages_and_a_client_shows_all_its_tasks(services, server):
+    """5,000 imported clients showed as 50 rows with no total or pager; a client page said "no tasks" while the
+    client had 6 open ones (it looked at the company's newest 100)."""
+    from callbridge.store.tables import Task
+
+    await make_install(services, server)
+    async with services.db.transaction() as session:
+        await directory.add_clients_bulk(session, [(f"Клиент {n:03}", [f"+7916000{n:04}"], None) for n in range(120)])
+        mine = await directory.add_client(session, name="Тот самый", phones=["+79169999999"])
+        session.add_all([Task(title=f"своя {n}", client_id=mine.id) for n in range(6)])
+        session.add_all([Task(title=f"чужая {n}", client_id=None) for n in range(150)])
+    user, _ = await sign_in(server, "maria")
+    async with aclosing(user):
+        first = (await user.get("/clients")).text
+        last = (await user.get("/clients", params={"page": 2})).text
+        tasks = (await user.get("/tasks", params={"who": "all"})).text
+        client = (await user.get(f"/clients/{mine.id}")).text
+    assert "122 клиента" in first and "Страница 1 из 3" in first and "Клиент 000" in first
+    assert "Страница 3 из 3" in last and "Клиент 119" in last and "Клиент 000" not in last
+    assert "156 задач" in tasks and "Страница 1 из 4" in tasks
+    assert all(f"своя {n}" in client for n in range(6))
