@@ -184,7 +184,8 @@ async def journal_csv(request: Request):
     services, lang = services_of(request), lang_of(request)
     zone = ZoneInfo(services.settings.timezone)
     where = _journal_filter(services, request.query_params)
-    words = [translate(k, lang) for k in ("when", "direction", "phone", "client", "employee", "result", "wait", "talk")]
+    words = [translate(k, lang) for k in ("when", "direction", "phone", "client", "employee", "result", "wait", "talk",
+                                          "comment")]  # fmt: skip
 
     async def lines():
         async with services.db.read() as session:
@@ -198,7 +199,7 @@ async def journal_csv(request: Request):
                         r.started_at.astimezone(zone).strftime("%d.%m.%Y %H:%M") if r.started_at else "",
                         translate(r.direction, lang), r.phone or "", names.get(r.client_id, ""),
                         people.get(r.employee_id, ""), translate(r.result or r.state, lang),
-                        r.wait_seconds, r.talk_seconds, r.id])  # fmt: skip
+                        r.wait_seconds, r.talk_seconds, r.comment or "", r.id])  # fmt: skip
                 if len(rows) < 1000:
                     return
 
