@@ -14,7 +14,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .calls import OWED
-from .tables import CallRow
+from .tables import CallRow, LegRow
 
 
 @dataclass
@@ -24,6 +24,15 @@ class Person:
     waited: int = 0
     talked: int = 0
     answered: int = 0
+
+    def count(self, missed: int, wait: int | None, talk: int | None, took: bool) -> None:
+        """One more call that rang them: missed, answered by them (`took`), or answered by someone else."""
+        self.calls += 1
+        self.missed += missed
+        self.waited += wait or 0
+        if not missed and took:
+            self.answered += 1
+            self.talked += talk or 0
 
     @property
     def missed_rate(self) -> float:
@@ -49,38 +58,45 @@ class Figures:
 
 
 async def figures(session: AsyncSession, since: datetime, until: datetime, zone: ZoneInfo) -> Figures:
-    """The figures of the calls that started in [since, until) and are over."""
-    rows = await session.execute(
-        select(CallRow.started_at, CallRow.result, CallRow.wait_seconds, CallRow.talk_seconds, CallRow.employee_id,
-               CallRow.fields)
-        .where(CallRow.started_at >= since, CallRow.started_at < until, CallRow.state == "ended")
-    )  # fmt: skip
-    # counted on a thread of its own: a year of a busy line's calls is a second of Python the loop need not wait for
-    out = await asyncio.to_thread(_count, rows.all(), since, until, zone)
+    """The figures of the calls that started in [since, until) and are over. A call counts once for the company,
+    and once for each employee it rang or who took it: answered by whoever talked, missed by everyone it rang when
+    nobody did (a group call missed by Дарья and Андрей is missed by both)."""
     in_period = (CallRow.started_at >= since, CallRow.started_at < until)
+    rows = await session.execute(
+        select(CallRow.id, CallRow.started_at, CallRow.result, CallRow.wait_seconds, CallRow.talk_seconds,
+               CallRow.employee_id, CallRow.fields)
+        .where(*in_period, CallRow.state == "ended")
+    )  # fmt: skip
+    rang = await session.execute(
+        select(LegRow.call_id, LegRow.employee_id)
+        .join(CallRow, CallRow.id == LegRow.call_id)
+        .where(*in_period, CallRow.state == "ended", LegRow.employee_id.is_not(None))
+    )
+    # counted on a thread of its own: a year of a busy line's calls is a second of Python the loop need not wait for
+    out = await asyncio.to_thread(_count, rows.all(), rang.all(), since, until, zone)
     owed = select(func.count()).select_from(CallRow).where(*in_period, OWED)
     out.owed = int(await session.scalar(owed) or 0)
     return out
 
 
-def _count(rows: Sequence[Row], since: datetime, until: datetime, zone: ZoneInfo) -> Figures:
+def _count(rows: Sequence[Row], rang: Sequence[Row], since: datetime, until: datetime, zone: ZoneInfo) -> Figures:
     out = Figures()
+    whom: dict[int, set[int]] = defaultdict(set)  # call id -> the employees its phones rang
+    for call_id, employee_id in rang:
+        whom[call_id].add(employee_id)
     first, last = since.astimezone(zone).date(), (until - timedelta(microseconds=1)).astimezone(zone).date()
     out.per_day = {first + timedelta(days=n): [0, 0] for n in range((last - first).days + 1)}
     people: dict[int | None, Person] = defaultdict(Person)
     values: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
-    for started, result, wait, talk, employee, fields in rows:
+    for call_id, started, result, wait, talk, employee, fields in rows:
         missed = int(result != "answered")
         local = started.astimezone(zone)
         out.per_day.setdefault(local.date(), [0, 0])[missed] += 1
         out.per_hour[local.hour][missed] += 1
-        for person in (people[employee], out.total):
-            person.calls += 1
-            person.missed += missed
-            person.waited += wait or 0
-            if not missed:
-                person.answered += 1
-                person.talked += talk or 0
+        out.total.count(missed, wait, talk, took=True)
+        involved = whom.get(call_id, set()) | ({employee} if employee is not None else set())
+        for someone in involved or {None}:
+            people[someone].count(missed, wait, talk, took=someone == employee)
         for name, value in (fields or {}).items():
             if isinstance(value, str | int | float) and not name.startswith("pbx_"):
                 values[name][str(value)]["calls"] += 1

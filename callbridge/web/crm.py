@@ -171,7 +171,7 @@ async def task_done(task_id: IdPath, request: Request):
 # ---- analytics ----------------------------------------------------------------------------------
 
 
-SORTS = ("name", "calls", "missed_rate", "avg_wait", "avg_talk")
+SORTS = ("name", "calls", "answered", "missed", "missed_rate", "avg_wait", "avg_talk")
 MAX_DAYS = 366
 
 
