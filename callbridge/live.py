@@ -51,10 +51,6 @@ class LiveBus:
     def full(self) -> bool:
         return len(self._subscribers) >= self.max_streams
 
-    def close_all(self) -> None:
-        """Tell every open stream to end (the server is stopping)."""
-        for queue in list(self._subscribers):
-            _close(queue)
 
     def publish(self, message: dict[str, Any]) -> None:
         frame = None

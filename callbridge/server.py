@@ -21,6 +21,7 @@ from .config import Settings
 
 _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 5\r\ncontent-length: 0\r\n\r\n"
+STOP_SECONDS = 2  # a stopping server waits this long for requests under way (a PBX sends again)
 PBX_SHARE = 8  # one eighth of the connections is only the PBXs' lanes
 
 
@@ -146,6 +147,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "proxy_headers": bool(proxies),
         "forwarded_allow_ips": proxies or None,
         "server_header": False,
+        # then what still runs is cancelled, open card streams included (EventSource connects again to whichever
+        # server answers): Ctrl+C and SIGTERM never wait for a browser to leave
+        "timeout_graceful_shutdown": STOP_SECONDS,
     }
 
 

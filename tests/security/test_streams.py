@@ -30,11 +30,14 @@ class Stream:
         self.task = asyncio.create_task(self._read(client, path, headers))
 
     async def _read(self, client, path, headers) -> None:
-        async with client.stream("GET", path, headers=headers, timeout=60) as response:
-            self.status = response.status_code
-            self.opened.set()
-            async for line in response.aiter_lines():
-                self.frames.append(line)
+        try:
+            async with client.stream("GET", path, headers=headers, timeout=60) as response:
+                self.status = response.status_code
+                self.opened.set()
+                async for line in response.aiter_lines():
+                    self.frames.append(line)
+        except httpx.RemoteProtocolError:  # cut rather than ended (a server that stops): ended all the same
+            self.frames.append("(cut)")
 
     async def started(self) -> Stream:
         await asyncio.wait_for(self.opened.wait(), 10)
@@ -144,3 +147,28 @@ async def test_no_live_message_carries_a_recording_link(install):
     messages = [json.loads(f[6:]) for f in stream.frames if f.startswith("data: ")]
     assert "RecordingReady" in [m["type"] for m in messages]
     assert "abc.mp3" not in "\n".join(stream.frames) and all("url" not in m for m in messages)
+
+
+async def test_serve_stops_at_once_with_streams_open(services, database_url, tmp_path):
+    """`serve` did not stop on Ctrl+C while any tab was open (over 45 s): now within 5 s, SIGINT or SIGTERM."""
+    import signal
+    import time
+
+    from ..helpers import serve_process
+
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        with serve_process(database_url, tmp_path) as (url, process):
+            install = await make_install(services, url)
+            async with httpx.AsyncClient(base_url=url) as http:
+                streams = [await Stream(http, "/api/live", **key_header(install.api_key)).started() for _ in range(5)]
+                began = time.monotonic()
+                process.send_signal(stop)
+                await asyncio.to_thread(process.wait, 30)
+                took = time.monotonic() - began
+                assert all([await stream.ended(within=5) for stream in streams])
+        assert took < 5, (stop, took)
+        async with services.db.transaction() as session:  # the next round's install
+            from callbridge.store.tables import Base
+
+            for table in reversed(Base.metadata.sorted_tables):
+                await session.execute(table.delete())
