@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callbridge.config import Settings
+from callbridge.web.i18n import translate
 
 from .conftest import csrf_of, sign_in
 
@@ -34,7 +35,8 @@ async def test_a_settings_message_the_server_sets_is_shown_once(install):
         saved = await admin.post("/settings/webhooks", data={"csrf": csrf, "url": "ftp://nowhere"})
         assert saved.status_code == 303 and saved.headers["location"] == "/settings"
         first, second = (await admin.get("/settings")).text, (await admin.get("/settings")).text
-    assert 'class="note"' in first and 'class="note"' not in second
+    said = translate("webhook_url_invalid", "ru")
+    assert said in first and said not in second
 
 
 @pytest.mark.parametrize("query", [
