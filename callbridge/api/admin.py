@@ -46,6 +46,14 @@ async def list_integrations(services: Services):
     ]
 
 
+async def _integration(services: Services, integration_id: int) -> Integration:
+    async with services.db.read() as session:
+        integration = await integrations.get_integration(session, integration_id)
+    if integration is None:
+        raise HTTPException(404, "no such integration")
+    return integration
+
+
 def _secrets(services: Services, integration: Integration) -> IntegrationSecrets:
     until = integration.previous_token_until
     return IntegrationSecrets(
@@ -59,11 +67,7 @@ def _secrets(services: Services, integration: Integration) -> IntegrationSecrets
 @router.post("/integrations/{integration_id}/reveal", response_model=IntegrationSecrets, tags=["integrations"])
 async def reveal_token(integration_id: IdPath, services: Services):
     """The integration's token and inbound URL in full (a read-only key is refused: a token forges PBX events)."""
-    async with services.db.read() as session:
-        integration = await integrations.get_integration(session, integration_id)
-    if integration is None:
-        raise HTTPException(404, "no such integration")
-    return _secrets(services, integration)
+    return _secrets(services, await _integration(services, integration_id))
 
 
 @router.post("/integrations/{integration_id}/rotate", response_model=IntegrationSecrets, tags=["integrations"])
@@ -80,11 +84,7 @@ async def rotate_token(integration_id: IdPath, services: Services, body: Rotatio
 @router.get("/integrations/{integration_id}/automation", response_model=Rules, tags=["integrations"])
 async def get_automation(integration_id: IdPath, services: Services):
     """The CRM automations of this integration."""
-    async with services.db.read() as session:
-        integration = await integrations.get_integration(session, integration_id)
-    if integration is None:
-        raise HTTPException(404, "no such integration")
-    return Rules.model_validate(integration.automation)
+    return Rules.model_validate((await _integration(services, integration_id)).automation)
 
 
 @router.put("/integrations/{integration_id}/automation", response_model=Rules, tags=["integrations"])
