@@ -366,6 +366,23 @@ async def not_called_back(session: AsyncSession, rows: list[CallRow]) -> set[int
     return set(await session.scalars(select(CallRow.id).where(CallRow.id.in_(missed), OWED))) if missed else set()
 
 
+async def cards_of(session: AsyncSession, employee_id: int, ended_since: datetime) -> list[int]:
+    """The calls whose card is this employee's now: ringing their phone, taken by them, or taken by them and over
+    since `ended_since` (its comment may still be being written); newest first. (The open calls index finds them.)"""
+    ringing = (
+        select(CallRow.id)
+        .join(LegRow, LegRow.call_id == CallRow.id)
+        .where(CallRow.state == "ringing", LegRow.employee_id == employee_id, LegRow.state == "ringing")
+    )
+    taken = select(CallRow.id).where(
+        CallRow.employee_id == employee_id,
+        or_(CallRow.state == "talking", and_(CallRow.state == "ended", CallRow.updated_at >= ended_since)),
+        CallRow.answered_at.is_not(None),
+    )
+    rows = await session.execute(union_all(ringing, taken))
+    return sorted({row[0] for row in rows}, reverse=True)[:5]
+
+
 async def set_comment(session: AsyncSession, call_id: int, comment: str | None) -> bool:
     result = await session.execute(update(CallRow).where(CallRow.id == call_id).values(comment=comment))
     return result.rowcount > 0

@@ -304,6 +304,16 @@ async def live_stream(request: Request):
     return event_stream(services_of(request).bus, for_employee(user["id"]), holder)
 
 
+@router.get("/cards")
+async def my_cards(request: Request):
+    """The calls whose card is the signed-in employee's now (a page opened, reloaded or navigated to shows them
+    again: the speaker's card stays with the call)."""
+    user = await auth.signed_in(request)
+    async with services_of(request).db.read() as session:
+        ids = await call_store.cards_of(session, user["id"], utcnow() - ENDED_CARD)
+    return JSONResponse({"calls": ids})
+
+
 @router.get("/cards/{call_id}")
 async def card(call_id: IdPath, request: Request):
     """The call card: who is calling, their manager, open deal, open tasks, last calls. While the call rings it is
@@ -357,6 +367,7 @@ async def comment(call_id: IdPath, request: Request):
 # ---- helpers ------------------------------------------------------------------------------------
 
 
+ENDED_CARD = timedelta(minutes=2)  # an ended call's card stays this long for its speaker (app.js: ENDED_CARD_MS)
 EARLIEST, LATEST = date(1970, 1, 1), date(2999, 12, 31)  # any call's day, with room on both sides of the calendar
 
 

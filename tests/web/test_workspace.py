@@ -49,7 +49,7 @@ async def workspace(services, database_url, tmp_path):
     pbx = FakePbx(token="demo", replies={"accounts": JSONResponse([{"name": "andy", "realName": "Петров Андрей"}])})
     with (
         serve_app(pbx.app()) as pbx_url,
-        running_server(settings_for(database_url, tmp_path, keep_recordings=True)) as base,
+        running_server(settings_for(database_url, tmp_path, keep_recordings=True, live_recheck_seconds=0.5)) as base,
     ):
         async with services.db.transaction() as session:
             (row,) = await integrations.list_integrations(session)
@@ -508,3 +508,98 @@ async def test_an_employee_s_numbers_are_checked_beside_each_field(browser, work
     await admin.fill(f"{andy} input[name=extension]", "112")
     await admin.click(f"{andy} button")
     assert await admin.inner_text("p.note") == "Сохранено"
+
+
+# Chromium (headless, or headed with Playwright's one window per page) never hides a page behind another: the tab
+# switch is the one part stood in for, through the Page Visibility API the page reads. The notifications the page
+# asks the browser for are recorded, and still shown.
+BEHIND_ANOTHER_TAB = """
+let behind = false;
+Object.defineProperty(document, "hidden", { get: () => behind });
+Object.defineProperty(document, "visibilityState", { get: () => (behind ? "hidden" : "visible") });
+window.switchTab = (away) => { behind = away; document.dispatchEvent(new Event("visibilitychange")); };
+window.shownNotifications = [];
+window.Notification = class extends window.Notification {
+  constructor(title, options) {
+    super(title, options);
+    window.shownNotifications.push({ title, body: options && options.body, tag: options && options.tag });
+  }
+};
+"""
+
+
+async def signed_in_tab(context, base: str, login: str):
+    page = await context.new_page()
+    await page.goto(f"{base}/calls")
+    if "/login" in page.url:
+        await page.fill("input[name=login]", login)
+        await page.fill("input[name=password]", "demo")
+        await page.click("form.login button")
+        await page.wait_for_url(f"{base}/calls")
+    return page
+
+
+async def test_a_call_finds_you_behind_another_tab_and_its_card_stays_with_the_call(browser, workspace, services):
+    """A call rang in a background tab and told nobody; a reload mid-call lost the card, its timer and comment."""
+    base, post = workspace["base"], workspace["post"]
+    context = await browser.new_context(viewport={"width": 1360, "height": 860})
+    await context.grant_permissions(["notifications"], origin=base)
+    await context.add_init_script(BEHIND_ANOTHER_TAB)
+    andy = await signed_in_tab(context, base, "andy")
+    assert await andy.is_hidden("#notice")  # notifications allowed: nothing to ask
+    await andy.evaluate("window.switchTab(true)")  # the CRM in another tab, in front
+
+    await post(cmd="event", type="INCOMING", callid="bg1", phone=KNOWN, user="andy")
+    await andy.wait_for_selector(".card", state="attached", timeout=3000)
+    assert (await andy.title()).startswith("☎ Менеджер ЗАО Рога и копыта")
+    shown = await andy.evaluate("window.shownNotifications")
+    assert [n["title"] for n in shown] == ["Звонок: Менеджер ЗАО Рога и копыта"] and "+7 910 123-45-67" in shown[0]["body"]
+    assert await andy.get_attribute('link[rel="icon"]', "href") == "/static/ringing.svg"
+    assert "ringing" in await andy.get_attribute("header .sound", "class")  # the tone plays
+    await post(cmd="event", type="ACCEPTED", callid="bg1", phone=KNOWN, user="mike")  # answered elsewhere
+    await andy.wait_for_selector(".card", state="detached", timeout=3000)
+    assert await andy.title() == "Звонки · callbridge"
+    assert "ringing" not in await andy.get_attribute("header .sound", "class")
+    await andy.evaluate("window.switchTab(false)")
+
+    # a call Андрей takes: a reload, a second tab, the client opened from the card keep the card and the comment
+    await post(cmd="event", type="INCOMING", callid="bg2", phone=KNOWN, user="andy")
+    await post(cmd="event", type="ACCEPTED", callid="bg2", phone=KNOWN, user="andy")
+    await andy.wait_for_selector(".card.talking", timeout=3000)
+    await andy.fill(".card textarea", "Перезвонить в пятницу")
+    await andy.reload()
+    await andy.wait_for_selector(".card.talking", timeout=3000)
+    assert await andy.input_value(".card textarea") == "Перезвонить в пятницу"
+    await asyncio.sleep(1.2)
+    assert await andy.inner_text(".card time.timer") != "0:00"  # counted from the answer, not from the reload
+    second = await signed_in_tab(context, base, "andy")
+    await second.wait_for_selector(".card.talking", timeout=3000)
+    assert len(await second.query_selector_all(".card")) == 1
+    await andy.fill(".card textarea", "Перезвонить в пятницу, после обеда")
+    await andy.dispatch_event(".card textarea", "input")
+    for _ in range(30):
+        if await second.input_value(".card textarea") == "Перезвонить в пятницу, после обеда":
+            break
+        await asyncio.sleep(0.1)
+    assert await second.input_value(".card textarea") == "Перезвонить в пятницу, после обеда"
+    await andy.click(".card h3 a")  # the client's page, from the card
+    await andy.wait_for_selector(".card.talking", timeout=3000)
+    await snap(andy, "card-kept-on-the-client-page")
+
+    # the session ends elsewhere: the page says so and offers to sign in again, back to the same page
+    async with services.db.transaction() as session:
+        (me,) = [e for e in await directory.list_employees(session) if e.pbx_login == "andy"]
+        await directory.end_sessions(session, me.id)
+    ended = await second.wait_for_selector("#notice a", timeout=5000)
+    assert "Сеанс завершён" in await second.inner_text("#notice")
+    assert await ended.get_attribute("href") == "/login?next=%2Fcalls"
+    await context.close()
+
+
+async def test_notifications_are_asked_for_with_a_reason(browser, workspace):
+    page = await sign_in(browser, workspace["base"], "daria")
+    notice = await page.wait_for_selector("#notice", timeout=3000)
+    assert "Разрешите уведомления" in await notice.inner_text() and await page.is_visible("#notice button")
+    await page.click("header .sound")  # the sound is switched off, and stays so
+    await page.reload()
+    assert "Без звука" in await page.inner_text("header .sound")

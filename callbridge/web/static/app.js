@@ -4,6 +4,9 @@
 const csrf = document.querySelector('meta[name="csrf"]').content;
 const cards = document.getElementById("cards");
 const toast = document.getElementById("toast");
+const notice = document.getElementById("notice");
+const words = document.body.dataset; // the page's words for what this script says
+const me = words.user;
 
 // A message in the user's words; the technical detail, if any, shows on a click.
 function say(text, bad, detail) {
@@ -22,24 +25,195 @@ toast.addEventListener("click", () => {
   toast.dataset.detail = "";
 });
 
+// A state that lasts (the connection, the session, notifications) in a line under the header, with a link or a
+// button when something can be done about it.
+function tell(kind, text, bad, action) {
+  notice.dataset.kind = kind;
+  notice.replaceChildren(text, ...(action ? [action] : []));
+  notice.className = bad ? "bad" : "";
+  notice.hidden = false;
+}
+function untell(kind) {
+  if (notice.dataset.kind === kind) notice.hidden = true;
+}
+
+const showing = new Set(); // cards being fetched; an answer or an end that comes meanwhile asks for them again
+const changedMeanwhile = new Set();
+
 async function showCard(callId) {
-  if (cards.querySelector(`[data-call="${callId}"]`)) return;
+  if (cards.querySelector(`[data-call="${callId}"]`) || showing.has(String(callId))) return;
+  showing.add(String(callId));
+  try {
+    await fetchCard(callId);
+  } finally {
+    showing.delete(String(callId));
+  }
+  if (changedMeanwhile.delete(String(callId))) refreshCard(callId);
+}
+
+async function fetchCard(callId) {
   const response = await fetch(`/cards/${callId}`);
-  if (!response.ok) return;
+  if (response.status !== 200) return;
   const holder = document.createElement("div");
   holder.innerHTML = await response.text();
   const card = holder.firstElementChild;
-  if (card && !cards.querySelector(`[data-call="${callId}"]`)) cards.prepend(card);
+  if (!card || cards.querySelector(`[data-call="${callId}"]`)) return;
+  withDraft(card);
+  cards.prepend(card);
+  if (card.classList.contains("ended")) setTimeout(() => leaveWhenIdle(card), ENDED_CARD_MS);
+  if (!card.classList.contains("talking")) startRinging(String(callId), card);
 }
 
 function hideCard(callId) {
+  if (showing.has(String(callId))) changedMeanwhile.add(String(callId)); // asked again once it is there
+  stopRinging(String(callId));
   cards.querySelectorAll(`[data-call="${callId}"]`).forEach((card) => card.remove());
+}
+
+// ---- a call finds you: the tab's title and icon, a notification while the tab is hidden, a ring tone ----
+const ringing = new Map(); // call id -> the notification shown for it, if any
+const plainTitle = document.title;
+const icon = document.querySelector('link[rel="icon"]');
+const soundKey = `callbridge.sound.${me}`;
+const soundButton = document.querySelector("header .sound");
+
+function startRinging(callId, card) {
+  if (ringing.has(callId)) return;
+  ringing.set(callId, null);
+  const who = card.querySelector("h3")?.textContent.trim() || "";
+  document.title = `☎ ${who} · ${plainTitle}`;
+  icon.href = "/static/ringing.svg";
+  if (document.hidden) notify(callId, card);
+  if (localStorage.getItem(soundKey) !== "off") tone.start();
+}
+
+function notify(callId, card) {
+  if (!("Notification" in window) || Notification.permission !== "granted" || ringing.get(callId)) return;
+  const who = card.querySelector("h3")?.textContent.trim() || "";
+  const line = card.querySelector("header")?.textContent.trim() || "";
+  const shown = new Notification(`${words.ringing}: ${who}`, { body: line, tag: `call-${callId}`,
+                                                              icon: "/static/ringing.svg", requireInteraction: true });
+  shown.onclick = () => {
+    window.focus();
+    card.scrollIntoView({ block: "nearest" });
+    shown.close();
+  };
+  ringing.set(callId, shown);
+}
+
+function stopRinging(callId) {
+  if (!ringing.has(callId)) return;
+  ringing.get(callId)?.close();
+  ringing.delete(callId);
+  if (ringing.size) return;
+  document.title = plainTitle;
+  icon.href = "/static/icon.svg";
+  tone.stop();
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) return;
+  for (const callId of ringing.keys()) {
+    const card = cards.querySelector(`[data-call="${callId}"]`);
+    if (card) notify(callId, card);
+  }
+});
+
+// The ring tone is made here (two tones, ring-ring, every three seconds): nothing to download.
+const tone = {
+  context: null,
+  timer: null,
+  start() {
+    if (this.timer) return;
+    this.context = this.context || new AudioContext();
+    this.context.resume().catch(() => {});
+    const ring = () => {
+      for (const at of [0, 0.6]) {
+        const gain = this.context.createGain();
+        gain.gain.value = 0.08;
+        gain.connect(this.context.destination);
+        for (const pitch of [440, 480]) {
+          const wave = this.context.createOscillator();
+          wave.frequency.value = pitch;
+          wave.connect(gain);
+          wave.start(this.context.currentTime + at);
+          wave.stop(this.context.currentTime + at + 0.4);
+        }
+      }
+    };
+    ring();
+    this.timer = setInterval(ring, 3000);
+    soundButton?.classList.add("ringing");
+  },
+  stop() {
+    clearInterval(this.timer);
+    this.timer = null;
+    soundButton?.classList.remove("ringing");
+  },
+};
+
+function showSound() {
+  const on = localStorage.getItem(soundKey) !== "off";
+  soundButton.textContent = on ? words.soundOn : words.soundOff;
+  soundButton.setAttribute("aria-pressed", String(on));
+}
+soundButton?.addEventListener("click", () => {
+  const on = localStorage.getItem(soundKey) === "off";
+  localStorage.setItem(soundKey, on ? "on" : "off");
+  if (!on) tone.stop();
+  else if (ringing.size) tone.start();
+  showSound();
+});
+if (soundButton) showSound();
+
+// Notifications are asked for once, saying why; a refusal is said plainly.
+function askToNotify() {
+  if (!("Notification" in window)) return;
+  if (Notification.permission === "default") {
+    const allow = document.createElement("button");
+    allow.textContent = words.notifyAllow;
+    allow.addEventListener("click", async () => {
+      await Notification.requestPermission();
+      untell("notifications");
+      askToNotify();
+    });
+    tell("notifications", words.notifyAsk, false, allow);
+  } else if (Notification.permission === "denied" && !sessionStorage.getItem("callbridge.denied-said")) {
+    sessionStorage.setItem("callbridge.denied-said", "1");
+    tell("notifications", words.notifyDenied, true);
+  }
+}
+askToNotify();
+
+// ---- the card stays with the call: the comment typed so far is kept in this browser (every tab sees it) ----
+const draftKey = (callId) => `callbridge.comment.${me}.${callId}`;
+function withDraft(card) {
+  const textarea = card.querySelector("textarea");
+  const draft = localStorage.getItem(draftKey(card.dataset.call));
+  if (textarea && draft !== null) textarea.value = draft;
+}
+document.addEventListener("input", (event) => {
+  const textarea = event.target.closest(".card textarea");
+  if (textarea) localStorage.setItem(draftKey(textarea.closest(".card").dataset.call), textarea.value);
+});
+window.addEventListener("storage", (event) => {
+  if (!event.key?.startsWith(`callbridge.comment.${me}.`) || event.newValue === null) return;
+  const textarea = cards.querySelector(`[data-call="${event.key.split(".").pop()}"] textarea`);
+  if (textarea && document.activeElement !== textarea) textarea.value = event.newValue;
+});
+
+// A page opened, reloaded or navigated to shows again the cards that are this employee's now.
+async function restoreCards() {
+  const response = await fetch("/cards");
+  if (!response.ok) return;
+  for (const callId of (await response.json()).calls.reverse()) await showCard(callId);
 }
 
 // After an answer or the end, a card on screen is asked for again: the employee who talks gets it back with a
 // timer and a comment (and, once the call is over, a while to finish the comment); anyone else gets 204.
 async function refreshCard(callId) {
   const shown = cards.querySelector(`[data-call="${callId}"]`);
+  if (!shown && showing.has(String(callId))) changedMeanwhile.add(String(callId));
   if (!shown) return;
   const response = await fetch(`/cards/${callId}`);
   if (response.status !== 200) return hideCard(callId);
@@ -47,8 +221,10 @@ async function refreshCard(callId) {
   holder.innerHTML = await response.text();
   const card = holder.firstElementChild;
   const typed = shown.querySelector("textarea")?.value;
+  withDraft(card);
   if (typed !== undefined && card.querySelector("textarea")) card.querySelector("textarea").value = typed;
   shown.replaceWith(card);
+  if (card.classList.contains("talking")) stopRinging(String(callId));
   if (card.classList.contains("ended")) setTimeout(() => leaveWhenIdle(card), ENDED_CARD_MS);
 }
 
@@ -81,7 +257,10 @@ document.addEventListener("submit", async (event) => {
   const response = await fetch(form.action, { method: "POST", body: new FormData(form),
                                               headers: { "X-Requested-With": "fetch" } });
   const textarea = form.querySelector("textarea");
-  if (response.ok) textarea.defaultValue = textarea.value;
+  if (response.ok) {
+    textarea.defaultValue = textarea.value;
+    localStorage.removeItem(draftKey(form.closest(".card")?.dataset.call || ""));
+  }
   say(response.ok ? form.dataset.saved : form.dataset.failed, !response.ok);
 });
 
@@ -117,12 +296,27 @@ function listen() {
   source.addEventListener("CallAnswered", (event) => refreshCard(callOf(event)));
   source.addEventListener("CallEnded", (event) => refreshCard(callOf(event)));
   for (const change of ["CallOpened", "CallAnswered", "CallEnded"]) source.addEventListener(change, refreshJournal);
-  source.onerror = () => {
+  source.onopen = () => untell("connection");
+  source.onerror = async () => {
     source.close();
-    setTimeout(listen, 2000);
+    // the session may have ended (a logout elsewhere, a new password): then signing in again, not reconnecting
+    const check = await fetch("/cards", { redirect: "manual" }).catch(() => null);
+    if (check && (check.type === "opaqueredirect" || check.status === 401)) return sessionEnded();
+    if (!check || !check.ok) tell("connection", words.connectionLost, true);
+    setTimeout(listen, check && check.ok ? 500 : 2000);
   };
 }
+
+function sessionEnded() {
+  const again = document.createElement("a");
+  again.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+  again.textContent = words.signInAgain;
+  tell("session", words.sessionEnded, true, again);
+  for (const callId of [...ringing.keys()]) stopRinging(callId);
+}
+
 listen();
+restoreCards();
 
 document.addEventListener("click", async (event) => {
   const dismiss = event.target.closest(".card .dismiss");
