@@ -319,6 +319,12 @@ listen();
 restoreCards();
 
 document.addEventListener("click", async (event) => {
+  const play = event.target.closest("button.play");
+  if (play) { // the player is made when wanted: a journal of fifty rows is not fifty players
+    const audio = Object.assign(document.createElement("audio"), { controls: true, src: play.dataset.src });
+    play.replaceWith(audio);
+    return audio.play().catch(() => {});
+  }
   const dismiss = event.target.closest(".card .dismiss");
   if (dismiss) return dismiss.closest(".card").remove();
   const copy = event.target.closest("button.copy");
