@@ -21,6 +21,7 @@ from ..services import Services
 from ..store import calls as call_store
 from ..store import directory
 from ..store import journal as journal_store
+from ..store import outbox as outbox_store
 from ..store import recordings as recording_store
 from ..store.tables import utcnow
 from . import access, auth, export
@@ -286,7 +287,25 @@ async def dial(request: Request):
         words = translate("dial_pbx_down" if exc.retryable else "dial_pbx_refused", lang)
         return JSONResponse({"error": words, "detail": str(exc)}, status_code=502)
     text = translate("calling_retry" if placed.retrying else "calling", lang)
-    return JSONResponse({"message": text, "phone": display(placed.phone), "detail": placed.retrying})
+    return JSONResponse({"message": text, "phone": display(placed.phone), "detail": placed.retrying,
+                         "request": placed.request_id if placed.retrying else None})  # fmt: skip
+
+
+@router.get("/dial/{request_id}")
+async def dial_outcome(request_id: IdPath, request: Request):
+    """How a click-to-call the PBX did not take at once ended, for the employee who clicked (their page asks until
+    it knows, on whichever page they are by then)."""
+    user = await auth.signed_in(request)
+    async with services_of(request).db.read() as session:
+        asked = await outbox_store.get(session, request_id)
+    if asked is None or asked.action != "make_call" or asked.employee_id != user["id"]:
+        raise HTTPException(404, "no such call request of yours")
+    lang = lang_of(request)
+    if asked.status == "pending":
+        return JSONResponse({"status": "pending"})
+    if asked.status == "done":
+        return JSONResponse({"status": "done", "message": translate("calling", lang)})
+    return JSONResponse({"status": "failed", "error": translate("dial_failed_for_good", lang), "detail": asked.error})
 
 
 # ---- live call cards ----------------------------------------------------------------------------

@@ -130,8 +130,9 @@ async def test_a_call_from_card_to_recording(browser, workspace):
     await andy.goto(f"{base}/calls")
     assert await andy.query_selector("tr.call audio") is None  # a play button; the player is made when pressed
     await andy.click("tr.call button.play")
-    await andy.wait_for_function("document.querySelector('tr.call audio') && !document.querySelector('tr.call audio').paused")
-    duration = await andy.evaluate("document.querySelector('tr.call audio').duration")
+    await andy.wait_for_selector("tr.call audio")
+    duration = await andy.evaluate("new Promise(done => { const a = document.querySelector('tr.call audio'); "
+                                   "a.readyState ? done(a.duration) : a.addEventListener('loadedmetadata', () => done(a.duration)); })")
     assert duration == pytest.approx(1.0, abs=0.05)
     await snap(andy, "journal")
 
@@ -290,6 +291,13 @@ async def test_click_to_call_that_fails_says_so_in_words_with_the_detail_a_click
     assert "АТС пока не приняла звонок" in said and "ConnectError" not in said
     await toast.click()
     assert "ConnectError" in await toast.inner_text()  # the technical detail, one click away
+    # the PBX never takes it: the employee who clicked is told, on the page they went on to meanwhile
+    await page.goto(f"{workspace['base']}/clients")
+    for _ in range(400):
+        if "так и не состоялся" in await page.inner_text("#toast"):
+            break
+        await asyncio.sleep(0.1)
+    assert "так и не состоялся" in await page.inner_text("#toast") and "+7 910 123-45-67" in await page.inner_text("#toast")
 
 
 async def test_an_employee_at_an_admins_page_and_a_missing_call_get_pages_in_words(browser, workspace):

@@ -342,4 +342,27 @@ document.addEventListener("click", async (event) => {
   });
   const answer = await response.json();
   say(answer.message ? `${answer.message} ${answer.phone}` : answer.error, !response.ok, answer.detail);
+  if (answer.request) followDial(answer.request, answer.phone);
 });
+
+// A click-to-call the PBX did not take at once is followed until it is placed or given up, from whichever page
+// the employee is on by then: a refusal is said to who clicked, not only to admins.
+const DIALS = "callbridge.dials";
+const pendingDials = () => JSON.parse(sessionStorage.getItem(DIALS) || "{}");
+function followDial(requestId, phone) {
+  sessionStorage.setItem(DIALS, JSON.stringify({ ...pendingDials(), [requestId]: phone }));
+  setTimeout(() => checkDial(requestId), 3000);
+}
+async function checkDial(requestId) {
+  const phone = pendingDials()[requestId];
+  if (phone === undefined) return;
+  const response = await fetch(`/dial/${requestId}`).catch(() => null);
+  const answer = response && response.ok ? await response.json() : { status: response ? "gone" : "pending" };
+  if (answer.status === "pending") return setTimeout(() => checkDial(requestId), 3000);
+  const rest = pendingDials();
+  delete rest[requestId];
+  sessionStorage.setItem(DIALS, JSON.stringify(rest));
+  if (answer.status === "done") say(`${answer.message} ${phone}`);
+  else if (answer.status === "failed") say(`${answer.error} ${phone}`, true, answer.detail);
+}
+for (const requestId of Object.keys(pendingDials())) checkDial(requestId);
