@@ -131,8 +131,10 @@ async def test_a_call_from_card_to_recording(browser, workspace):
     assert await andy.query_selector("tr.call audio") is None  # a play button; the player is made when pressed
     await andy.click("tr.call button.play")
     await andy.wait_for_selector("tr.call audio")
-    duration = await andy.evaluate("new Promise(done => { const a = document.querySelector('tr.call audio'); "
-                                   "a.readyState ? done(a.duration) : a.addEventListener('loadedmetadata', () => done(a.duration)); })")
+    duration = await andy.evaluate(
+        "new Promise(done => { const a = document.querySelector('tr.call audio'); "
+        "a.readyState ? done(a.duration) : a.addEventListener('loadedmetadata', () => done(a.duration)); })"
+    )
     assert duration == pytest.approx(1.0, abs=0.05)
     await snap(andy, "journal")
 
@@ -297,7 +299,8 @@ async def test_click_to_call_that_fails_says_so_in_words_with_the_detail_a_click
         if "так и не состоялся" in await page.inner_text("#toast"):
             break
         await asyncio.sleep(0.1)
-    assert "так и не состоялся" in await page.inner_text("#toast") and "+7 910 123-45-67" in await page.inner_text("#toast")
+    said = await page.inner_text("#toast")
+    assert "так и не состоялся" in said and "+7 910 123-45-67" in said
 
 
 async def test_an_employee_at_an_admins_page_and_a_missing_call_get_pages_in_words(browser, workspace):
@@ -562,7 +565,8 @@ async def test_a_call_finds_you_behind_another_tab_and_its_card_stays_with_the_c
     await andy.wait_for_selector(".card", state="attached", timeout=3000)
     assert (await andy.title()).startswith("☎ Менеджер ЗАО Рога и копыта")
     shown = await andy.evaluate("window.shownNotifications")
-    assert [n["title"] for n in shown] == ["Звонок: Менеджер ЗАО Рога и копыта"] and "+7 910 123-45-67" in shown[0]["body"]
+    assert [n["title"] for n in shown] == ["Звонок: Менеджер ЗАО Рога и копыта"]
+    assert "+7 910 123-45-67" in shown[0]["body"]
     assert await andy.get_attribute('link[rel="icon"]', "href") == "/static/ringing.svg"
     assert "ringing" in await andy.get_attribute("header .sound", "class")  # the tone plays
     await post(cmd="event", type="ACCEPTED", callid="bg1", phone=KNOWN, user="mike")  # answered elsewhere
@@ -631,6 +635,8 @@ async def test_a_journal_fits_twenty_calls_on_a_screen(browser, workspace, servi
             break
         await asyncio.sleep(0.2)
         await page.reload()
-    seen = await page.evaluate("[...document.querySelectorAll('tr.call')].filter(r => r.getBoundingClientRect().bottom <= innerHeight).length")
+    seen = await page.evaluate(
+        "[...document.querySelectorAll('tr.call')].filter(r => r.getBoundingClientRect().bottom <= innerHeight).length"
+    )
     await snap(page, "journal-screen")
     assert seen >= 20, seen
