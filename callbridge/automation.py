@@ -40,6 +40,9 @@ class Rules(BaseModel):
     missed_call_due_minutes: int = Field(
         60, ge=1, le=7 * 24 * 60, description="a missed call's task is due this many minutes after the call ended"
     )
+    callback_sla_minutes: int = Field(
+        30, ge=1, le=7 * 24 * 60, description="a missed call returned within this many minutes counts as in time"
+    )
     missed_call_owner: Literal["responsible", "last_rung", "default"] = Field(
         "responsible",
         description="who a missed call's task goes to: the client's responsible manager, the employee whose "
