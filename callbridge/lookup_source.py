@@ -88,7 +88,8 @@ async def _fetch(services: Services, source: LookupSource, phone: str, call_key,
     content = body(phone, call_key, integration_id)
     headers = webhooks.signed_headers([source.secret], f"msg_lookup_{time.time_ns()}", content)
     try:
-        response = await services.http_client(max_answer=MAX_ANSWER + 1).post(source.url, content=content.encode(), headers=headers)
+        http = services.http_client(max_answer=MAX_ANSWER + 1)  # one byte more: an answer too long is refused
+        response = await http.post(source.url, content=content.encode(), headers=headers)
     except outbound.Refused as exc:
         raise SourceFailed(f"the lookup source is refused: {exc}") from None
     except httpx.HTTPError as exc:

@@ -179,8 +179,8 @@ def secrets_of(webhook: Webhook) -> list[str]:
 async def _post(services: Services, webhook: Webhook, message_id: str, body: str) -> httpx.Response:
     headers = signed_headers(secrets_of(webhook), message_id, body)
     try:
-        response = await services.http_client(max_answer=ANSWER_EXCERPT).post(webhook.url, content=body.encode(), headers=headers,
-                                                     timeout=TIMEOUT)  # fmt: skip
+        http = services.http_client(max_answer=ANSWER_EXCERPT)
+        response = await http.post(webhook.url, content=body.encode(), headers=headers, timeout=TIMEOUT)
     except outbound.Refused as exc:  # an address callbridge does not fetch from: an admin must allow it
         raise PbxError(str(exc)[:300]) from None
     except httpx.HTTPError as exc:  # no answer, a timeout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request
@@ -19,7 +19,7 @@ from ..domain.pbx import PbxError
 from ..domain.phones import normalize
 from ..live import Holder, event_stream, for_employee
 from ..services import Services
-from ..store import StoreBusy, crm, directory, integrations
+from ..store import StoreBusy, callbacks, crm, directory, integrations
 from ..store import calls as call_store
 from ..store import journal as journal_store
 from ..store import recordings as recording_store
@@ -399,3 +399,31 @@ async def live(request: Request, services: Services, employee_id: IdQuery = None
     holder = Holder(f"key:{key_id}", settings.live_streams_per_key, still_valid, settings.live_stream_seconds,
                     settings.live_recheck_seconds)
     return event_stream(services.bus, for_employee(employee_id), holder)
+
+
+# ---- analytics ----------------------------------------------------------------------------------
+
+
+def _callbacks(figures: callbacks.Callbacks) -> dict:
+    return {
+        "missed": figures.missed,
+        "returned": figures.returned,
+        "returned_within_sla": figures.returned_within_sla,
+        "median_seconds_to_callback": figures.median_seconds_to_callback,
+        "never_returned": figures.never_returned,
+    }
+
+
+@router.get("/analytics", tags=["analytics"])
+async def analytics_figures(services: Services, since: datetime, until: datetime):
+    """A period's missed calls recovered, [since, until) at most 366 days: how many were missed, returned, returned
+    within the SLA (`callback_sla_minutes` of the CRM rules), the median time to call back, never returned; the
+    same per employee (each employee a missed call rang) and per line (the company's number called)."""
+    since, until = utc(since), utc(until)
+    if not timedelta(0) < until - since <= timedelta(days=366):
+        raise HTTPException(400, "until must come after since, at most 366 days later")
+    found = await flows.recovery(services, since, until)
+    company = _callbacks(found.company) | {"sla_minutes": found.sla_minutes}
+    per_employee = [{"employee_id": e} | _callbacks(f) for e, f in found.per_employee.items()]
+    per_line = [{"line": line or None} | _callbacks(f) for line, f in sorted(found.per_line.items())]
+    return {"since": since, "until": until, "callbacks": company | {"per_employee": per_employee, "per_line": per_line}}

@@ -52,6 +52,6 @@ __all__ = [
     "BackfillReport", "CallSummary", "ClickToCall", "ClickToCallError", "Outcome", "ReplayReport", "SyncReport",
     "add_integration", "backfill", "backfill_all", "call_key_of", "call_summary", "check_integration", "click_to_call",
     "close_stale_calls", "enable_integration", "enable_without_setup", "existing_employees", "group_members",
-    "inbound_url", "ingest", "lookup", "my_missed", "recovery", "reject", "replay", "rerun_rules", "rotate_token", "set_enabled", "set_rules",
-    "sync_accounts",
+    "inbound_url", "ingest", "lookup", "my_missed", "recovery", "reject", "replay", "rerun_rules", "rotate_token",
+    "set_enabled", "set_rules", "sync_accounts",
 ]  # fmt: skip

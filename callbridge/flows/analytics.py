@@ -18,7 +18,9 @@ async def recovery(services: Services, since: datetime, until: datetime) -> call
         missed = await callbacks.missed_calls(session, since=since, until=until)
         rows = await integrations.list_integrations(session)
     sla = {row.id: Rules.model_validate(row.automation).callback_sla_minutes * 60 for row in rows}
-    return callbacks.recovered(missed, sla, DEFAULT_SLA)
+    found = callbacks.recovered(missed, sla, DEFAULT_SLA)
+    found.sla_minutes = (sla.popitem()[1] if len(set(sla.values())) == 1 else DEFAULT_SLA) // 60
+    return found
 
 
 async def my_missed(services: Services, employee_id: int, since: datetime) -> list[callbacks.Missed]:

@@ -42,9 +42,12 @@ async def missed_calls(
     """Incoming calls nobody answered that started in [since, until), newest first, each with who returned it and
     when; with `employee_id`, only the ones that rang them or came from their clients."""
     query = select(CallRow).where(
-        CallRow.direction == "in", CallRow.ended_at.is_not(None), CallRow.result != "answered",
-        CallRow.phone.is_not(None), CallRow.started_at >= since,
-    )  # fmt: skip
+        CallRow.direction == "in",
+        CallRow.ended_at.is_not(None),
+        CallRow.result != "answered",
+        CallRow.phone.is_not(None),
+        CallRow.started_at >= since,
+    )
     if until is not None:
         query = query.where(CallRow.started_at < until)
     if employee_id is not None:
@@ -82,10 +85,13 @@ async def _returns(session: AsyncSession, phones: Iterable[str], since: datetime
     for start in range(0, len(phones), CHUNK):
         query = (
             select(CallRow.phone, CallRow.started_at, CallRow.employee_id)
-            .where(CallRow.phone.in_(phones[start : start + CHUNK]), CallRow.started_at > since,
-                   or_(CallRow.direction == "out", CallRow.result == "answered"))
+            .where(
+                CallRow.phone.in_(phones[start : start + CHUNK]),
+                CallRow.started_at > since,
+                or_(CallRow.direction == "out", CallRow.result == "answered"),
+            )
             .order_by(CallRow.started_at)
-        )  # fmt: skip
+        )
         for phone, started_at, employee_id in await session.execute(query):
             returns[phone].append((started_at, employee_id))
     return returns
@@ -123,6 +129,7 @@ class Recovery:
     company: Callbacks
     per_employee: dict[int | None, Callbacks]  # every employee a missed call rang (None: it rang nobody)
     per_line: dict[str, Callbacks]  # the company's number called ("" when the PBX did not say)
+    sla_minutes: int = 30  # the SLA the calls were judged by (the default when integrations differ)
 
 
 def recovered(missed: list[Missed], sla_seconds: Mapping[int, int], default_sla: int) -> Recovery:

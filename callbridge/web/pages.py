@@ -79,7 +79,7 @@ def render(request: Request, name: str, status_code: int = 200, **context) -> HT
 
 
 NOT_PAGES = ("/api", "/hooks", "/static", "/docs", "/redoc", "/openapi.json", "/metrics", "/healthz", "/dial",
-             "/cards", "/live")  # what answers JSON or data, not pages  # fmt: skip
+             "/cards", "/live", "/missed/count")  # what answers JSON or data, not pages  # fmt: skip
 
 
 def error_page(request: Request, status: int, key: str, detail: str | None = None) -> HTMLResponse:
@@ -185,8 +185,8 @@ async def journal_csv(request: Request):
     services, lang = services_of(request), lang_of(request)
     zone = ZoneInfo(services.settings.timezone)
     where = _journal_filter(services, request.query_params)
-    words = [translate(k, lang) for k in ("when", "direction", "phone", "client", "employee", "result", "wait", "talk",
-                                          "comment")]  # fmt: skip
+    columns = ("when", "direction", "phone", "client", "employee", "result", "wait", "talk", "comment")
+    words = [translate(k, lang) for k in columns]
 
     async def lines():
         async with services.db.read() as session:
@@ -287,8 +287,9 @@ async def dial(request: Request):
         words = translate("dial_pbx_down" if exc.retryable else "dial_pbx_refused", lang)
         return JSONResponse({"error": words, "detail": str(exc)}, status_code=502)
     text = translate("calling_retry" if placed.retrying else "calling", lang)
-    return JSONResponse({"message": text, "phone": display(placed.phone), "detail": placed.retrying,
-                         "request": placed.request_id if placed.retrying else None})  # fmt: skip
+    followed = placed.request_id if placed.retrying else None  # the page asks how it ended (GET /dial/ID)
+    answer = {"message": text, "phone": display(placed.phone), "detail": placed.retrying, "request": followed}
+    return JSONResponse(answer)
 
 
 @router.get("/dial/{request_id}")

@@ -243,7 +243,8 @@ async def _rules_from(request: Request, form: dict[str, str], rules: Rules, serv
                     continue
                 e164 = normalize(str(number), services.settings.default_region)
                 if e164 is None or parse_id(str(owner)) is None:
-                    return _settings_message(request, "owner_row_invalid", field=f"{integration}:{name}", value=str(number))
+                    where = f"{integration}:{name}"
+                    return _settings_message(request, "owner_row_invalid", field=where, value=str(number))
                 owners[e164] = parse_id(str(owner))
             current[name] = owners
         else:

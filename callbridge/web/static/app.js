@@ -296,6 +296,7 @@ function listen() {
   source.addEventListener("CallAnswered", (event) => refreshCard(callOf(event)));
   source.addEventListener("CallEnded", (event) => refreshCard(callOf(event)));
   for (const change of ["CallOpened", "CallAnswered", "CallEnded"]) source.addEventListener(change, refreshJournal);
+  for (const change of ["CallAnswered", "CallEnded"]) source.addEventListener(change, countOwed);
   source.onopen = () => untell("connection");
   source.onerror = async () => {
     source.close();
@@ -315,8 +316,23 @@ function sessionEnded() {
   for (const callId of [...ringing.keys()]) stopRinging(callId);
 }
 
+// The header says how many of my missed calls are owed a call, and asks again as calls end or are answered.
+const owedCount = document.querySelector("header .owed-count");
+function countOwed() {
+  if (!owedCount || countOwed.timer) return;
+  countOwed.timer = setTimeout(async () => {
+    countOwed.timer = null;
+    const response = await fetch("/missed/count").catch(() => null);
+    if (!response || !response.ok) return;
+    const { owed } = await response.json();
+    owedCount.textContent = owed;
+    owedCount.hidden = !owed;
+  }, 500);
+}
+
 listen();
 restoreCards();
+countOwed();
 
 document.addEventListener("click", async (event) => {
   const play = event.target.closest("button.play");

@@ -304,7 +304,8 @@ async def test_only_the_audio_file_may_be_large(world, services):
     assert as_json.status_code == 413
     huge_field = await channel.send(create | {"junk": "x" * 3_000_000})
     assert huge_field.status_code == 400  # a multipart field that is not a file: 64 kB at most
-    kept = await channel.send(create | {"notes": "y" * 50_000}, files={"audio_record": ("a.mp3", mp3(3), "audio/mpeg")})
+    audio = {"audio_record": ("a.mp3", mp3(3), "audio/mpeg")}
+    kept = await channel.send(create | {"notes": "y" * 50_000}, files=audio)
     assert kept.status_code == 200, kept.text
     call = (await world["api"].get(f"/api/calls/{kept.json()['data']['call_id']}")).json()
     (entry,) = [r for r in call["events"] if "notes" in r["params"]]
