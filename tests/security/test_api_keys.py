@@ -63,11 +63,10 @@ async def test_a_read_only_key_learns_no_pbx_credential(install, services):
     secrets = [install.token, uis.token, desk.token]
     async with httpx.AsyncClient(base_url=install.url, headers={"Authorization": f"Bearer {install.api_key}"}) as api:
         # a call, so the call and journal answers have something in them
-        await httpx.AsyncClient(base_url=install.url).post(f"/hooks/uis/{uis.id}/{uis.token}", json={
-            "notification_name": "lost_call", "call_session_id": "1", "contact_phone_number": "79101234567"})  # fmt: skip
-        reader = {
-            "Authorization": f"Bearer {(await api.post('/api/keys', json={'name': 'r', 'read_only': True})).json()['key']}"
-        }  # noqa: E501
+        lost = {"notification_name": "lost_call", "call_session_id": "1", "contact_phone_number": "79101234567"}
+        await httpx.AsyncClient(base_url=install.url).post(f"/hooks/uis/{uis.id}/{uis.token}", json=lost)
+        made = (await api.post("/api/keys", json={"name": "r", "read_only": True})).json()
+        reader = {"Authorization": f"Bearer {made['key']}"}
         paths = [p for p, ops in (await api.get("/openapi.json")).json()["paths"].items() if "get" in ops]
         seen = []
         for path in paths:

@@ -309,5 +309,6 @@ async def test_only_the_audio_file_may_be_large(world, services):
     assert kept.status_code == 200, kept.text
     call = (await world["api"].get(f"/api/calls/{kept.json()['data']['call_id']}")).json()
     (entry,) = [r for r in call["events"] if "notes" in r["params"]]
-    assert entry["params"]["notes"].endswith("[48000 more characters not kept]") and len(entry["params"]["notes"]) < 2100
+    notes = entry["params"]["notes"]
+    assert notes.endswith("[48000 more characters not kept]") and len(notes) < 2100
     assert call["recording_status"] == "kept"
