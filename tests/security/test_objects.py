@@ -35,8 +35,9 @@ async def office(services, url: str, token: str, integration_id: int) -> Office:
             person = await directory.add_employee(session, name=login, pbx_login=login, extension=extension)
             person.password_hash = hash_password(PASSWORD)
             ids[login] = person.id
-            client = await directory.add_client(session, name=f"client of {login}", phones=[f"+7910555000{extension[-1]}"],
-                                                responsible_id=person.id)  # fmt: skip
+            phones = [f"+7910555000{extension[-1]}"]
+            name = f"client of {login}"
+            client = await directory.add_client(session, name=name, phones=phones, responsible_id=person.id)
             ids[f"{login}.client"] = client.id
             ids[f"{login}.deal"] = (await directory.add_deal(session, client_id=client.id, title="deal")).id
             task = Task(title="call back", employee_id=person.id, client_id=client.id)
@@ -51,7 +52,8 @@ async def office(services, url: str, token: str, integration_id: int) -> Office:
                     "planfix_token": token}  # fmt: skip
             for event in ({"event": "INCOMING"}, {"event": "ACCEPTED"}, {"event": "COMPLETED", "status": "Success",
                                                                           "duration": "20"}):  # fmt: skip
-                assert (await pbx.post(f"/hooks/planfix/{integration_id}", data=base | {"cmd": "event"} | event)).is_success
+                sent = await pbx.post(f"/hooks/planfix/{integration_id}", data=base | {"cmd": "event"} | event)
+                assert sent.is_success
     async with services.db.read() as session:
         from callbridge.store import calls
 

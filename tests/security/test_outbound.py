@@ -76,7 +76,8 @@ async def test_a_redirect_to_an_internal_address_is_refused():
     with serve_app(internal_service(hits)) as internal:
         port = internal.rsplit(":", 1)[1]
         link = f"http://localhost:{port}/bounce?to=http://127.0.0.1:{port}/admin/dump.mp3"
-        transport = outbound.PolicyTransport(outbound.OutboundPolicy(), httpx.AsyncHTTPTransport(), [("localhost", int(port))])
+        trusted = [("localhost", int(port))]
+        transport = outbound.PolicyTransport(outbound.OutboundPolicy(), httpx.AsyncHTTPTransport(), trusted)
         async with httpx.AsyncClient(transport=transport, follow_redirects=True) as http:
             with pytest.raises(outbound.Refused, match="loopback"):
                 await http.get(link)

@@ -131,8 +131,8 @@ async def test_the_connection_check_repeats_a_short_escaped_excerpt(services, da
 
     with serve_app(internal_pages()) as internal:
         async with services.db.transaction() as session:
-            row = await integrations.add_integration(session, kind="planfix", name="x",
-                                                     settings={"pbx_url": f"{internal}/x", "pbx_token": "t"})  # fmt: skip
+            pbx = {"pbx_url": f"{internal}/x", "pbx_token": "t"}
+            row = await integrations.add_integration(session, kind="planfix", name="x", settings=pbx)
         said = await integration_flows.check_integration(services, row.id)
     assert "\n" not in said and len(said) < 300 and "SECRET" in said  # a short excerpt, one line
 

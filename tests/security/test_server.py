@@ -155,8 +155,10 @@ async def test_a_body_that_trickles_is_cut_and_one_address_cannot_take_every_con
                             body_timeout_seconds=2, outbound_allow="")  # fmt: skip
     with running_server(settings) as url:
         install = await make_install(services, url)
-        post = (f"POST /hooks/planfix/{install.integration_id} HTTP/1.1\r\nHost: x\r\n"
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\n").encode()  # fmt: skip
+        post = (
+            f"POST /hooks/planfix/{install.integration_id} HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\n"
+        ).encode()
         request = post + b"cmd=contact&" + b"x" * 100
         stop = time.monotonic() + 30
         attack = [asyncio.create_task(trickle(url, request, stop, "127.0.0.2")) for _ in range(250)]

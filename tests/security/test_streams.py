@@ -15,7 +15,7 @@ from callbridge.web.auth import hash_password
 
 from ..conftest import settings_for
 from ..helpers import running_server
-from .conftest import make_install, sign_in
+from .conftest import PASSWORD, make_install, sign_in
 
 QUICK = {"live_recheck_seconds": 0.3, "outbound_allow": ""}
 
@@ -106,8 +106,8 @@ async def test_an_ended_session_ends_its_stream(services, database_url, tmp_path
         changes = [{"password_hash": hash_password("new")}, {"role": "admin"}, {"active": False}]
         for change in [None, *changes]:
             async with services.db.transaction() as session:
-                await directory.update_employee(session, install.manager_id, active=True, role="manager",
-                                                password_hash=hash_password("correct horse battery staple"))  # fmt: skip
+                again = {"active": True, "role": "manager", "password_hash": hash_password(PASSWORD)}
+                await directory.update_employee(session, install.manager_id, **again)
             user, _ = await sign_in(url, "maria")
             async with aclosing(user):
                 stream = await Stream(user, "/live/stream").started()
