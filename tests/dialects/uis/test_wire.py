@@ -139,7 +139,7 @@ def test_repair_turns_bare_words_into_strings_and_gaps_into_null():
 
 TEXT = st.characters(blacklist_categories=("Cs", "Cc"))
 BARE = st.text(st.characters(blacklist_characters='",{}[]\\', blacklist_categories=("Cs", "Cc")), min_size=1,
-               max_size=20).map(str.strip).filter(lambda v: v and v not in ("true", "false", "null") and not
+               max_size=20).map(str.strip).filter(lambda v: v and v not in ("true", "false", "null", "NaN", "Infinity", "-Infinity") and not
                                                   v.lstrip("-").replace(".", "", 1).isdigit())  # fmt: skip
 PLACEHOLDER = st.one_of(
     BARE.map(lambda v: (f" {v}", v)),  # a value put in without quotes
