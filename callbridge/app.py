@@ -44,6 +44,7 @@ from .store import Database, StoreBusy
 from .web import analytics as web_analytics
 from .web import crm as web_crm
 from .web import missed as web_missed
+from .web import presence as web_presence
 from .web import pages as web
 from .web import settings as web_settings
 from .web.auth import Forbidden, LoginRequired, SignInGuard, secret_key
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web_crm.router)
     app.include_router(web_analytics.router)
     app.include_router(web_missed.router)
+    app.include_router(web_presence.router)
     app.include_router(web_settings.router)
     app.mount("/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="static")
     key = secret_key(settings.secret_key.get_secret_value(), key_file(settings))

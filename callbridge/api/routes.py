@@ -19,7 +19,7 @@ from ..domain.pbx import PbxError
 from ..domain.phones import normalize
 from ..live import Holder, event_stream, for_employee
 from ..services import Services
-from ..store import StoreBusy, callbacks, crm, directory, integrations
+from ..store import StoreBusy, callbacks, crm, directory, integrations, presence
 from ..store import calls as call_store
 from ..store import journal as journal_store
 from ..store import recordings as recording_store
@@ -427,3 +427,11 @@ async def analytics_figures(services: Services, since: datetime, until: datetime
     per_employee = [{"employee_id": e} | _callbacks(f) for e, f in found.per_employee.items()]
     per_line = [{"line": line or None} | _callbacks(f) for line, f in sorted(found.per_line.items())]
     return {"since": since, "until": until, "callbacks": company | {"per_employee": per_employee, "per_line": per_line}}
+
+
+@router.get("/presence", tags=["presence"])
+async def who_is_on_the_line(services: Services):
+    """Each active employee's state now: free, ringing, talking (with the call and since when) or away."""
+    async with services.db.read() as session:
+        states = await presence.presence(session)
+    return [{"employee_id": p.employee_id, "state": p.state, "call_id": p.call_id, "since": p.since} for p in states]

@@ -114,7 +114,7 @@ async def signed_in(request: Request) -> dict:
     if employee is None or not employee.active or employee.session_version != known.get("v"):
         request.session.clear()
         raise LoginRequired()
-    request.state.user = {"id": employee.id, "name": employee.name, "role": employee.role}
+    request.state.user = {"id": employee.id, "name": employee.name, "role": employee.role, "away": employee.away}
     return request.state.user
 
 

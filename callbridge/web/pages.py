@@ -321,7 +321,10 @@ async def live_stream(request: Request):
     per_employee, lifetime = settings.live_streams_per_employee, settings.live_stream_seconds
     check = auth.session_check(request)
     holder = Holder(f"employee:{user['id']}", per_employee, check, lifetime, settings.live_recheck_seconds)
-    return event_stream(services_of(request).bus, for_employee(user["id"]), holder)
+    wanted = for_employee(user["id"])
+    if user["away"]:  # stepped away: no card rings for them (the page opens the stream again when they are back)
+        return event_stream(services_of(request).bus, lambda m: m["type"] != "CardShown" and wanted(m), holder)
+    return event_stream(services_of(request).bus, wanted, holder)
 
 
 @router.get("/cards")

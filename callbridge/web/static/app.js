@@ -264,10 +264,22 @@ document.addEventListener("submit", async (event) => {
   say(response.ok ? form.dataset.saved : form.dataset.failed, !response.ok);
 });
 
+// "Отошёл": no card comes while away; back, the stream opens again and cards come.
+const awayButton = document.querySelector("header .away");
+awayButton?.addEventListener("click", async () => {
+  const away = awayButton.dataset.away === "1" ? "0" : "1";
+  const response = await fetch("/me/away", { method: "POST", body: new URLSearchParams({ csrf, away }) });
+  if (!response.ok) return;
+  awayButton.dataset.away = away;
+  awayButton.textContent = away === "1" ? words.backHere : words.stepAway;
+  if (away === "1") for (const card of cards.querySelectorAll(".card:not(.talking)")) hideCard(card.dataset.call);
+  reconnect();
+});
+
 // The journal's first page follows the calls as they come in: the page fetched again with the same filters, and
 // its rows, its count and its pager put in place (the filters someone may be typing into are left alone).
-const journal = document.querySelector("table.journal[data-live] tbody");
-const FOLLOWED = ["table.journal tbody", "h1 small", "p.pages"];
+const journal = document.querySelector("table[data-live] tbody"); // the journal's first page, who is on the line
+const FOLLOWED = ["table[data-live] tbody", "h1 small", "p.pages"];
 function refreshJournal() {
   if (!journal || refreshJournal.timer) return;
   refreshJournal.timer = setTimeout(async () => {
@@ -284,8 +296,14 @@ function refreshJournal() {
   }, 300);
 }
 
+let stream = null;
+function reconnect() {
+  stream?.close();
+  listen();
+}
+
 function listen() {
-  const source = new EventSource("/live/stream");
+  const source = (stream = new EventSource("/live/stream"));
   const callOf = (event) => JSON.parse(event.data).call_id;
   source.addEventListener("CardShown", (event) => showCard(callOf(event)));
   source.addEventListener("CardHidden", (event) => {
@@ -295,7 +313,8 @@ function listen() {
   });
   source.addEventListener("CallAnswered", (event) => refreshCard(callOf(event)));
   source.addEventListener("CallEnded", (event) => refreshCard(callOf(event)));
-  for (const change of ["CallOpened", "CallAnswered", "CallEnded"]) source.addEventListener(change, refreshJournal);
+  const changes = ["CallOpened", "CallAnswered", "CallEnded", ...(journal?.closest(".presence") ? ["CardShown", "CardHidden"] : [])];
+  for (const change of changes) source.addEventListener(change, refreshJournal);
   for (const change of ["CallAnswered", "CallEnded"]) source.addEventListener(change, countOwed);
   source.onopen = () => untell("connection");
   source.onerror = async () => {

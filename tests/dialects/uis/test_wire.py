@@ -137,9 +137,10 @@ def test_repair_turns_bare_words_into_strings_and_gaps_into_null():
     assert data == {"direction": "in", "employee_id": None, "n": 12, "ok": True, "t": "2026-11-24 12:00:00"}
 
 
+LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")  # what JSON (or Python's reader) takes bare
 TEXT = st.characters(blacklist_categories=("Cs", "Cc"))
 BARE = st.text(st.characters(blacklist_characters='",{}[]\\', blacklist_categories=("Cs", "Cc")), min_size=1,
-               max_size=20).map(str.strip).filter(lambda v: v and v not in ("true", "false", "null", "NaN", "Infinity", "-Infinity") and not
+               max_size=20).map(str.strip).filter(lambda v: v and v not in LITERALS and not
                                                   v.lstrip("-").replace(".", "", 1).isdigit())  # fmt: skip
 PLACEHOLDER = st.one_of(
     BARE.map(lambda v: (f" {v}", v)),  # a value put in without quotes
