@@ -168,7 +168,7 @@ async def test_language_pages_and_roles(browser, workspace):
     await workspace["post"](cmd="history", type="in", status="Missed", phone=KNOWN, user="andy", duration="0",
                             callid="w4")  # fmt: skip
     employee = await sign_in(browser, workspace["base"], "andy")
-    assert await employee.inner_text("header nav") == "Звонки\nКлиенты\nЗадачи\nАналитика"  # no settings
+    assert await employee.inner_text("header nav") == "Звонки\nКлиенты\nПропущенные\nЗадачи\nКто на линии\nАналитика"
     response = await employee.goto(f"{workspace['base']}/settings")
     assert response.status == 403
     await employee.goto(f"{workspace['base']}/calls")
@@ -222,7 +222,7 @@ async def test_english_chosen_on_the_sign_in_page_stays_after_signing_in(browser
     await page.fill("input[name=password]", "demo")
     await page.click("form.login button")
     await page.wait_for_url(f"{base}/calls")
-    assert await page.inner_text("header nav") == "Calls\nClients\nTasks\nAnalytics"
+    assert await page.inner_text("header nav") == "Calls\nClients\nMissed\nTasks\nWho is on the line\nAnalytics"
 
 
 async def test_an_admin_adds_a_webhook_and_tests_it(browser, workspace):
