@@ -94,7 +94,8 @@ async def load(services: Services, history_days: int = 14) -> str:
     return (
         f"demo loaded: {len(EMPLOYEES)} employees, {len(CLIENTS)} clients, {played.calls} calls of the last "
         f"{history_days} days ({played.recordings} recordings)\n"
-        f"workspace: {base} - sign in as admin (or daria, andy, mike, serg) with password demo\n"
+        f"workspace: {base} - sign in as andy or mike (password demo) to see the call cards: a card comes to the "
+        f"employees whose phones ring; admin (also daria, serg) sees the settings, and no card unless their phone rings\n"
         f"watch a call come in: in another terminal, in this folder, run\n"
         f"  {_command()} simulate group{_url_unless_default(base)}      (or hunting, missed, outgoing)\n"
         f"cloudpbx inbound URL: {inbound_url(services, pbx)}\n"

@@ -39,28 +39,33 @@ class Person:
         return self.login or self.extension or "100"
 
 
-def steps(scenario: str, people: list[Person], pause: float) -> list[Step]:
-    """The steps of a scenario with these employees (at least one; three for hunting)."""
+RING = "ring"  # a pause as long as phones ring before anyone answers (`ring` seconds), not `pause`
+
+
+def steps(scenario: str, people: list[Person], pause: float, ring: float = 5.0) -> list[Step]:
+    """The steps of a scenario with these employees (at least one; three for hunting); phones ring `ring` seconds
+    before anyone answers, so a person watching sees the card ring (both cards, in a group call)."""
     a, b, c = (people * 3)[:3]
     keys = {"a": a, "b": b, "c": c}
     plans = {
-        "group": [("ring", "ab", 0), ("answer", "b", 1), ("leg_over", "a", 0), ("end", "b", 1)],
+        "group": [("ring", "ab", RING), ("answer", "b", 1), ("leg_over", "a", 0), ("end", "b", 1)],
         "hunting": [
-            ("ring", "a", 1),
+            ("ring", "a", RING),
             ("leg_over", "a", 0),
-            ("ring", "b", 1),
+            ("ring", "b", RING),
             ("leg_over", "b", 0),
-            ("ring", "c", 1),
+            ("ring", "c", RING),
             ("answer", "c", 1),
             ("end", "c", 1),
-        ],  # fmt: skip
-        "missed": [("ring", "ab", 2), ("end_missed", "ab", 0)],
-        "outgoing": [("ring", "a", 1), ("answer", "a", 1), ("end", "a", 0)],
+        ],
+        "missed": [("ring", "ab", RING), ("end_missed", "ab", 0)],
+        "outgoing": [("ring", "a", RING), ("answer", "a", 1), ("end", "a", 0)],
     }
     plan = []
     for what, who, pauses in plans[scenario]:
         result = "missed" if what == "end_missed" else "answered"
-        plan.append(Step(what.removesuffix("_missed"), tuple(keys[k] for k in who), result, pauses * pause))
+        waits = ring if pauses == RING else pauses * pause
+        plan.append(Step(what.removesuffix("_missed"), tuple(keys[k] for k in who), result, waits))
     return plan
 
 
@@ -70,13 +75,21 @@ Render = Callable[..., list[dict[str, Any]]]
 
 
 async def play(
-    base_url: str, path: str, render: Render, token: str, scenario: str, people: list[Person], phone: str, pause: float
+    base_url: str,
+    path: str,
+    render: Render,
+    token: str,
+    scenario: str,
+    people: list[Person],
+    phone: str,
+    pause: float,
+    ring: float = 5.0,
 ) -> str:
     """Play one scenario, each step rendered as the PBX's requests by its dialect's fake; returns the call id."""
     call = f"sim-{next(_ids)}-{random.randrange(1000)}"
     outgoing = scenario == "outgoing"
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
-        for step in steps(scenario, people, pause):
+        for step in steps(scenario, people, pause, ring):
             for request in render(step, call=call, phone=phone, outgoing=outgoing, token=token):
                 response = await http.post(path, **request)
                 if response.status_code >= 400:

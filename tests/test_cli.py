@@ -181,7 +181,7 @@ def test_serve_as_a_user_runs_it(tmp_path):
             printed += process.stdout.readline()
         assert f"workspace: {base} -" in printed and f"inbound URL: {base}/hooks/cloudpbx/{pbx['id']}" in printed
         (hint,) = [line for line in printed.splitlines() if " simulate group" in line]
-        played = subprocess.run([*hint.split("(or")[0].split(), "--pause", "0.05"], env=env, cwd=tmp_path,
+        played = subprocess.run([*hint.split("(or")[0].split(), "--pause", "0.05", "--ring", "0.05"], env=env, cwd=tmp_path,
                                 capture_output=True, text=True)  # fmt: skip
         assert played.returncode == 0 and f"{base}/calls/" in played.stdout, played.stdout + played.stderr
     finally:
@@ -242,7 +242,7 @@ def test_simulate_plays_every_scenario_against_a_running_server(tmp_path, kind, 
         asyncio.run(_enable_all(db))
         integration = "1" if kind == "cloudpbx" else "2"
         for scenario in ("group", "hunting", "missed", "outgoing"):
-            played = cli(db, "simulate", scenario, "--integration", integration, "--pause", "0", "--recording")
+            played = cli(db, "simulate", scenario, "--integration", integration, "--pause", "0", "--ring", "0", "--recording")
             assert played.exit_code == 0, played.output
             assert f"{base}/calls/" in played.stdout  # where to see it
             assert ("nobody answered" if scenario == "missed" else "answered by ") in played.stdout
@@ -331,3 +331,16 @@ def test_the_demo_shows_two_weeks_of_what_callbridge_does(db, tmp_path, monkeypa
     assert {(c.direction, c.result) for c in calls} >= {("in", "answered"), ("in", "missed"), ("out", "answered")}
     assert any(c.deal_id for c in calls) and leads > 0 and ("open", True) in tasks and ("done", True) in tasks
     assert kept and all((tmp_path / "recordings" / r.file).read_bytes()[:4] == b"RIFF" for r in kept)
+
+
+def test_simulate_rings_long_enough_to_see_the_cards():
+    """`simulate group` answered at once, so nobody saw a card ring: both phones ring 5 s (--ring) before one
+    answers, and every scenario's phones ring that long before anyone answers or the call is missed."""
+    from callbridge import simulate
+
+    people = [simulate.Person("andy", "101"), simulate.Person("mike", "102"), simulate.Person("serg", "103")]
+    group = simulate.steps("group", people, pause=1.5)
+    assert (group[0].what, len(group[0].who), group[0].pause) == ("ring", 2, 5.0) and group[1].what == "answer"
+    for scenario in simulate.SCENARIOS:
+        rings = [step for step in simulate.steps(scenario, people, pause=0.1, ring=7.0) if step.what == "ring"]
+        assert rings and all(step.pause == 7.0 for step in rings), scenario

@@ -158,6 +158,7 @@ def simulate(
     url: Annotated[str | None, typer.Option(help="the running server (default: CALLBRIDGE_PUBLIC_URL)")] = None,
     phone: Annotated[str | None, typer.Option(help="the client's number (default: a random client's)")] = None,
     pause: Annotated[float, typer.Option(help="seconds between the steps a person would see")] = 1.5,
+    ring: Annotated[float, typer.Option(help="seconds the phones ring before anyone answers (or nobody does)")] = 5.0,
     recording: Annotated[bool, typer.Option(help="attach a short recording (made here) to an answered call")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -192,7 +193,7 @@ def simulate(
         fake = services.dialects[chosen.kind].fake
         if fake is None:
             raise LookupError(f"{chosen.kind} PBXs cannot be simulated")
-        call = await simulation.play(base, path, fake, chosen.token, scenario, persons, number, pause)
+        call = await simulation.play(base, path, fake, chosen.token, scenario, persons, number, pause, ring)
         async with services.db.read() as session:
             try:
                 row = await call_store.get_call(session, await call_store.find_call(session, chosen.id, call))

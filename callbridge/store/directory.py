@@ -228,6 +228,11 @@ def client_of_number(number):
 CLIENT_OF_NUMBER = client_of_number(bindparam("number"))
 
 
+async def owner_of(session: AsyncSession, e164: str) -> int | None:
+    """The client who owns the number, if anyone does."""
+    return await session.scalar(select(ClientPhone.client_id).where(ClientPhone.e164 == e164))
+
+
 async def count_clients(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count(Client.id))) or 0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from ..domain.ids import parse_id
 from ..domain.phones import normalize, number_parts
@@ -61,7 +61,13 @@ async def create_client(request: Request):
             phones = [phone] if phone else []
             client = await directory.add_client(session, name=name, phones=phones, responsible_id=responsible)
     except directory.PhoneTaken:
+        if request.headers.get("x-requested-with") == "fetch":  # the card: it links to the client the rules made
+            async with services.db.read() as session:
+                owner = await directory.owner_of(session, phone) if phone else None
+            return JSONResponse({"client": owner, "taken": True}, status_code=409)
         raise HTTPException(409, "this number already belongs to a client") from None
+    if request.headers.get("x-requested-with") == "fetch":  # created from the card, which stays where it is
+        return JSONResponse({"client": client.id})
     return RedirectResponse(f"/clients/{client.id}", status_code=303)
 
 

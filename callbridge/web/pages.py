@@ -350,7 +350,9 @@ async def card(call_id: IdPath, request: Request):
         talking = row.answered_at is not None and row.employee_id == user["id"]
         if row.answered_at is not None and not talking:
             return Response(status_code=204)
-        client = await directory.get_client(session, row.client_id) if row.client_id else None
+        # a client made for the number after the call came (from this card, or by the rules) is the call's too
+        client_id = row.client_id or (await directory.owner_of(session, row.phone) if row.phone else None)
+        client = await directory.get_client(session, client_id) if client_id else None
         manager = (
             await directory.get_employee(session, client.responsible_id) if client and client.responsible_id else None
         )

@@ -88,7 +88,7 @@ def test_the_cli_the_settings_page_and_simulate_know_a_dialect_registered_from_o
             browser.post("/settings/integrations", data={"csrf": csrf, "kind": "tinypbx", "name": "Tiny 2",
                          "switchboard_url": "https://tiny2.invalid/", "switchboard_key": "k2"})  # fmt: skip
         monkeypatch.setenv("CALLBRIDGE_PUBLIC_URL", base)
-        played = cli(db, "simulate", "missed", "--integration", str(view["id"]), "--pause", "0")
+        played = cli(db, "simulate", "missed", "--integration", str(view["id"]), "--pause", "0", "--ring", "0")
         assert played.exit_code == 0, played.output
     kinds = query(db, lambda s: integrations.list_integrations(s, kind="tinypbx"))
     assert sorted(i.name for i in kinds) == ["Tiny", "Tiny 2"]

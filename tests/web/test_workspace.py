@@ -61,7 +61,7 @@ async def workspace(services, database_url, tmp_path):
                 response = await http.post(f"{base}/hooks/cloudpbx/{row.id}", data=params | {"crm_token": row.token})
                 assert response.status_code == 200, response.text
 
-            yield {"base": base, "post": post, "pbx": pbx, "pbx_url": pbx_url}
+            yield {"base": base, "post": post, "pbx": pbx, "pbx_url": pbx_url, "services": services}
 
 
 async def sign_in(browser, base: str, login: str):
@@ -145,13 +145,25 @@ async def test_an_unknown_number_offers_to_create_a_client(browser, workspace):
     await workspace["post"](cmd="event", type="INCOMING", callid="w2", phone="79995550000", user="andy")
     card = await page.wait_for_selector(".card", timeout=3000)
     assert "Неизвестный номер" in await card.inner_text()
-    await page.click(".card form button")
-    await page.wait_for_url(lambda url: "/clients?phone=" in url)
-    await page.fill("form.stack input[name=name]", "ООО Новый клиент")
-    await page.click("form.stack button")
+    await page.fill(".card form.new-client input[name=name]", "ООО Новый клиент")
+    await page.click(".card form.new-client button")  # made in place: the card stays and shows the client
+    await page.wait_for_selector(".card h3 a", timeout=3000)
+    assert "ООО Новый клиент" in await page.inner_text(".card h3") and page.url.endswith("/calls")
+    await page.click(".card h3 a")
     await page.wait_for_url(lambda url: "/clients/" in url)
     assert "ООО Новый клиент" in await page.inner_text("h1")
     assert "+7 999 555-00-00" in await page.inner_text("main")
+    # a second unknown number, whose client the rules made meanwhile: the card links to it, what was typed stays
+    await page.click(".card .dismiss")
+    await workspace["post"](cmd="event", type="INCOMING", callid="w3", phone="79995550001", user="andy")
+    await page.wait_for_selector(".card form.new-client", timeout=3000)
+    async with workspace["services"].db.transaction() as session:  # the rules' lead, as they would make it
+        await directory.add_client(session, name="Лид +7 999 555-00-01", phones=["+79995550001"])
+    await page.fill(".card form.new-client input[name=name]", "Мой новый")
+    await page.click(".card form.new-client button")
+    await page.wait_for_selector(".card h3 a", timeout=3000)
+    assert "Лид +7 999 555-00-01" in await page.inner_text(".card h3")
+    assert "уже есть клиент" in await page.inner_text("#toast")
 
 
 async def test_click_to_call_from_the_journal(browser, workspace):

@@ -250,6 +250,19 @@ document.addEventListener("submit", (event) => {
   if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
 }, true);
 
+// "Создать клиента" on a card: made in place, the card shows the client; if the rules made one for the number
+// meanwhile, the card shows that one (and what was typed stays in the field).
+document.addEventListener("submit", async (event) => {
+  const form = event.target.closest(".card form.new-client");
+  if (!form) return;
+  event.preventDefault();
+  const response = await fetch(form.action, { method: "POST", body: new FormData(form),
+                                              headers: { "X-Requested-With": "fetch" } });
+  const answer = await response.json().catch(() => ({}));
+  if (response.status === 409 && answer.client) say(form.dataset.taken);
+  if (response.ok || answer.client) refreshCard(form.closest(".card").dataset.call);
+});
+
 document.addEventListener("submit", async (event) => {
   const form = event.target.closest("form.comment");
   if (!form) return;
