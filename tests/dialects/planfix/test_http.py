@@ -301,7 +301,7 @@ async def test_the_call_is_in_the_clients_history_with_its_recording(world, serv
         csrf = re.search(r'name="csrf" value="([^"]+)"', (await browser.get("/login")).text).group(1)
         await browser.post("/login", data={"csrf": csrf, "login": "admin", "password": "pw"})
         page = (await browser.get(f"/clients/{client.id}")).text
-        players = re.findall(r'<audio controls preload="none" src="/calls/(\d+)/recording">', page)
+        players = re.findall(r'<button type="button" class="play" data-src="/calls/(\d+)/recording"', page)
         assert players == [str(call["id"])] * 2  # in the deal's history and in the contact record
         assert (await browser.get(f"/calls/{call['id']}/recording")).content == mp3(4)
 
