@@ -51,7 +51,6 @@ class LiveBus:
     def full(self) -> bool:
         return len(self._subscribers) >= self.max_streams
 
-
     def publish(self, message: dict[str, Any]) -> None:
         frame = None
         for queue, wanted in self._subscribers.items():
