@@ -279,7 +279,8 @@ async def test_every_page_fits_a_phone(browser, workspace):
     call = await page.get_attribute("tr.call td a", "href")
     await page.goto(f"{workspace['base']}/clients")
     client = await page.get_attribute("main table a[href^='/clients/']", "href")
-    for path in ("/calls", call, "/clients", client, "/tasks?who=all", "/analytics", "/settings"):
+    pages = ("/calls", call, "/clients", client, "/tasks?who=all", "/missed", "/presence", "/analytics", "/settings")
+    for path in pages:
         await page.goto(workspace["base"] + path)
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (path, width)  # no sideways scrolling: wide tables scroll inside themselves
@@ -652,3 +653,41 @@ async def test_a_journal_fits_twenty_calls_on_a_screen(browser, workspace, servi
     )
     await snap(page, "journal-screen")
     assert seen >= 20, seen
+
+
+async def test_the_page_says_when_it_is_cut_off_and_who_is_on_the_line_follows_calls(browser, workspace):
+    """An open tab went dead without saying so; the presence page follows the calls as they come, in English too."""
+    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    daria = await signed_in_tab(context, workspace["base"], "daria")
+    await daria.goto(f"{workspace['base']}/lang/en")
+    await daria.goto(f"{workspace['base']}/presence")
+    await asyncio.sleep(0.5)  # its live stream is open
+    await workspace["post"](cmd="event", type="INCOMING", callid="pr1", phone=KNOWN, user="andy")
+    row = "table.presence tr:has-text('Петров Андрей')"
+    for _ in range(50):
+        if "phone ringing" in await daria.inner_text(row):
+            break
+        await asyncio.sleep(0.1)
+    assert "phone ringing" in await daria.inner_text(row)
+    await workspace["post"](cmd="event", type="ACCEPTED", callid="pr1", phone=KNOWN, user="andy")
+    for _ in range(50):
+        if "talking" in await daria.inner_text(row):
+            break
+        await asyncio.sleep(0.1)
+    assert "talking" in await daria.inner_text(row)
+    await snap(daria, "presence-phone")
+
+    # the network goes while the stream is cut (here: eight newer tabs of hers elsewhere take its place): the page
+    # says so, and connects again by itself once it can
+    await context.set_offline(True)
+    elsewhere = [await browser.new_context() for _ in range(2)]  # a browser holds six connections to one host
+    for other in elsewhere:
+        for _ in range(4):
+            await signed_in_tab(other, workspace["base"], "daria")
+    notice = await daria.wait_for_selector("#notice:has-text('No connection')", timeout=10_000)
+    assert await notice.is_visible()
+    for other in elsewhere:
+        await other.close()
+    await context.set_offline(False)
+    await daria.wait_for_selector("#notice", state="hidden", timeout=15_000)
+    await context.close()
