@@ -181,8 +181,9 @@ def test_serve_as_a_user_runs_it(tmp_path):
             printed += process.stdout.readline()
         assert f"workspace: {base} -" in printed and f"inbound URL: {base}/hooks/cloudpbx/{pbx['id']}" in printed
         (hint,) = [line for line in printed.splitlines() if " simulate group" in line]
-        played = subprocess.run([*hint.split("(or")[0].split(), "--pause", "0.05", "--ring", "0.05"], env=env, cwd=tmp_path,
-                                capture_output=True, text=True)  # fmt: skip
+        quick = ["--pause", "0.05", "--ring", "0.05"]
+        played = subprocess.run([*hint.split("(or")[0].split(), *quick], env=env, cwd=tmp_path, capture_output=True,
+                                text=True)  # fmt: skip
         assert played.returncode == 0 and f"{base}/calls/" in played.stdout, played.stdout + played.stderr
     finally:
         process.terminate()
@@ -242,7 +243,8 @@ def test_simulate_plays_every_scenario_against_a_running_server(tmp_path, kind, 
         asyncio.run(_enable_all(db))
         integration = "1" if kind == "cloudpbx" else "2"
         for scenario in ("group", "hunting", "missed", "outgoing"):
-            played = cli(db, "simulate", scenario, "--integration", integration, "--pause", "0", "--ring", "0", "--recording")
+            quick = ["--pause", "0", "--ring", "0"]
+            played = cli(db, "simulate", scenario, "--integration", integration, *quick, "--recording")
             assert played.exit_code == 0, played.output
             assert f"{base}/calls/" in played.stdout  # where to see it
             assert ("nobody answered" if scenario == "missed" else "answered by ") in played.stdout
