@@ -294,8 +294,9 @@ async def employee_for_login(session: AsyncSession, login: str) -> Employee | No
     return (await session.scalars(query.order_by(Employee.id))).first()
 
 
-async def get_client(session: AsyncSession, client_id: int) -> Client | None:
-    return await session.get(Client, client_id)
+async def get_client(session: AsyncSession, client_id: int | None) -> Client | None:
+    """The client (none for no id: a call or task of no client's)."""
+    return await session.get(Client, client_id) if client_id is not None else None
 
 
 async def search_clients(

@@ -162,7 +162,7 @@ async def task_done(task_id: IdPath, request: Request):
         task = await directory.get_task(session, task_id)
         if task is None:
             raise HTTPException(404, "no such task")
-        client = await directory.get_client(session, task.client_id) if task.client_id else None
+        client = await directory.get_client(session, task.client_id)
         if not access.may_change_task(user, task, client, services.settings.shared_crm):
             raise HTTPException(403, "not_yours_task")
         await directory.set_task_status(session, task_id, "done", utcnow())

@@ -352,7 +352,7 @@ async def card(call_id: IdPath, request: Request):
             return Response(status_code=204)
         # a client made for the number after the call came (from this card, or by the rules) is the call's too
         client_id = row.client_id or (await directory.owner_of(session, row.phone) if row.phone else None)
-        client = await directory.get_client(session, client_id) if client_id else None
+        client = await directory.get_client(session, client_id)
         manager = (
             await directory.get_employee(session, client.responsible_id) if client and client.responsible_id else None
         )
@@ -380,7 +380,7 @@ async def comment(call_id: IdPath, request: Request):
         call = await call_store.get_call(session, call_id)
         if call is None:
             raise HTTPException(404, "no such call")
-        client = await directory.get_client(session, call.client_id) if call.client_id else None
+        client = await directory.get_client(session, call.client_id)
         if not access.may_comment(user, call, client, services.settings.shared_crm):
             raise HTTPException(403, "not_yours_call")
         await call_store.set_comment(session, call_id, text)

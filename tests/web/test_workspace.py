@@ -64,8 +64,8 @@ async def workspace(services, database_url, tmp_path):
             yield {"base": base, "post": post, "pbx": pbx, "pbx_url": pbx_url, "services": services}
 
 
-async def sign_in(browser, base: str, login: str):
-    page = await browser.new_page(viewport={"width": 1360, "height": 860})
+async def sign_in(browser, base: str, login: str, height: int = 860):
+    page = await browser.new_page(viewport={"width": 1360, "height": height})
     await page.goto(f"{base}/calls")
     assert "/login" in page.url
     await page.fill("input[name=login]", login)
@@ -637,12 +637,7 @@ async def test_a_journal_fits_twenty_calls_on_a_screen(browser, workspace, servi
         await workspace["post"](cmd="history", type="in", status="Success" if n % 3 else "Missed", user="andy",
                                 phone=f"7910555{n:04d}", duration="40", callid=f"fit{n}",
                                 link=f"{workspace['pbx_url']}/records/call.wav")  # fmt: skip
-    page = await browser.new_page(viewport={"width": 1360, "height": 900})
-    await page.goto(f"{workspace['base']}/calls")
-    await page.fill("input[name=login]", "andy")
-    await page.fill("input[name=password]", "demo")
-    await page.click("form.login button")
-    await page.wait_for_url(f"{workspace['base']}/calls")
+    page = await sign_in(browser, workspace["base"], "andy", height=900)
     for _ in range(50):
         if len(await page.query_selector_all("tr.call button.play")) >= 20:
             break
